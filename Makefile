@@ -1,0 +1,35 @@
+# The README's commands. `make test` works on a fresh machine: it installs what the tests need.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEBS := iputils-ping iproute2
+
+.PHONY: test demo deps venv lint clean
+
+venv: $(BIN)/kube-vxlan-controller
+
+$(BIN)/kube-vxlan-controller: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# Debian packages the tests and the demo use (ping inside pod namespaces). Only as root, only when missing.
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "not root: skipping apt-get install of$$missing (root tests will skip)"; fi; \
+	fi
+
+lint: venv
+	$(BIN)/lint-imports
+
+test: venv deps lint
+	$(BIN)/pytest
+
+demo: venv deps
+	$(BIN)/kube-vxlan-controller demo
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,44 @@
+"""The `kube-vxlan-controller` console script: one subcommand per surface.
+
+Each subcommand lives in its own module; this file only parses the first word and hands over the rest,
+so `--help` of a subcommand is that module's own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from . import __version__
+
+#: subcommand → (module, function taking argv and returning an exit code)
+COMMANDS = {
+    "sandbox": ("kube_vxlan_controller.sandbox.runner", "main"),
+}
+
+USAGE = """usage: kube-vxlan-controller COMMAND [ARGS]
+
+commands:
+  sandbox   run a local Kubernetes API whose pods are network namespaces (root)
+  version   print the version
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "version":
+        print(__version__)
+        return 0
+    if command not in COMMANDS:
+        print(f"kube-vxlan-controller: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
+        return 2
+    module, function = COMMANDS[command]
+    return getattr(importlib.import_module(module), function)(rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Domain values shared by every layer.
+
+Everything here is immutable: values cross actor boundaries and pykka does not copy messages, so a
+mutable value shared between two actors would be a race. `k8s/` turns API objects into these values;
+no client model leaves `k8s/`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    """What the controller needs to know about one pod, as last seen by the API."""
+
+    uid: str
+    namespace: str
+    name: str
+    ip: str | None = None
+    resource_version: str = ""
+    labels: Mapping[str, str] = field(default=_EMPTY)
+    annotations: Mapping[str, str] = field(default=_EMPTY)
+    #: the init agent container (vxlan-controller-agent-init) is running: setup can happen now.
+    init_agent_running: bool = False
+    #: the sidecar agent container (vxlan-controller-agent) is running: the fdb can be reconciled.
+    agent_running: bool = False
+    #: restart count of the sidecar agent: a restart means a fresh container, so look again.
+    agent_restarts: int = 0
+    #: deletionTimestamp is set: the pod is going away and leaves every network now.
+    deleting: bool = False
+    phase: str = ""
+
+    @property
+    def key(self) -> str:
+        """`namespace/name`, the way every log line names a pod."""
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    """The outcome of one command run in a pod's container."""
+
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
