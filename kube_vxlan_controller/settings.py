@@ -1,0 +1,87 @@
+"""Every setting of `kube-vxlan-controller run`, in one dataclass.
+
+Each field is a flag (`--exec-deadline 5`) and a `KVC_*` environment variable (`KVC_EXEC_DEADLINE=5`);
+a flag wins over the environment, the environment over the default. Defaults are the original's names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _own_namespace() -> str:
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "kube-system"
+    except OSError:
+        return "kube-system"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    kubeconfig: str | None = field(default=None, metadata={"help": "kubeconfig file; in-cluster config when unset"})
+    namespace: str = field(
+        default_factory=_own_namespace,
+        metadata={"help": "the controller's namespace, where its ConfigMap lives (default: its own, else kube-system)"},
+    )
+    watch_namespace: str | None = field(
+        default=None, metadata={"help": "watch pods of this namespace only (default: all namespaces)"}
+    )
+    label: str = field(default="vxlan.openvnf.org", metadata={"help": "pods opt in with this label set to \"true\""})
+    annotation: str = field(
+        default="vxlan.openvnf.org/networks", metadata={"help": "annotation naming a pod's networks and options"}
+    )
+    configmap: str = field(default="kube-vxlan-controller", metadata={"help": "ConfigMap with per-network defaults"})
+    init_agent: str = field(
+        default="vxlan-controller-agent-init", metadata={"help": "init agent container: interfaces are set up in it"}
+    )
+    agent: str = field(default="vxlan-controller-agent", metadata={"help": "sidecar agent container: fdb is kept in it"})
+    exec_deadline: float = field(default=10.0, metadata={"help": "seconds one exec in a pod may take"})
+    max_concurrent_execs: int = field(default=32, metadata={"help": "execs in flight at once, process-wide"})
+    resync: float = field(default=60.0, metadata={"help": "seconds between full fdb re-reads of each pod (repairs drift)"})
+    admin: str = field(
+        default="127.0.0.1:8081", metadata={"help": "loopback address of the query endpoint used by inspect/list"}
+    )
+    health: str = field(
+        default="0.0.0.0:8080", metadata={"help": "address serving /healthz, /readyz and /metrics ('' disables)"}
+    )
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+
+    @property
+    def selector(self) -> str:
+        return f"{self.label}=true"
+
+
+def _flag(f: dataclasses.Field) -> str:
+    return "--" + f.name.replace("_", "-")
+
+
+def _env(f: dataclasses.Field) -> str:
+    return "KVC_" + f.name.upper()
+
+
+def _kind(f: dataclasses.Field):
+    return {"float": float, "int": int}.get(str(f.type), str)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(Settings):
+        parser.add_argument(_flag(f), dest=f.name, type=_kind(f), default=None,
+                            help=f"{f.metadata['help']} [env {_env(f)}]")
+
+
+def from_arguments(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    values = {}
+    for f in dataclasses.fields(Settings):
+        given = getattr(args, f.name, None)
+        if given is None and _env(f) in environ:
+            given = _kind(f)(environ[_env(f)])
+        if given is not None:
+            values[f.name] = given
+    return Settings(**values)
