@@ -23,8 +23,8 @@ class Pod:
     name: str
     ip: str | None = None
     resource_version: str = ""
-    labels: Mapping[str, str] = field(default=_EMPTY)
-    annotations: Mapping[str, str] = field(default=_EMPTY)
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     #: the init agent container (vxlan-controller-agent-init) is running: setup can happen now.
     init_agent_running: bool = False
     #: the sidecar agent container (vxlan-controller-agent) is running: the fdb can be reconciled.

@@ -1,0 +1,415 @@
+"""What the controller executes in the pods' agent containers, and how it reads the answers.
+
+Pure code: argv lists and batch texts in, parsed kernel state out; running them (pod exec, deadlines,
+retries) is the caller's business. Every word that reaches an argv or a batch line is either a
+constant here or a value validated by `options.py` / re-validated here (interface names, IPs via
+`ipaddress`), so nothing a pod author wrote reaches a command unchecked.
+
+Protocol, one exec per step (iproute2 ≥ 4.14 for `-j`):
+
+1. Read the links: `LINKS_ARGV`, parsed by `parse_links`. We read `ip -d -j addr show` rather than
+   `ip -d -j link show`: with `-d` it carries the same `linkinfo` *and* each link's `addr_info`, so
+   one exec tells both what to keep and which stale addresses to drop.
+2. Set up (init agent): `batch_argv("ip", t)` with `setup_batch(specs, links)` on stdin. Idempotent:
+   a matching link is kept, a different vxlan link of the name is deleted and re-created, a missing
+   one is added; then addresses, up/down, routes (`replace` semantics, exit 0 when already there).
+   Order: all deletes, all adds, addresses, up, routes — a route via a gateway needs the address on a
+   link that is up. A non-vxlan link holding a wanted name is never touched: `setup_conflicts` says
+   so, and that network is left out of the batch.
+3. Terminate the init agent: `TERMINATE_COMPAT_ARGV` (older agent images wait for the file), then
+   `TERMINATE_ARGV`.
+4. Reconcile the fdb (sidecar agent): `FDB_ARGV`, parsed by `parse_fdb`, then `batch_argv("bridge",
+   t)` with `fdb_batch(desired, observed)` on stdin when it is not empty. `fdb_lines` renders the
+   same output for `inspect`.
+
+Setup is idempotent *given a fresh read*: read the links, then run the batch computed from them.
+Re-sending an old batch text is not (a `link add` of a link that now exists fails, and iproute2 has
+no create-or-keep for vxlan: `ip link replace` of an existing vxlan link is "Operation not
+supported"). The fdb batch, in contrast, stays harmless when re-sent on a stale reading.
+
+Batches run with `-force`: one failed line does not stop the others, and the exit status is still
+non-zero, so the caller retries against freshly read state. Batch commands are wrapped in `timeout N`
+because a kubelet does not kill a non-tty exec whose client went away: without it an abandoned exec
+(for instance `-batch -` waiting for an EOF that never comes) would stay in the pod for ever.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+from kube_vxlan_controller.options import NetworkSpec, is_ifname
+
+__all__ = [
+    "AgentOutputError",
+    "FDB_ARGV",
+    "FdbDiff",
+    "LINKS_ARGV",
+    "Link",
+    "TERMINATE_ARGV",
+    "TERMINATE_COMPAT_ARGV",
+    "ZERO_MAC",
+    "batch_argv",
+    "fdb_batch",
+    "fdb_diff",
+    "fdb_lines",
+    "parse_fdb",
+    "parse_links",
+    "setup_batch",
+    "setup_conflicts",
+    "with_timeout",
+]
+
+LINKS_ARGV: list[str] = ["ip", "-d", "-j", "addr", "show"]
+FDB_ARGV: list[str] = ["bridge", "-j", "fdb", "show"]
+#: The init agent's main process waits for TERM; after it the pod's next init container starts.
+TERMINATE_ARGV: list[str] = ["kill", "-TERM", "1"]
+#: What agent images of the original controller wait for instead of TERM (harmless for ours).
+TERMINATE_COMPAT_ARGV: list[str] = ["touch", "/run/terminate"]
+#: The all-zeros entry: "flood unknown destinations to this peer", one per peer.
+ZERO_MAC = "00:00:00:00:00:00"
+
+_BATCH_TOOLS = ("ip", "bridge")
+
+
+class AgentOutputError(ValueError):
+    """An agent command printed something we cannot read as iproute2 JSON."""
+
+
+# --------------------------------------------------------------------------------------------------
+# argv
+
+
+def with_timeout(argv: Sequence[str], timeout: int) -> list[str]:
+    """`argv` run under `timeout N`, so it cannot outlive an exec its client abandoned."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+        raise ValueError(f"timeout must be a positive whole number of seconds, not {timeout!r}")
+    return ["timeout", str(timeout), *argv]
+
+
+def batch_argv(tool: str, timeout: int) -> list[str]:
+    """`timeout N ip|bridge -force -batch -`: runs the batch text given on stdin."""
+    if tool not in _BATCH_TOOLS:
+        raise ValueError(f"batch tool must be one of {_BATCH_TOOLS}, not {tool!r}")
+    return with_timeout([tool, "-force", "-batch", "-"], timeout)
+
+
+# --------------------------------------------------------------------------------------------------
+# Links
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One link in a pod as the kernel reports it. Missing facts are None (or empty)."""
+
+    name: str
+    kind: str | None = None
+    vni: int | None = None
+    #: the underlay device (vxlan `dev`)
+    dev: str | None = None
+    #: the UDP destination port (vxlan `dstport`; the kernel reports 8472 for `dstport 0`)
+    port: int | None = None
+    learning: bool | None = None
+    ttl: int | None = None
+    mtu: int | None = None
+    up: bool = False
+    #: IPv6 underlay source (vxlan `local`), which is what makes a vxlan link IPv6
+    local: str | None = None
+    #: global-scope addresses as "ip/prefixlen" (link-local ones are the kernel's, not ours)
+    addresses: tuple[str, ...] = ()
+
+
+def _json_list(stdout: str, what: str) -> list:
+    if not isinstance(stdout, str) or not stdout.strip():
+        raise AgentOutputError(f"{what}: empty output, expected a JSON list")
+    try:
+        data = json.loads(stdout)
+    except ValueError as exc:
+        raise AgentOutputError(f"{what}: not JSON ({exc}): {stdout[:80]!r}") from None
+    if not isinstance(data, list):
+        raise AgentOutputError(f"{what}: expected a JSON list, got {type(data).__name__}")
+    return data
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _addresses(addr_info: object) -> tuple[str, ...]:
+    found: list[str] = []
+    for addr in addr_info if isinstance(addr_info, list) else ():
+        if not isinstance(addr, dict) or addr.get("scope") not in (None, "global"):
+            continue
+        try:
+            found.append(str(ipaddress.ip_interface(f"{addr['local']}/{addr['prefixlen']}")))
+        except (KeyError, ValueError):
+            continue  # an address we cannot read is not one we set
+    return tuple(found)
+
+
+def parse_links(stdout: str) -> dict[str, Link]:
+    """`LINKS_ARGV` output (`ip -d -j addr show`; `ip -d -j link show` works too) → links by name.
+
+    Tolerates missing or oddly typed keys (the fact becomes None); raises `AgentOutputError` when
+    the output is not a JSON list of objects each with an `ifname`.
+    """
+    links: dict[str, Link] = {}
+    for i, item in enumerate(_json_list(stdout, "ip -j link/addr show")):
+        if not isinstance(item, dict) or not isinstance(item.get("ifname"), str):
+            raise AgentOutputError(f"ip -j link/addr show: entry {i} is not a link object: {str(item)[:80]!r}")
+        info = item.get("linkinfo") if isinstance(item.get("linkinfo"), dict) else {}
+        data = info.get("info_data") if isinstance(info.get("info_data"), dict) else {}
+        flags = item.get("flags") if isinstance(item.get("flags"), list) else []
+        learning = data.get("learning")
+        links[item["ifname"]] = Link(
+            name=item["ifname"],
+            kind=_str(info.get("info_kind")),
+            vni=_int(data.get("id")),
+            dev=_str(data.get("link")),
+            port=_int(data.get("port")),
+            learning=learning if isinstance(learning, bool) else None,
+            ttl=_int(data.get("ttl")),
+            mtu=_int(item.get("mtu")),
+            up="UP" in flags,
+            local=_str(data.get("local6")),
+            addresses=_addresses(item.get("addr_info")),
+        )
+    return links
+
+
+def _ipv6_underlay(underlay: str | None) -> str | None:
+    """The pod's own IPv6 address when the underlay is IPv6, else None (IPv4: no `local`, as the
+    original did). A vxlan link only accepts IPv6 peers when it is an IPv6 link."""
+    if underlay is None:
+        return None
+    address = ipaddress.ip_address(underlay)
+    return str(address) if address.version == 6 else None
+
+
+def _matches(link: Link, spec: NetworkSpec, local: str | None) -> bool:
+    """Whether an existing link already is what `spec` asks for (then it is kept as it is)."""
+    return (
+        link.kind == "vxlan"
+        and link.vni == spec.vni
+        and link.dev == spec.dev
+        and link.port == spec.effective_dstport
+        and link.learning == spec.learning
+        # ttl unset: the kernel reports 0 ("use the route's default").
+        and (link.ttl or 0) == (spec.ttl or 0)
+        and (spec.mtu is None or link.mtu == spec.mtu)
+        and link.local == local
+    )
+
+
+def _check(spec: NetworkSpec) -> None:
+    """Specs come from `options.resolve`; this guards against one built by hand with bad words."""
+    ok = (
+        is_ifname(spec.name)
+        and is_ifname(spec.dev)
+        and spec.type == "vxlan"
+        and all(
+            isinstance(value, int) and not isinstance(value, bool)
+            for value in (spec.vni, spec.dstport or 0, spec.mtu or 0, spec.ttl or 0)
+        )
+        and (spec.ip is None or isinstance(spec.ip, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)))
+        and all(
+            isinstance(r.dst, (ipaddress.IPv4Network, ipaddress.IPv6Network))
+            and isinstance(r.via, (ipaddress.IPv4Address, ipaddress.IPv6Address))
+            for r in spec.routes
+        )
+    )
+    if not ok:
+        raise ValueError(f"not a validated NetworkSpec: {spec!r}")
+
+
+def setup_conflicts(specs: Sequence[NetworkSpec], links: Mapping[str, Link]) -> tuple[str, ...]:
+    """One message per wanted interface name held by a link that is not a vxlan link.
+
+    Such a link is not ours (the pod's own interface, another CNI's): `setup_batch` leaves it and
+    its network alone rather than deleting it.
+    """
+    return tuple(
+        f"network {spec.network!r}: interface {spec.name!r} exists and is a "
+        f"{links[spec.name].kind or 'plain'} link, not vxlan: not touching it"
+        for spec in specs
+        if spec.name in links and links[spec.name].kind != "vxlan"
+    )
+
+
+def _link_add(spec: NetworkSpec, local: str | None) -> str:
+    # `name` spelled out: a bare NAME that happens to be an ip keyword ("type", "mtu") would be read
+    # as that keyword. Generic options (mtu) must come before `type`.
+    words = ["link", "add", "name", spec.name]
+    if spec.mtu is not None:
+        words += ["mtu", str(spec.mtu)]
+    # dstport 0 = the kernel default (8472), what the original sent; also silences iproute2's warning.
+    words += ["type", "vxlan", "id", str(spec.vni), "dev", spec.dev, "dstport", str(spec.dstport or 0)]
+    words.append("learning" if spec.learning else "nolearning")
+    if spec.ttl is not None:
+        words += ["ttl", str(spec.ttl)]
+    if local is not None:
+        words += ["local", local]
+    return " ".join(words)
+
+
+def setup_batch(
+    specs: Sequence[NetworkSpec], links: Mapping[str, Link], *, underlay: str | None = None
+) -> str:
+    """The `ip -force -batch -` text that makes the pod's links what `specs` describe.
+
+    `links` is what `parse_links` read from the pod just before; `underlay` is the pod's IP (only
+    an IPv6 one changes anything: the links are then created with `local <ip>`). Running the text
+    twice is harmless; running it on a half-configured pod converges. A kept link loses global
+    addresses other than the wanted one, and is set down when `up` is not asked for. Returns "" for
+    no specs. Raises ValueError for a spec that did not come out of `options.resolve` valid.
+    """
+    for spec in specs:
+        _check(spec)
+    local = _ipv6_underlay(underlay)
+    conflicting = {spec.name for spec in specs if spec.name in links and links[spec.name].kind != "vxlan"}
+    todo = [spec for spec in specs if spec.name not in conflicting]
+    deletes: list[str] = []
+    adds: list[str] = []
+    addresses: list[str] = []
+    states: list[str] = []
+    routes: list[str] = []
+    for spec in todo:
+        link = links.get(spec.name)
+        kept = link is not None and _matches(link, spec, local)
+        if link is not None and not kept:
+            deletes.append(f"link del dev {spec.name}")
+        if not kept:
+            adds.append(_link_add(spec, local))
+        wanted = str(spec.ip) if spec.ip is not None else None
+        if kept:
+            addresses += [f"addr del {a} dev {spec.name}" for a in link.addresses if a != wanted]
+        if wanted is not None:
+            addresses.append(f"addr replace {wanted} dev {spec.name}")
+        if spec.up:
+            states.append(f"link set dev {spec.name} up")
+        elif kept and link.up:
+            states.append(f"link set dev {spec.name} down")
+        routes += [f"route replace {r.dst} via {r.via} dev {spec.name}" for r in spec.routes]
+    lines = deletes + adds + addresses + states + routes
+    return "".join(line + "\n" for line in lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Forwarding database
+
+
+@dataclass(frozen=True, slots=True)
+class FdbDiff:
+    """What to change in a pod's fdb: (device, peer IP) pairs, each tuple in a stable order."""
+
+    add: tuple[tuple[str, str], ...] = ()
+    delete: tuple[tuple[str, str], ...] = ()
+    #: desired (device, value) pairs that are not a valid interface name / IP: never sent anywhere
+    invalid: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.add and not self.delete
+
+
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    if "%" in value:
+        raise ValueError(f"scoped address {value!r}")
+    return ipaddress.ip_address(value)
+
+
+def parse_fdb(stdout: str) -> dict[str, frozenset[str]]:
+    """`bridge -j fdb show` output → device → peer IPs of its all-zeros entries (normalised).
+
+    Learned and multicast entries (any other MAC) and entries without `dst` are ignored. Raises
+    `AgentOutputError` on output that is not a JSON list of objects, or an unreadable `dst`.
+    """
+    fdb: dict[str, set[str]] = {}
+    for i, entry in enumerate(_json_list(stdout, "bridge -j fdb show")):
+        if not isinstance(entry, dict):
+            raise AgentOutputError(f"bridge -j fdb show: entry {i} is not an object: {str(entry)[:80]!r}")
+        dev, dst = entry.get("ifname"), entry.get("dst")
+        if entry.get("mac") != ZERO_MAC or not isinstance(dev, str) or dst is None:
+            continue
+        try:
+            fdb.setdefault(dev, set()).add(str(_ip(dst if isinstance(dst, str) else repr(dst))))
+        except ValueError:
+            raise AgentOutputError(f"bridge -j fdb show: entry {i} has an unreadable dst {str(dst)[:80]!r}") from None
+    return {dev: frozenset(ips) for dev, ips in fdb.items()}
+
+
+def fdb_lines(stdout: str) -> dict[str, list[str]]:
+    """`bridge -j fdb show` output → device → its all-zeros entries as `bridge fdb show` prints
+    them (`00:00:00:00:00:00 dst 10.0.0.2 self permanent`): the seed's `inspect` "fdb:" lines.
+
+    Same filter and errors as `parse_fdb`, kernel order kept.
+    """
+    parse_fdb(stdout)  # the same validation, so both readings agree on what is garbage
+    lines: dict[str, list[str]] = {}
+    for entry in json.loads(stdout):
+        dev, dst = entry.get("ifname"), entry.get("dst")
+        if entry.get("mac") != ZERO_MAC or not isinstance(dev, str) or dst is None:
+            continue
+        flags = entry.get("flags") if isinstance(entry.get("flags"), list) else []
+        words = [ZERO_MAC, "dst", str(_ip(dst)), *(str(f) for f in flags)]
+        if isinstance(entry.get("state"), str) and entry["state"]:
+            words.append(entry["state"])
+        lines.setdefault(dev, []).append(" ".join(words))
+    return lines
+
+
+def _ip_order(ip: str) -> tuple[int, int]:
+    address = ipaddress.ip_address(ip)
+    return address.version, int(address)
+
+
+def fdb_diff(desired: Mapping[str, Iterable[str]], observed: Mapping[str, Iterable[str]]) -> FdbDiff:
+    """The difference between the peers a pod should have and the entries it has.
+
+    Only devices in `desired` are managed: entries on other devices are left alone, and a desired
+    device with no peers loses all its all-zeros entries. IPs are compared normalised. Ordered by
+    device, then IP version and value.
+    """
+    add: list[tuple[str, str]] = []
+    delete: list[tuple[str, str]] = []
+    invalid: list[tuple[str, str]] = []
+    for dev in sorted(desired):
+        want: set[str] = set()
+        for raw in desired[dev]:
+            try:
+                if not is_ifname(dev):
+                    raise ValueError(dev)
+                want.add(str(_ip(raw)))
+            except (TypeError, ValueError):
+                invalid.append((str(dev), str(raw)))
+        if not is_ifname(dev):
+            continue
+        have = set()
+        for raw in observed.get(dev, ()):
+            try:
+                have.add(str(_ip(raw)))
+            except (TypeError, ValueError):
+                continue  # cannot be named in a del line either; parse_fdb never yields one
+        add += [(dev, ip) for ip in sorted(want - have, key=_ip_order)]
+        delete += [(dev, ip) for ip in sorted(have - want, key=_ip_order)]
+    return FdbDiff(tuple(add), tuple(delete), tuple(invalid))
+
+
+def fdb_batch(desired: Mapping[str, Iterable[str]], observed: Mapping[str, Iterable[str]]) -> str:
+    """The `bridge -force -batch -` text turning `observed` into `desired`; "" if nothing to do.
+
+    Appends come before deletes: make-before-break (a peer that moves never leaves a window with no
+    flood entry), and `fdb del` fails only when it would remove a device's last all-zeros entry
+    that is already gone — after the appends, a device that keeps peers still has entries, so a
+    stale delete (the entry vanished since we read it) cannot fail the batch.
+    """
+    diff = fdb_diff(desired, observed)
+    lines = [f"fdb append {ZERO_MAC} dev {dev} dst {ip}" for dev, ip in diff.add]
+    lines += [f"fdb del {ZERO_MAC} dev {dev} dst {ip}" for dev, ip in diff.delete]
+    return "".join(line + "\n" for line in lines)
