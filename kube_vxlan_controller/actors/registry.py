@@ -1,0 +1,67 @@
+"""Who is running: the pod actors by pod UID and the network actors by network name.
+
+Owned by the supervisor so that it outlives any one actor. Concurrency contract: a plain object behind
+one lock, never held while an actor starts or stops for longer than pykka's start (sub-millisecond); any
+thread may call it. A dead actor found here is replaced on the next `pod()`/`network()` call.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import pykka
+
+
+class Registry:
+    def __init__(self, *, pod_factory: Callable[[str, str], pykka.ActorRef],
+                 network_factory: Callable[[str], pykka.ActorRef]) -> None:
+        self._pod_factory = pod_factory
+        self._network_factory = network_factory
+        self._pods: dict[str, pykka.ActorRef] = {}
+        self._networks: dict[str, pykka.ActorRef] = {}
+        self._lock = threading.Lock()
+
+    def pod(self, uid: str, pod_key: str) -> pykka.ActorRef:
+        with self._lock:
+            ref = self._pods.get(uid)
+            if ref is None or not ref.is_alive():
+                ref = self._pods[uid] = self._pod_factory(uid, pod_key)
+            return ref
+
+    def existing_pod(self, uid: str) -> pykka.ActorRef | None:
+        with self._lock:
+            return self._pods.get(uid)
+
+    def network(self, name: str) -> pykka.ActorRef:
+        with self._lock:
+            ref = self._networks.get(name)
+            if ref is None or not ref.is_alive():
+                ref = self._networks[name] = self._network_factory(name)
+            return ref
+
+    def forget_pod(self, uid: str) -> pykka.ActorRef | None:
+        with self._lock:
+            return self._pods.pop(uid, None)
+
+    def pods(self) -> dict[str, pykka.ActorRef]:
+        with self._lock:
+            return dict(self._pods)
+
+    def networks(self) -> dict[str, pykka.ActorRef]:
+        with self._lock:
+            return dict(self._networks)
+
+    def stop_all(self, timeout: float = 15.0) -> None:
+        """Stop pod actors first (they may be mid-exec), then the networks that feed them."""
+        with self._lock:
+            pods, networks = list(self._pods.values()), list(self._networks.values())
+            self._pods.clear()
+            self._networks.clear()
+        for group in (pods, networks):
+            futures = [ref.stop(block=False) for ref in group if ref.is_alive()]
+            for future in futures:
+                try:
+                    future.get(timeout=timeout)
+                except Exception:  # already stopped, or stuck past the deadline: nothing more to do
+                    pass

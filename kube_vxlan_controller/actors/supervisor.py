@@ -1,0 +1,79 @@
+"""Supervisor: one_for_one restarts with a restart budget, as an Erlang supervisor would.
+
+pykka has no supervision: an exception escaping a `tell` handler stops that actor for good. Handlers
+catch what they expect, so what reaches `on_failure` is a bug; the failed actor tells the supervisor
+(`ChildFailed`) and the supervisor decides:
+- the pod watcher is restarted (after a backoff); its fresh list rebuilds every pod's state;
+- a pod or network actor is restarted lazily by the registry on its next message, and the watcher is
+  asked to `Replay` every pod so the new actor learns the whole current state (level-based);
+- more than `max_restarts` within `window` seconds: the process gives up (`fatal` is set) and exits
+  non-zero, so Kubernetes restarts it — better than limping on.
+
+Concurrency contract: owns the restart history; never blocks (tells and scheduled tells only).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import pykka
+from loguru import logger
+
+from ..backoff import Backoff
+from ..messages import ChildFailed, Replay
+
+
+@dataclass(frozen=True, slots=True)
+class _RestartWatcher:
+    pass
+
+
+class Supervisor(pykka.ThreadingActor):
+    def __init__(self, *, scheduler, start_watcher: Callable[[], pykka.ActorRef], fatal: threading.Event,
+                 max_restarts: int = 5, window: float = 10.0, clock=time.monotonic) -> None:
+        super().__init__()
+        self.scheduler, self.start_watcher, self.fatal = scheduler, start_watcher, fatal
+        self.max_restarts, self.window, self.clock = max_restarts, window, clock
+        self.restarts: deque[float] = deque()
+        self.backoff = Backoff(initial=0.2, cap=5.0)
+        self.watcher: pykka.ActorRef | None = None
+
+    def on_start(self) -> None:
+        self.watcher = self.start_watcher()
+
+    def on_receive(self, message):
+        try:
+            if isinstance(message, ChildFailed):
+                self._failed(message)
+            elif isinstance(message, _RestartWatcher):
+                logger.info("supervisor: restarting the pod watcher")
+                self.watcher = self.start_watcher()
+        except Exception:
+            logger.exception("supervisor: failed to handle {}", message)
+
+    def current_watcher(self) -> pykka.ActorRef | None:
+        return self.watcher
+
+    def _failed(self, message: ChildFailed) -> None:
+        now = self.clock()
+        self.restarts.append(now)
+        while self.restarts and now - self.restarts[0] > self.window:
+            self.restarts.popleft()
+        logger.error("supervisor: {} {} crashed: {} ({} restarts in {:.0f}s)", message.kind, message.key,
+                     message.error, len(self.restarts), self.window)
+        if len(self.restarts) > self.max_restarts:
+            logger.critical("supervisor: restart budget exhausted ({} in {:.0f}s): exiting", len(self.restarts),
+                            self.window)
+            self.fatal.set()
+            return
+        if message.kind == "watcher":
+            self.scheduler.tell_later(self.backoff.next(), self.actor_ref, _RestartWatcher())
+        elif self.watcher is not None:
+            try:
+                self.watcher.tell(Replay())
+            except pykka.ActorDeadError:
+                pass

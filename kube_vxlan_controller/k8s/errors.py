@@ -1,0 +1,138 @@
+"""The project's own errors for everything that goes wrong talking to the API server, sorted once.
+
+Retry policy is not business logic (client-go `handleErr`, controller-runtime `TerminalError`): every
+failure from the client, urllib3 or websocket-client is turned into one of these by `classify`, here and
+nowhere else, and callers decide by type alone:
+
+- `PodGone`: terminal. The pod or the container is not there (any more): 404, or 400 "container … not
+  found / not valid". Retrying cannot help; wait for the watch to say what happened.
+- `ExecTimeout`: the command did not finish before its deadline. The pod may be hung; retry later.
+- `ApiUnavailable`: retryable. Connection refused/reset/timed out, 5xx, 429, 408, a broken stream.
+- `K8sError` itself: anything else (401, 403, 422, …). Not transient by nature, but a controller
+  keeps retrying such errors with backoff and logs them, since an operator may fix RBAC meanwhile.
+
+Every error keeps the client's exception as `__cause__` and its HTTP status (when known) as `status`.
+Pure functions and immutable exceptions: safe from any thread.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+
+import urllib3.exceptions
+import websocket
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+
+class K8sError(Exception):
+    """Talking to the Kubernetes API failed."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PodGone(K8sError):
+    """Terminal: the pod or its container does not exist (any more)."""
+
+
+class ExecTimeout(K8sError):
+    """The exec did not finish before its deadline (the command may still run in the pod)."""
+
+
+class ApiUnavailable(K8sError):
+    """Retryable: the API server could not be reached or asked us to come back later."""
+
+
+#: websocket-client's message for a refused upgrade, which the client wraps in ApiException(status=0):
+#: "Handshake status 404 Not Found -+-+- {headers} -+-+- {body}".
+_HANDSHAKE = re.compile(r"Handshake status (\d{3})\b")
+_CONTAINER_MISSING = re.compile(r"\bcontainer\b.*\bnot (found|valid)\b", re.IGNORECASE | re.DOTALL)
+_RETRYABLE_STATUS = frozenset({408, 429})
+_CONNECTION_WORDS = ("connection", "timed out", "timeout", "refused", "reset", "broken pipe", "eof")
+
+
+def classify(exc: BaseException) -> K8sError:
+    """The project's error for `exc`, with `exc` as its cause. A `K8sError` is returned unchanged."""
+    if isinstance(exc, K8sError):
+        return exc
+    error = _classify(exc)
+    error.__cause__ = exc
+    return error
+
+
+def _classify(exc: BaseException) -> K8sError:
+    if isinstance(exc, ApiException):
+        return _from_api_exception(exc)
+    if isinstance(exc, ConfigException):
+        return K8sError(f"bad client configuration: {exc}")
+    if isinstance(
+        exc,
+        (
+            urllib3.exceptions.HTTPError,  # MaxRetryError, ProtocolError, ReadTimeoutError, …
+            websocket.WebSocketException,
+            ConnectionError,
+            socket.timeout,
+            TimeoutError,
+            OSError,
+        ),
+    ):
+        return ApiUnavailable(f"API server unreachable: {_one_line(exc)}")
+    return K8sError(f"unexpected client error: {type(exc).__name__}: {_one_line(exc)}")
+
+
+def _from_api_exception(exc: ApiException) -> K8sError:
+    status = exc.status or 0
+    reason = str(exc.reason or "")
+    body = str(exc.body or "")
+    if status == 0:
+        # The websocket transport (exec) reports every failure as status 0 with the text in `reason`.
+        match = _HANDSHAKE.search(reason)
+        if match:
+            status = int(match.group(1))
+            body = reason
+        else:
+            return _status_zero(exc, reason)
+    message = _status_message(body) or reason or "no reason given"
+    text = f"{status} {message}"
+    if status == 404:
+        return PodGone(text, status=status)
+    if status == 400 and _CONTAINER_MISSING.search(message):
+        return PodGone(text, status=status)
+    if status >= 500 or status in _RETRYABLE_STATUS:
+        return ApiUnavailable(text, status=status)
+    return K8sError(text, status=status)
+
+
+def _status_zero(exc: ApiException, reason: str) -> K8sError:
+    # The original exception is the context of the ApiException raised in the client's `except` block.
+    original = exc.__context__
+    if original is not None and not isinstance(original, ApiException):
+        inner = _classify(original)
+        if isinstance(inner, ApiUnavailable):
+            return ApiUnavailable(f"API server unreachable: {_one_line(original)}")
+    if any(word in reason.lower() for word in _CONNECTION_WORDS):
+        return ApiUnavailable(f"API server unreachable: {_one_line(reason)}")
+    return K8sError(f"client error: {_one_line(reason) or type(exc).__name__}")
+
+
+def _status_message(body: str) -> str:
+    """The `message` of the Kubernetes Status in `body` (a JSON Status, or text that contains one)."""
+    decoder = json.JSONDecoder()
+    start = body.find("{")
+    while start != -1:
+        try:
+            status, _ = decoder.raw_decode(body, start)
+        except ValueError:
+            status = None
+        if isinstance(status, dict) and isinstance(status.get("message"), str):
+            return status["message"]
+        start = body.find("{", start + 1)
+    return ""
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())[:500]

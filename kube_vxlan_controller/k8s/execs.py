@@ -1,0 +1,244 @@
+"""Commands run in a pod's container through the exec API, each with a hard deadline.
+
+How one exec goes (the measured client behaviour, see KUBERNETES-CLIENT-NOTES.md):
+1. wait for a slot: a process-wide semaphore bounds concurrent execs (`max_concurrent`, default 32), so
+   a thousand pods starting together do not open a thousand websockets. Waiting for a slot is not part
+   of the deadline and never a timeout: a pod waiting for its turn is not hung;
+2. open the websocket (`stream(connect_get_namespaced_pod_exec, …, _preload_content=False)`) on this
+   thread's own ApiClient (stream() is not thread-safe);
+3. write stdin, then close channel 0 (EOF; only the v5 channel protocol can say it, so stdin on an
+   older server is refused up front rather than hanging until the deadline);
+4. `run_forever(timeout=remaining)`; then read stdout/stderr without blocking (`timeout=0`) and the
+   exit status from channel 3 (a Kubernetes Status);
+5. close the websocket, always.
+
+Outcomes: an `ExecResult` whenever the command ran to its end, whatever its exit code; `ExecTimeout`
+when the deadline passed first (the command may still run in the pod: callers wrap long commands in
+`timeout N`); `PodGone` when the pod or container is not there; `ApiUnavailable` when the connection
+failed or broke before an exit status arrived; `K8sError` otherwise.
+
+Exit status: `{"status":"Success"}` → 0; a Failure with an `ExitCode` cause → that code; a Failure
+without one (the runtime could not start the command, e.g. a missing binary under containerd) →
+`EXEC_FAILED` (126, the shell's "cannot execute") with the Status message appended to stderr.
+
+Logging: only at debug level. A non-zero exit may be expected (`fdb del` of a missing entry), and
+errors are raised, so the caller, which knows what the command meant, logs each failure once.
+
+Concurrency contract: `run` may be called from any number of threads at once; each call blocks its
+thread for the slot wait plus at most about `deadline` (and up to a second for the server's close frame;
+an upgrade the server never answers at all ends after `SOCKET_TIMEOUT`, the client offering no finer
+hook). The observer, if given, is called on the calling thread after every exec that got a slot.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Callable
+
+import websocket
+from kubernetes.stream import stream
+from loguru import logger
+
+from kube_vxlan_controller.k8s.client import Cluster
+from kube_vxlan_controller.k8s.errors import ApiUnavailable, ExecTimeout, K8sError, PodGone, classify
+from kube_vxlan_controller.model import ExecResult
+
+#: exit code reported when the runtime could not run the command and gave no exit code.
+EXEC_FAILED = 126
+#: seconds any one blocking websocket operation may take (set process-wide, see Executor.__init__).
+SOCKET_TIMEOUT = 10.0
+#: seconds to wait for the server's close frame after a finished exec.
+CLOSE_WAIT = 1.0
+V5_PROTOCOL = "v5.channel.k8s.io"
+_STATUS_CHANNEL = 3
+
+#: (outcome, seconds): outcome is one of OUTCOMES; seconds count from the slot to the end.
+Observer = Callable[[str, float], None]
+OUTCOMES = ("ok", "nonzero", "timeout", "gone", "unavailable", "error")
+
+
+class Executor:
+    """Runs argv lists in containers; one per process (it owns the concurrency limit)."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        deadline: float = 10.0,
+        max_concurrent: int = 32,
+        observer: Observer | None = None,
+    ) -> None:
+        if deadline <= 0 or max_concurrent < 1:
+            raise ValueError(f"bad executor: deadline={deadline} max_concurrent={max_concurrent}")
+        self._cluster = cluster
+        self.deadline = deadline
+        self.max_concurrent = max_concurrent
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._observer = observer
+        if websocket.getdefaulttimeout() is None:
+            # The client opens exec websockets without any socket timeout, so a server that accepts
+            # the connection but never answers the upgrade would hold the thread (and its slot) for
+            # ever. websocket-client's process-wide default is the only hook. It bounds each blocking
+            # socket operation (connect, the upgrade, one frame), not the exec: the deadline does that.
+            websocket.setdefaulttimeout(SOCKET_TIMEOUT)
+
+    def run(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        argv: list[str],
+        *,
+        stdin: str | None = None,
+        deadline: float | None = None,
+    ) -> ExecResult:
+        """Run `argv` in `namespace/pod`'s `container`, feeding it `stdin` if given.
+
+        Blocks for a free slot first, then for at most `deadline` seconds (default: the executor's).
+        """
+        limit = self.deadline if deadline is None else deadline
+        with self._slots:
+            started = time.monotonic()
+            outcome = "error"
+            try:
+                result = self._exec(namespace, pod, container, argv, stdin, started + limit)
+                outcome = "ok" if result.ok else "nonzero"
+                return result
+            except ExecTimeout:
+                outcome = "timeout"
+                raise
+            except PodGone:
+                outcome = "gone"
+                raise
+            except ApiUnavailable:
+                outcome = "unavailable"
+                raise
+            finally:
+                seconds = time.monotonic() - started
+                logger.debug(
+                    "exec {}/{} [{}] {}: {} in {:.3f}s", namespace, pod, container, argv, outcome, seconds
+                )
+                self._observe(outcome, seconds)
+
+    def _exec(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        argv: list[str],
+        stdin: str | None,
+        deadline_at: float,
+    ) -> ExecResult:
+        where = f"{namespace}/{pod} [{container}]"
+        try:
+            ws = stream(
+                self._cluster.exec_core().connect_get_namespaced_pod_exec,
+                pod,
+                namespace,
+                container=container,
+                command=list(argv),
+                stdin=stdin is not None,
+                stdout=True,
+                stderr=True,
+                tty=False,
+                _preload_content=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - sorted by classify
+            if time.monotonic() >= deadline_at:
+                raise ExecTimeout(f"exec in {where} could not start before its deadline: {exc}") from exc
+            raise _located(where, exc) from exc
+        finished = False
+        try:
+            if stdin is not None:
+                if ws.subprotocol != V5_PROTOCOL:
+                    raise K8sError(
+                        f"exec in {where}: stdin needs the {V5_PROTOCOL} protocol (Kubernetes 1.30 or "
+                        f"later), the server chose {ws.subprotocol or 'none'}"
+                    )
+                ws.write_stdin(stdin)
+                ws.close_channel(0)
+            status = self._wait(ws, where, deadline_at)
+            finished = True
+            stdout = ws.read_stdout(timeout=0)
+            stderr = ws.read_stderr(timeout=0)
+        except K8sError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - websocket and socket errors are sorted by classify
+            raise _located(where, exc) from exc
+        finally:
+            _close(ws, CLOSE_WAIT if finished else 0)
+        return _result(status, stdout, stderr)
+
+    def _wait(self, ws, where: str, deadline_at: float) -> str:
+        """Wait until the command ends; return its Status text (channel 3)."""
+        broken: Exception | None = None
+        remaining = deadline_at - time.monotonic()
+        if remaining > 0:
+            try:
+                ws.run_forever(timeout=remaining)
+            except Exception as exc:  # noqa: BLE001 - a status that arrived before the break still counts
+                broken = exc
+        status = _read_status(ws)
+        if status:
+            return status
+        if broken is not None:
+            raise ApiUnavailable(f"exec in {where}: connection broke before the exit status: {broken}") from broken
+        if ws.is_open():
+            raise ExecTimeout(f"exec in {where} did not finish within its deadline")
+        raise ApiUnavailable(f"exec in {where}: the server closed the connection without an exit status")
+
+    def _observe(self, outcome: str, seconds: float) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(outcome, seconds)
+        except Exception:  # noqa: BLE001 - metrics must never break an exec
+            logger.exception("exec observer failed")
+
+
+def _located(where: str, exc: BaseException) -> K8sError:
+    """`classify(exc)`, its message prefixed with the container it was about."""
+    error = classify(exc)
+    return type(error)(f"exec in {where}: {error}", status=error.status)
+
+
+def _read_status(ws) -> str:
+    try:
+        return ws.read_channel(_STATUS_CHANNEL, timeout=0) or ""
+    except Exception:  # noqa: BLE001 - a broken socket: only the buffered status matters
+        return ""
+
+
+def _result(status_text: str, stdout: str, stderr: str) -> ExecResult:
+    """The ExecResult for a Kubernetes Status from channel 3 (see the module docstring)."""
+    try:
+        status = json.loads(status_text)
+    except ValueError:
+        status = None
+    if not isinstance(status, dict):
+        return ExecResult(EXEC_FAILED, stdout, _append(stderr, f"unreadable exec status: {status_text!r}"))
+    if status.get("status") == "Success":
+        return ExecResult(0, stdout, stderr)
+    for cause in (status.get("details") or {}).get("causes") or ():
+        if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
+            try:
+                return ExecResult(int(cause.get("message")), stdout, stderr)
+            except (TypeError, ValueError):
+                break
+    message = status.get("message") or status.get("reason") or "exec failed without an exit code"
+    return ExecResult(EXEC_FAILED, stdout, _append(stderr, str(message)))
+
+
+def _append(stderr: str, line: str) -> str:
+    if stderr and not stderr.endswith("\n"):
+        stderr += "\n"
+    return stderr + line
+
+
+def _close(ws, wait: float) -> None:
+    try:
+        ws.close(timeout=wait)
+    except Exception:  # noqa: BLE001 - closing a broken socket can fail; it is gone either way
+        pass

@@ -1,0 +1,157 @@
+"""Actors with a fake executor that keeps an in-memory fdb: coalescing, gating, supervision.
+
+The fake implements the executor's interface (`run(namespace, pod, container, argv, stdin=)`) and
+understands exactly the commands the agent module builds; what crosses the kernel boundary for real is
+tested end to end on the sandbox (tests/e2e).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from kube_vxlan_controller import agent
+from kube_vxlan_controller.actors.network import NetworkActor
+from kube_vxlan_controller.actors.pod import PodActor
+from kube_vxlan_controller.actors.registry import Registry
+from kube_vxlan_controller.actors.scheduler import Scheduler
+from kube_vxlan_controller.actors.supervisor import Supervisor
+from kube_vxlan_controller.messages import ChildFailed, Member, MemberUpdate, PeersChanged, PodUpdate, Snapshot, Synced
+from kube_vxlan_controller.model import ExecResult, Pod
+from kube_vxlan_controller.options import resolve
+from kube_vxlan_controller.settings import Settings
+
+
+def wait_for(condition, timeout=5.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class FakePodExecutor:
+    """One pod's agent: an fdb per device; `gate` (when set) holds every exec until released."""
+
+    def __init__(self) -> None:
+        self.fdb: dict[str, set[str]] = {}
+        self.calls: list[list[str]] = []
+        self.gate: threading.Event | None = None
+
+    def run(self, namespace, pod, container, argv, *, stdin=None, deadline=None):
+        self.calls.append(list(argv))
+        if self.gate is not None:
+            self.gate.wait(5)
+        if argv == agent.FDB_ARGV:
+            entries = [{"mac": agent.ZERO_MAC, "ifname": dev, "dst": ip, "flags": ["self"], "state": "permanent"}
+                       for dev, ips in self.fdb.items() for ip in sorted(ips)]
+            return ExecResult(0, json.dumps(entries))
+        if argv[-3:] == ["-force", "-batch", "-"] and "bridge" in argv:
+            for line in stdin.splitlines():
+                words = line.split()
+                dev, ip = words[words.index("dev") + 1], words[words.index("dst") + 1]
+                (self.fdb.setdefault(dev, set()).add if words[1] == "append" else self.fdb[dev].discard)(ip)
+            return ExecResult(0)
+        return ExecResult(0)
+
+
+SPEC = resolve("vxeth0", {"vxeth0": "id=100 up"}, pod_key="default/p").networks
+
+
+@pytest.fixture
+def scheduler():
+    s = Scheduler().start()
+    yield s
+    s.stop()
+
+
+def running_pod(uid="u1", ip="10.0.0.1") -> Pod:
+    return Pod(uid=uid, namespace="default", name=f"p-{uid}", ip=ip, agent_running=True, phase="Running")
+
+
+def snapshot(version: int, *ips: str) -> Snapshot:
+    members = tuple(Member(f"peer{i}", f"default/peer{i}", ip, "vxeth0") for i, ip in enumerate(ips))
+    return Snapshot("vxeth0", version, members + (Member("u1", "default/p-u1", "10.0.0.1", "vxeth0"),))
+
+
+def test_pod_actor_converges_fdb_to_the_latest_snapshot(scheduler):
+    fake = FakePodExecutor()
+    fake.fdb["vxeth0"] = {"10.9.9.9"}  # stale entry from a pod long gone
+    ref = PodActor.start("u1", "default/p-u1", executor=fake, settings=Settings(resync=600), scheduler=scheduler)
+    ref.tell(PodUpdate(running_pod(), SPEC))
+    ref.tell(PeersChanged(snapshot(1, "10.0.0.2", "10.0.0.3")))
+    wait_for(lambda: fake.fdb.get("vxeth0") == {"10.0.0.2", "10.0.0.3"}, what="fdb == peers")
+
+
+def test_requests_arriving_during_a_slow_exec_coalesce_into_one_reconcile(scheduler):
+    fake = FakePodExecutor()
+    fake.gate = threading.Event()
+    ref = PodActor.start("u1", "default/p-u1", executor=fake, settings=Settings(resync=600), scheduler=scheduler)
+    ref.tell(PodUpdate(running_pod(), SPEC))
+    ref.tell(PeersChanged(snapshot(1, "10.0.0.2")))
+    wait_for(lambda: fake.calls, what="the first exec to start")
+    peers = [f"10.0.1.{i}" for i in range(1, 41)]
+    for n in range(1, 41):  # 40 changes while the first exec is stuck
+        ref.tell(PeersChanged(snapshot(n + 1, *peers[:n])))
+    fake.gate.set()
+    wait_for(lambda: fake.fdb.get("vxeth0") == set(peers), what="fdb == the last snapshot")
+    # read + write for the first snapshot, then at most one write for the 40 that piled up.
+    assert len(fake.calls) <= 4, fake.calls
+
+
+def test_pod_actor_waits_for_a_snapshot_before_touching_the_fdb(scheduler):
+    fake = FakePodExecutor()
+    fake.fdb["vxeth0"] = {"10.0.0.2"}
+    ref = PodActor.start("u1", "default/p-u1", executor=fake, settings=Settings(resync=600), scheduler=scheduler)
+    ref.tell(PodUpdate(running_pod(), SPEC))
+    ref.ask(PodUpdate(running_pod(), SPEC))  # the mailbox is processed in order: both are handled
+    assert fake.calls == [] and fake.fdb["vxeth0"] == {"10.0.0.2"}
+
+
+def test_network_publishes_nothing_before_synced_then_one_snapshot_for_a_burst():
+    received = []
+
+    class Recorder:
+        def tell(self, message):
+            received.append(message)
+
+    registry = Registry(pod_factory=None, network_factory=None)
+    registry.existing_pod = lambda uid: Recorder()
+    net = NetworkActor.start("vxeth0", registry=registry)
+    for i in range(20):
+        net.tell(MemberUpdate(f"u{i}", Member(f"u{i}", f"default/p{i}", f"10.0.0.{i + 1}", "vxeth0")))
+    assert net.proxy().current().get(timeout=5).members == ()
+    assert received == []
+    net.tell(Synced())
+    wait_for(lambda: len(received) == 20, what="one snapshot per member")
+    assert {m.snapshot.version for m in received} == {1}
+    assert len(received[0].snapshot.members) == 20
+
+
+def test_supervisor_gives_up_after_the_restart_budget(scheduler):
+    fatal = threading.Event()
+    starts = []
+    sup = Supervisor.start(scheduler=scheduler, start_watcher=lambda: starts.append(1) or None, fatal=fatal)
+    for i in range(5):
+        sup.tell(ChildFailed("pod", f"u{i}", "boom"))
+    sup.proxy().current_watcher().get(timeout=5)
+    assert not fatal.is_set()
+    sup.tell(ChildFailed("pod", "u6", "boom"))
+    wait_for(fatal.is_set, what="fatal after 6 failures in 10 s")
+
+
+def test_scheduler_delivers_in_time_order(scheduler):
+    got = []
+
+    class Ref:
+        def tell(self, message):
+            got.append(message)
+
+    scheduler.tell_later(0.2, Ref(), "late")
+    scheduler.tell_later(0.0, Ref(), "now")
+    wait_for(lambda: len(got) == 2, what="two deliveries")
+    assert got == ["now", "late"]

@@ -1,0 +1,132 @@
+"""V1Pod → model.Pod, from API-shaped JSON through the client's own deserialiser."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from kubernetes import client
+
+from kube_vxlan_controller.k8s.pods import PodChanged, PodDeleted, PodsListed, to_pod
+from kube_vxlan_controller.model import Pod
+
+
+def v1pod(**status) -> client.V1Pod:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "a-0",
+            "namespace": "default",
+            "uid": "1b6c2a4e-0000-4000-8000-000000000001",
+            "resourceVersion": "181701",
+            "labels": {"vxlan.openvnf.org": "true", "app": "a"},
+            "annotations": {"vxlan.openvnf.org/networks": "vxeth1\n  ip=192.168.11.2/29\n"},
+        },
+        "spec": {
+            "initContainers": [{"name": "vxlan-controller-agent-init", "image": "agent"}],
+            "containers": [{"name": "app", "image": "app"}, {"name": "vxlan-controller-agent", "image": "agent"}],
+        },
+        "status": status,
+    }
+    return client.ApiClient().deserialize(json.dumps(body), "V1Pod", "application/json")
+
+
+def container(name: str, state: str, restarts: int = 0) -> dict:
+    states = {
+        "running": {"running": {"startedAt": "2024-05-01T10:00:00Z"}},
+        "waiting": {"waiting": {"reason": "PodInitializing"}},
+        "terminated": {"terminated": {"exitCode": 0, "reason": "Completed"}},
+    }
+    return {"name": name, "image": "agent", "imageID": "", "ready": state == "running",
+            "restartCount": restarts, "state": states[state]}
+
+
+def test_pending_pod_without_status_has_no_ip_and_no_agents():
+    pod = to_pod(v1pod())
+    assert pod == Pod(
+        uid="1b6c2a4e-0000-4000-8000-000000000001",
+        namespace="default",
+        name="a-0",
+        resource_version="181701",
+        labels={"vxlan.openvnf.org": "true", "app": "a"},
+        annotations={"vxlan.openvnf.org/networks": "vxeth1\n  ip=192.168.11.2/29\n"},
+    )
+    assert pod.key == "default/a-0"
+
+
+def test_init_agent_running_while_main_containers_wait():
+    pod = to_pod(v1pod(
+        phase="Pending",
+        podIP="10.66.0.7",
+        initContainerStatuses=[container("vxlan-controller-agent-init", "running")],
+        containerStatuses=[container("app", "waiting"), container("vxlan-controller-agent", "waiting")],
+    ))
+    assert (pod.ip, pod.phase) == ("10.66.0.7", "Pending")
+    assert pod.init_agent_running and not pod.agent_running
+
+
+def test_sidecar_agent_running_after_init_agent_terminated_with_its_restart_count():
+    pod = to_pod(v1pod(
+        phase="Running",
+        podIP="10.66.0.7",
+        initContainerStatuses=[container("vxlan-controller-agent-init", "terminated")],
+        containerStatuses=[container("app", "running"), container("vxlan-controller-agent", "running", restarts=3)],
+    ))
+    assert not pod.init_agent_running
+    assert pod.agent_running
+    assert pod.agent_restarts == 3
+
+
+def test_other_containers_running_do_not_count_as_agents():
+    pod = to_pod(v1pod(
+        initContainerStatuses=[container("other-init", "running")],
+        containerStatuses=[container("app", "running")],
+    ))
+    assert not pod.init_agent_running and not pod.agent_running and pod.agent_restarts == 0
+
+
+def test_agent_container_names_are_parameters():
+    pod = to_pod(
+        v1pod(
+            initContainerStatuses=[container("my-init", "running")],
+            containerStatuses=[container("my-agent", "running", restarts=1)],
+        ),
+        init_container="my-init",
+        agent_container="my-agent",
+    )
+    assert pod.init_agent_running and pod.agent_running and pod.agent_restarts == 1
+
+
+def test_deletion_timestamp_means_deleting():
+    v1 = v1pod(phase="Running")
+    v1.metadata.deletion_timestamp = client.ApiClient().deserialize(
+        json.dumps("2024-05-01T10:00:00Z"), "datetime", "application/json"
+    )
+    assert to_pod(v1).deleting
+
+
+def test_pod_values_do_not_share_the_client_models_dicts():
+    v1 = v1pod()
+    pod = to_pod(v1)
+    v1.metadata.labels["app"] = "changed"
+    assert pod.labels["app"] == "a"
+    with pytest.raises(TypeError):
+        pod.labels["app"] = "x"  # type: ignore[index]
+
+
+def test_a_pod_built_from_models_without_metadata_or_status_converts():
+    pod = to_pod(client.V1Pod())
+    assert (pod.uid, pod.name, pod.ip, pod.agent_running) == ("", "", None, False)
+
+
+def test_events_are_frozen_values():
+    pod = to_pod(v1pod())
+    listed = PodsListed((pod,), "5")
+    assert listed == PodsListed((pod,), "5")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        listed.resource_version = "6"  # type: ignore[misc]
+    for event in (PodChanged(pod), PodDeleted(pod)):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            event.pod = pod  # type: ignore[misc]
