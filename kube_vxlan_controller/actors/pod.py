@@ -71,6 +71,9 @@ class PodActor(pykka.ThreadingActor):
         self.networks: tuple[NetworkSpec, ...] = ()
         self.snapshots: dict[str, Snapshot] = {}
         self.setup_done = False
+        #: interface names this actor set up itself; None when the pod was set up before it started
+        #: (a restarted controller), and then every network of the annotation is taken as set up.
+        self.setup_names: frozenset[str] | None = None
         self.setup_attempts = 0
         self.observed: dict[str, frozenset[str]] | None = None
         self.pending = False
@@ -175,11 +178,15 @@ class PodActor(pykka.ThreadingActor):
                             spec.describe())
         self._exec(pod, container, agent.TERMINATE_ARGV)
         self.setup_done = True
+        self.setup_names = frozenset(spec.name for spec in self.networks)
         logger.info("pod {}: init agent terminated", pod.key)
 
     def _sync_fdb(self, pod: Pod) -> None:
+        # Only interfaces that exist are managed: a network that became valid after setup (say, its id
+        # was added to the ConfigMap later) gets an interface only when the pod is set up again.
         desired = {spec.name: self.snapshots[spec.network].peers_of(self.uid)
-                   for spec in self.networks if spec.network in self.snapshots}
+                   for spec in self.networks if spec.network in self.snapshots
+                   and (self.setup_names is None or spec.name in self.setup_names)}
         if not desired:
             return
         container = self.settings.agent

@@ -53,6 +53,10 @@ class PodWatcher(pykka.ThreadingActor):
         #: appear later (a new name in a new pod) are synced from their first member on.
         self.synced_once = False
         self.configmap: Mapping[str, str] = {}
+        #: pod events wait until the ConfigMap has been read once: a pod resolved without its network
+        #: defaults would be set up without its interfaces (and setup happens only once).
+        self.configmap_read = configmap_stream_factory is None
+        self.held: list = []
         self.stop_event = threading.Event()
         self.streams: list = []
         self.threads: list[threading.Thread] = []
@@ -86,14 +90,22 @@ class PodWatcher(pykka.ThreadingActor):
 
     def on_receive(self, message):
         try:
-            if isinstance(message, PodsListed):
+            if isinstance(message, (PodsListed, PodChanged, PodDeleted)) and not self.configmap_read:
+                self.held.append(message)
+            elif isinstance(message, PodsListed):
                 self._listed(message.pods)
             elif isinstance(message, PodChanged):
                 self._upsert(message.pod)
             elif isinstance(message, PodDeleted):
                 self._gone(message.pod.uid)
             elif isinstance(message, ConfigChanged):
-                if message.data != self.configmap:
+                if not self.configmap_read:
+                    self.configmap_read = True
+                    self.configmap = message.data
+                    held, self.held = self.held, []
+                    for event in held:
+                        self.on_receive(event)
+                elif message.data != self.configmap:
                     logger.info("network ConfigMap {}/{}: {} networks", self.settings.namespace,
                                 self.settings.configmap, len(message.data))
                     self.configmap = message.data

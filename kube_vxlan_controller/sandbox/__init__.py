@@ -1,0 +1,16 @@
+"""The sandbox cluster: a local Kubernetes API server whose pods are Linux network namespaces.
+
+    with Sandbox(workdir=tmp_path) as sb:
+        kubernetes.config.load_kube_config(str(sb.kubeconfig))
+        ...
+
+Modules: runner.py (Sandbox, the `sandbox` command), api.py (routes), store.py (objects, resourceVersions,
+history, watches), kubelet.py (pod lifecycle and statuses), deployments.py (Deployments, ReplicaSets,
+cascading deletion), tables.py (kubectl's Table output), selectors.py, patches.py, resources.py (kinds and
+discovery), errors.py (Status objects), faults.py; node.py (network namespaces) and execws.py (pod exec).
+"""
+
+from .faults import Faults
+from .runner import Sandbox
+
+__all__ = ["Faults", "Sandbox"]

@@ -155,3 +155,47 @@ def test_scheduler_delivers_in_time_order(scheduler):
     scheduler.tell_later(0.0, Ref(), "now")
     wait_for(lambda: len(got) == 2, what="two deliveries")
     assert got == ["now", "late"]
+
+
+class FakeStream:
+    """A stream whose `run` hands over the given events, then waits for stop."""
+
+    def __init__(self, events, on_event, wait: threading.Event | None = None):
+        self.events, self.on_event, self.wait = events, on_event, wait
+
+    def run(self, stop):
+        if self.wait is not None:
+            self.wait.wait(5)
+        for event in self.events:
+            self.on_event(event)
+        stop.wait()
+
+    def stop(self):
+        pass
+
+
+def test_watcher_holds_pods_until_the_configmap_was_read():
+    from kube_vxlan_controller.actors.watcher import PodWatcher
+    from kube_vxlan_controller.k8s.pods import PodsListed
+
+    updates = []
+
+    class Ref:
+        def tell(self, message):
+            updates.append(message)
+
+    registry = Registry(pod_factory=lambda uid, key: Ref(), network_factory=lambda name: Ref())
+    pod = Pod(uid="u1", namespace="default", name="p", ip="10.0.0.1", init_agent_running=True,
+              annotations={"vxlan.openvnf.org/networks": "vxeth0"})
+    configmap_late = threading.Event()
+    PodWatcher.start(
+        settings=Settings(), registry=registry,
+        pod_stream_factory=lambda on_event: FakeStream([PodsListed((pod,), "1")], on_event),
+        configmap_stream_factory=lambda on_change: FakeStream([{"vxeth0": "id=100"}], on_change, configmap_late),
+    )
+    time.sleep(0.2)  # give the pod stream time to deliver; nothing may be routed yet
+    assert not [u for u in updates if isinstance(u, PodUpdate)]
+    configmap_late.set()
+    wait_for(lambda: [u for u in updates if isinstance(u, PodUpdate)], what="the held pod routed")
+    (update,) = [u for u in updates if isinstance(u, PodUpdate)]
+    assert [spec.vni for spec in update.networks] == [100]

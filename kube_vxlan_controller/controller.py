@@ -1,0 +1,120 @@
+"""The running controller: builds the actor tree, starts it in dependency order, stops it in reverse.
+
+Start: scheduler → registry → supervisor (which starts the pod watcher) → query actor → endpoints.
+Stop (SIGTERM/SIGINT, or a test): endpoints close, the watcher stops first (no new work), pod actors
+stop starting new execs and stop (each finishes the exec in flight or hits its deadline), then network
+actors, the query actor, the supervisor, the scheduler.
+
+Concurrency contract: `start()`/`stop()` are called from one thread (the main thread in `run`); all
+other work happens in actor threads and the k8s stream threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+
+from loguru import logger
+
+from . import admin
+from .actors.board import Board
+from .actors.network import NetworkActor
+from .actors.pod import PodActor
+from .actors.query import QueryActor
+from .actors.registry import Registry
+from .actors.scheduler import Scheduler
+from .actors.supervisor import Supervisor
+from .actors.watcher import PodWatcher
+from .k8s import client, configmaps, events, execs, pods
+from .metrics import Metrics
+from .settings import Settings
+
+
+class Controller:
+    def __init__(self, settings: Settings, *, cluster=None) -> None:
+        self.settings = settings
+        self.cluster = cluster
+        self.fatal = threading.Event()
+        self.synced = threading.Event()
+        self.stopping = threading.Event()
+        self.board = Board()
+        self.metrics = Metrics()
+        self.servers: list[admin.Server] = []
+        self.query = None
+        self.scheduler: Scheduler | None = None
+        self.registry: Registry | None = None
+        self.supervisor = None
+        self.executor = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> "Controller":
+        s = self.settings
+        if self.cluster is None:
+            self.cluster = client.connect(s.kubeconfig)
+        self.executor = execs.Executor(self.cluster, deadline=s.exec_deadline,
+                                       max_concurrent=s.max_concurrent_execs, observer=self.metrics.observe_exec)
+        self.scheduler = Scheduler().start()
+        record = partial(events.record_event, self.cluster)
+        self.registry = Registry(
+            pod_factory=lambda uid, key: PodActor.start(
+                uid, key, executor=self.executor, settings=s, scheduler=self.scheduler, events=record,
+                supervisor=self.supervisor, board=self.board, metrics=self.metrics, stopping=self.stopping),
+            network_factory=lambda name: NetworkActor.start(name, registry=self.registry,
+                                                            supervisor=self.supervisor, metrics=self.metrics),
+        )
+        self.supervisor = Supervisor.start(scheduler=self.scheduler, start_watcher=self._start_watcher,
+                                           fatal=self.fatal)
+        self.query = QueryActor.start(registry=self.registry, board=self.board, deadline=s.exec_deadline + 1)
+        if s.admin:
+            self.servers.append(admin.Server("query", s.admin, admin.query_routes(self.query, s.exec_deadline + 1),
+                                             loopback_only=True).start())
+        if s.health:
+            self.servers.append(admin.Server("health", s.health, admin.health_routes(
+                alive=lambda: not self.fatal.is_set(), ready=self.synced.is_set, metrics=self)).start())
+        logger.info("controller started (label {}, annotation {}, ConfigMap {}/{})", s.selector, s.annotation,
+                    s.namespace, s.configmap)
+        return self
+
+    def _start_watcher(self):
+        s = self.settings
+        return PodWatcher.start(
+            settings=s, registry=self.registry, events=partial(events.record_event, self.cluster),
+            supervisor=self.supervisor, on_synced=self.synced.set,
+            pod_stream_factory=lambda on_event: pods.PodStream(
+                self.cluster, label_selector=s.selector, namespace=s.watch_namespace,
+                init_container=s.init_agent, agent_container=s.agent, on_event=on_event,
+                observer=self.metrics.watch_observer("pods")),
+            configmap_stream_factory=lambda on_change: configmaps.ConfigMapStream(
+                self.cluster, name=s.configmap, namespace=s.namespace, on_change=on_change,
+                observer=self.metrics.watch_observer("configmap")),
+        )
+
+    def exposition(self) -> bytes:
+        """/metrics: pods by state are counted from the board at scrape time."""
+        self.metrics.pods.clear()
+        for status, count in self.board.count_by_status().items():
+            self.metrics.pods.labels(status).set(count)
+        return self.metrics.exposition()
+
+    @property
+    def admin_address(self) -> str | None:
+        return next((server.address for server in self.servers if server.name == "query"), None)
+
+    def stop(self) -> None:
+        if self.supervisor is None:
+            return
+        logger.info("controller stopping: watcher, then pod actors, then networks")
+        self.stopping.set()
+        for server in self.servers:
+            server.stop()
+        watcher = self.supervisor.proxy().current_watcher().get(timeout=5) if self.supervisor.is_alive() else None
+        if watcher is not None and watcher.is_alive():
+            watcher.stop(timeout=10)
+        self.registry.stop_all(timeout=self.settings.exec_deadline + 2)
+        self.query.stop(timeout=5)
+        if self.supervisor.is_alive():
+            self.supervisor.stop(timeout=5)
+        self.scheduler.stop()
+        self.supervisor = None
+        logger.info("controller stopped")

@@ -1,0 +1,190 @@
+"""`kube-vxlan-controller demo [--keep]`: the seed README's example, end to end, on the sandbox.
+
+Starts the sandbox, creates the bundle's network ConfigMap and deploy/example.yaml (pods a, b, gw),
+runs the controller, shows progress while the pods converge, then prints what an operator would look
+at — `inspect nets vxeth1 vxeth2`, `list pods` — and the seed's two pings (a → b and b → a through gw),
+run with kubectl exec. Cleans everything up and exits 0 when every step worked, 1 otherwise. With
+`--keep` it stays up and prints how to point kubectl and the CLI at it, until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from . import logs, queries
+
+ROOT = Path(__file__).resolve().parent.parent
+NETWORKS = ("vxeth1", "vxeth2")
+PINGS = (("a", "192.168.12.2"), ("b", "192.168.11.2"))
+
+
+def _manifest_path(name: str) -> Path:
+    path = ROOT / "deploy" / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the demo from the source tree (make demo)")
+    return path
+
+
+def _manifests(name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(_manifest_path(name).read_text()) if d]
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+class Demo:
+    def __init__(self, workdir: Path, timeout: float) -> None:
+        self.workdir, self.timeout = workdir, timeout
+        self.kubectl_cache = workdir / "kubectl-cache"
+
+    def kubectl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run(["kubectl", "--kubeconfig", str(self.sandbox.kubeconfig), "--cache-dir",
+                               str(self.kubectl_cache), *args], capture_output=True, text=True, timeout=timeout)
+
+    def create(self, what: str, path: Path) -> bool:
+        say(f"$ kubectl create -f {what}")
+        out = self.kubectl("create", "-f", str(path))
+        say((out.stdout + out.stderr).rstrip())
+        return out.returncode == 0
+
+    def run(self, keep: bool) -> int:
+        from .controller import Controller
+        from .sandbox import Sandbox
+        from .settings import Settings
+
+        say("==> starting the sandbox cluster (pods are network namespaces)")
+        self.sandbox = Sandbox(workdir=self.workdir).start()
+        ok = False
+        try:
+            (cm,) = [d for d in _manifests("bundle.yaml") if d["kind"] == "ConfigMap"]
+            cm_file = self.workdir / "network-configmap.yaml"
+            cm_file.write_text(yaml.safe_dump(cm))
+            say("==> the network ConfigMap from deploy/bundle.yaml: "
+                + ", ".join(f"{k}: {v!r}" for k, v in cm["data"].items()))
+            if not (self.create("network-configmap.yaml", cm_file)
+                    and self.create("deploy/example.yaml", _manifest_path("example.yaml"))):
+                return 1
+            settings = Settings(kubeconfig=str(self.sandbox.kubeconfig), namespace="kube-system",
+                                admin="127.0.0.1:0", health="127.0.0.1:0", log_level="WARNING")
+            say("==> starting the controller")
+            controller = Controller(settings).start()
+            try:
+                ok = self.converge(controller.admin_address) and self.show(controller.admin_address)
+                if keep:
+                    self.wait_for_interrupt(controller)
+            finally:
+                controller.stop()
+        finally:
+            say("==> cleaning up: stopping the sandbox, removing its namespaces")
+            self.sandbox.stop()
+        say("==> demo " + ("succeeded" if ok else "FAILED"))
+        return 0 if ok else 1
+
+    def converge(self, admin: str) -> bool:
+        started = time.monotonic()
+        last = ""
+        while time.monotonic() - started < self.timeout:
+            out = self.kubectl("get", "pods", "-l", "vxlan.openvnf.org=true", "-o", "json")
+            pods = json.loads(out.stdout)["items"] if out.returncode == 0 else []
+            phases = ", ".join(f"{p['metadata']['labels'].get('run')}:{_status(p)}"
+                               for p in sorted(pods, key=lambda p: p["metadata"]["labels"].get("run", "")))
+            wired = self.wired(admin)
+            line = f"pods {phases or '-'} | wired: " + ", ".join(f"{n} {w}" for n, w in wired.items())
+            if line != last:
+                say(f"[{time.monotonic() - started:5.1f}s] {line}")
+                last = line
+            if all(w == "2/2" for w in wired.values()):
+                say(f"==> converged in {time.monotonic() - started:.1f}s")
+                return True
+            time.sleep(0.5)
+        say(f"==> not converged after {self.timeout:.0f}s")
+        return False
+
+    def wired(self, admin: str) -> dict[str, str]:
+        """Per network: how many members have an fdb entry for every other member."""
+        try:
+            answer = queries.fetch(admin, "/v1/inspect", [("net", n) for n in NETWORKS], 10)
+        except OSError:
+            return {n: "?" for n in NETWORKS}
+        result = {}
+        for net in answer:
+            ips = {m["ip"] for m in net["members"]}
+            done = sum(1 for m in net["members"]
+                       if m["fdb"] is not None and {e.split()[2] for e in m["fdb"]} >= ips - {m["ip"]})
+            result[net["network"]] = f"{done}/2"
+        return result
+
+    def pod_name(self, app: str) -> str:
+        return self.kubectl("get", "po", "-l", f"run={app}", "-o", "jsonpath={.items[*].metadata.name}").stdout.strip()
+
+    def show(self, admin: str) -> bool:
+        say("\n$ kube-vxlan-controller inspect nets vxeth1 vxeth2")
+        say(queries.format_inspect(queries.fetch(admin, "/v1/inspect", [("net", n) for n in NETWORKS], 15)))
+        say("$ kube-vxlan-controller list pods")
+        say(queries.format_pods(queries.fetch(admin, "/v1/pods", [("prefix", "")], 15)))
+        gw = self.pod_name("gw")
+        say("gw routes between vxeth1 and vxeth2 (as in the seed, the gateway pod forwards):")
+        say(f"$ kubectl exec {gw} -c vxlan-controller-agent -- sysctl -w net.ipv4.ip_forward=1")
+        out = self.kubectl("exec", gw, "-c", "vxlan-controller-agent", "--", "sysctl", "-w", "net.ipv4.ip_forward=1")
+        say((out.stdout + out.stderr).rstrip())
+        ok = out.returncode == 0
+        for app, address in PINGS:
+            pod = self.pod_name(app)
+            say(f"\n$ kubectl exec {pod} -c {app} -- ping -c 3 {address}")
+            out = self.kubectl("exec", pod, "-c", app, "--", "ping", "-c", "3", "-W", "2", address)
+            say((out.stdout + out.stderr).rstrip())
+            ok = ok and out.returncode == 0
+        return ok
+
+    def wait_for_interrupt(self, controller) -> None:
+        done = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: done.set())
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        say(f"\n==> kept running. In another shell:\n"
+            f"    export KUBECONFIG={self.sandbox.kubeconfig}\n"
+            f"    kubectl get pods -o wide\n"
+            f"    .venv/bin/kube-vxlan-controller inspect nets vxeth1 vxeth2 --admin {controller.admin_address}\n"
+            f"    .venv/bin/kube-vxlan-controller list pods --admin {controller.admin_address}\n"
+            f"==> Ctrl-C stops and cleans up.")
+        while not done.wait(0.5):
+            pass
+
+
+def _status(pod: dict) -> str:
+    if pod["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    status = pod.get("status", {})
+    if any("running" in s.get("state", {}) for s in status.get("initContainerStatuses", [])):
+        return "Init"
+    return status.get("phase") or "Pending"
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="kube-vxlan-controller demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--keep", action="store_true", help="keep the sandbox and the controller running")
+    p.add_argument("--timeout", type=float, default=120, help="seconds to wait for convergence")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("kube-vxlan-controller demo: needs root (the sandbox's pods are network namespaces)", file=sys.stderr)
+        return 2
+    for tool in ("kubectl", "ping"):
+        if shutil.which(tool) is None:
+            print(f"kube-vxlan-controller demo: `{tool}` not found (make demo installs ping: iputils-ping)",
+                  file=sys.stderr)
+            return 2
+    logs.setup("WARNING")
+    with tempfile.TemporaryDirectory(prefix="kvc-demo-") as workdir:
+        return Demo(Path(workdir), args.timeout).run(args.keep)

@@ -1,0 +1,39 @@
+"""Prometheus metrics, served on /metrics.
+
+One registry per controller (not the process-global default), so tests that run several controllers
+in one interpreter do not collide. Everything here is thread-safe (prometheus-client locks internally).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.execs = Counter("kvc_execs", "Execs in pods, by outcome (ok, failed, timeout, gone, error)",
+                             ["outcome"], registry=r)
+        self.exec_seconds = Histogram("kvc_exec_seconds", "Exec latency in seconds, by outcome", ["outcome"],
+                                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                                      registry=r)
+        self.pods = Gauge("kvc_pods", "Pods known to the controller, by state", ["state"], registry=r)
+        self.members = Gauge("kvc_network_members", "Members per network", ["network"], registry=r)
+        self.reconcile_errors = Counter("kvc_reconcile_errors", "Failed pod reconciles, by kind", ["kind"],
+                                        registry=r)
+        self.watch_restarts = Counter("kvc_watch_restarts", "List/watch restarts, by stream and cause",
+                                      ["stream", "cause"], registry=r)
+
+    def observe_exec(self, outcome: str, seconds: float) -> None:
+        self.execs.labels(outcome).inc()
+        self.exec_seconds.labels(outcome).observe(seconds)
+
+    def watch_observer(self, stream: str):
+        def observe(outcome: str) -> None:
+            if outcome != "listed":
+                self.watch_restarts.labels(stream, outcome).inc()
+        return observe
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

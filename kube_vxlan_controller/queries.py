@@ -1,0 +1,94 @@
+"""`kube-vxlan-controller inspect nets NET…` and `list pods [PREFIX]`: ask the running controller.
+
+They talk to the controller's loopback query endpoint (`--admin`, default 127.0.0.1:8081; also
+`KVC_ADMIN`) and print the original's formats, or JSON with `-o json`. When no controller answers they
+say so and exit 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+DEFAULT_ADMIN = "127.0.0.1:8081"
+NO_CONTROLLER = 3
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"kube-vxlan-controller {prog}", description=description)
+    p.add_argument("--admin", default=os.environ.get("KVC_ADMIN", DEFAULT_ADMIN),
+                   help="the controller's query endpoint [env KVC_ADMIN, default %(default)s]")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer")
+    return p
+
+
+def fetch(admin: str, path: str, params: list[tuple[str, str]], timeout: float):
+    url = f"http://{admin}{path}?{urllib.parse.urlencode(params)}"
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.load(response)
+
+
+def _ask(args, path: str, params: list[tuple[str, str]]):
+    try:
+        return fetch(args.admin, path, params, args.timeout)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        print(f"kube-vxlan-controller: no controller answers at {args.admin} ({reason}); is it running? "
+              f"(--admin ADDRESS or KVC_ADMIN)", file=sys.stderr)
+        return None
+
+
+def format_inspect(networks: list[dict]) -> str:
+    out = []
+    for net in networks:
+        out.append(f"[{net['network']}]")
+        if net.get("error"):
+            out.append(f" error: {net['error']}")
+        blocks = []
+        for m in net["members"]:
+            lines = [f" pod: {m['pod']} {m['ip']}", f" net: {m['net']}"]
+            if m.get("fdb") is None:
+                lines.append(f" fdb: ? {m.get('error', '')}")
+            else:
+                lines += [f" fdb: {entry}" for entry in m["fdb"]] or [" fdb:"]
+            blocks.append("\n".join(lines))
+        for o in net.get("others", []):
+            detail = f" ({o['error']})" if o.get("error") else ""
+            blocks.append(f" pod: {o['pod']} {o['ip'] or '-'}\n not a member yet: {o['status']}{detail}")
+        out.append("\n\n".join(blocks))
+        out.append("")
+    return "\n".join(out)
+
+
+def format_pods(rows: list[dict]) -> str:
+    return "".join(f"{r['pod']} {r['network']} {r['ip']}".rstrip() + "\n" for r in rows)
+
+
+def inspect_main(argv: list[str]) -> int:
+    p = _parser("inspect", "Show networks as the controller and the pods see them.")
+    p.add_argument("what", choices=("nets",))
+    p.add_argument("nets", nargs="+", metavar="NET")
+    args = p.parse_args(argv)
+    answer = _ask(args, "/v1/inspect", [("net", n) for n in args.nets])
+    if answer is None:
+        return NO_CONTROLLER
+    print(json.dumps(answer, indent=1) if args.output == "json" else format_inspect(answer), end="\n" if args.output == "json" else "")
+    return 0
+
+
+def list_main(argv: list[str]) -> int:
+    p = _parser("list", "List the pods the controller is aware of, one line per network.")
+    p.add_argument("what", choices=("pods",))
+    p.add_argument("prefix", nargs="?", default="", help="pod name prefix")
+    args = p.parse_args(argv)
+    answer = _ask(args, "/v1/pods", [("prefix", args.prefix)])
+    if answer is None:
+        return NO_CONTROLLER
+    print(json.dumps(answer, indent=1) if args.output == "json" else format_pods(answer), end="\n" if args.output == "json" else "")
+    return 0

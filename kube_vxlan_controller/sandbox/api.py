@@ -1,0 +1,547 @@
+"""The sandbox's HTTP API: the routes of a Kubernetes API server, in its wire format.
+
+Serves `/version`, discovery, and for every kind of resources.py: create, get, list, watch, update,
+merge/strategic/JSON patch, delete and deletecollection, with label and field selectors; the `status`
+and `scale` subresources; pod `exec` (websocket, handed to execws.py) and `log` (empty). Every error is a
+`Status` object. kubectl's Table requests (`Accept: …;as=Table;…`) get Table responses, watches too.
+`POST /sandbox/faults` sets faults from another process (JSON body; see `Api.faults_endpoint`).
+
+Concurrency contract: every handler runs on the sandbox's event loop and touches the store, the kubelet
+and the deployment controller synchronously, so each request sees and makes one consistent change. Only
+exec processes and node network calls leave the loop (execws.py, kubelet.py). A watch is one handler
+task reading its own queue, fed by the store; it ends on `timeoutSeconds`, a dropped connection,
+`drop_watches` or shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import random
+import time
+from typing import Awaitable, Callable
+
+from aiohttp import web
+from loguru import logger
+
+from . import deployments, errors, execws, openapi, patches, tables
+from .faults import Faults
+from .kubelet import Kubelet
+from .resources import (BY_PATH, DEPLOYMENTS, NAMESPACES, PODS, RESOURCES, VERSION, Resource, core_versions,
+                        group, group_list, resource_list)
+from .selectors import SelectorError, object_filter, parse_labels
+from .store import CLOSE, Store
+
+JSON = "application/json"
+#: paths `fail_requests` never fails: the control endpoint, the version (kubectl's dispatcher reads it).
+_NEVER_FAIL = ("/sandbox/", "/version")
+#: server-set metadata a client cannot set on create.
+_SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
+                  "deletionGracePeriodSeconds", "generation", "managedFields", "selfLink")
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def respond(obj, status: int = 200) -> web.Response:
+    return web.Response(text=dumps(obj), status=status, content_type=JSON)
+
+
+def _flag(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "yes")
+
+
+def _not_served(path: str) -> errors.ApiError:
+    return errors.ApiError(404, "NotFound", "the server could not find the requested resource",
+                           {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]}
+                           if path.startswith("/openapi") else None)
+
+
+class Target:
+    """What a resource URL names: the kind, the namespace (None: all), the object, the subresource."""
+
+    def __init__(self, resource: Resource, namespace: str | None, name: str | None, sub: str | None):
+        self.resource, self.namespace, self.name, self.sub = resource, namespace, name, sub
+
+    @classmethod
+    def parse(cls, path: str) -> "Target":
+        parts = [p for p in path.split("/") if p]
+        if len(parts) >= 2 and parts[0] == "api":
+            group_name, version, rest = "", parts[1], parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            group_name, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise _not_served(path)
+        namespace = None
+        if len(rest) >= 3 and rest[0] == "namespaces" and (group_name, version, rest[2]) in BY_PATH:
+            namespace, rest = rest[1], rest[2:]
+        if not rest or len(rest) > 3:
+            raise _not_served(path)
+        resource = BY_PATH.get((group_name, version, rest[0]))
+        if resource is None:
+            raise _not_served(path)
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if resource.namespaced and name is not None and namespace is None:
+            raise _not_served(path)
+        if not resource.namespaced and namespace is not None:
+            raise _not_served(path)
+        if sub is not None and sub not in resource.subresources:
+            raise _not_served(path)
+        return cls(resource, namespace, name, sub)
+
+
+class Api:
+    def __init__(self, store: Store, kubelet: Kubelet, faults: Faults, network):
+        self.store, self.kubelet, self.faults, self.network = store, kubelet, faults, network
+        self._random = random.Random()
+        #: the open watch handlers, ended on shutdown.
+        self.watches: set[asyncio.Task] = set()
+
+    # application ---------------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
+        def static(make: Callable[[], object]):
+            async def handler(request: web.Request) -> web.Response:
+                return respond(make())
+            return handler
+
+        async def ok(request: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        app.router.add_get("/version", static(lambda: VERSION))
+        app.router.add_get("/version/", static(lambda: VERSION))
+        for path in ("/healthz", "/readyz", "/livez"):
+            app.router.add_get(path, ok)
+        app.router.add_get("/api", static(core_versions))
+        app.router.add_get("/apis", static(group_list))
+        app.router.add_get("/openapi/v3", static(openapi.index))
+        app.router.add_get("/openapi/v3/{gv:.*}", self._openapi_gv)
+        app.router.add_post("/sandbox/faults", self.faults_endpoint)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable]):
+        try:
+            if (self.faults.fail_share > 0 and not request.path.startswith(_NEVER_FAIL)
+                    and not request.path.endswith("/exec")
+                    and self._random.random() < self.faults.fail_share):
+                raise errors.ApiError(500, "InternalError", "Internal error occurred: injected fault (sandbox)")
+            return await handler(request)
+        except errors.ApiError as e:
+            if e.code >= 500:
+                logger.debug("sandbox: {} {} → {} {}", request.method, request.path_qs, e.code, e.message)
+            return respond(e.status(), e.code)
+        except web.HTTPException as e:
+            return respond(errors.status(e.status, e.reason.replace(" ", ""), e.reason), e.status)
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception as e:
+            logger.exception("sandbox: {} {} failed", request.method, request.path_qs)
+            return respond(errors.status(500, "InternalError", f"Internal error occurred: {e}"), 500)
+
+    async def _openapi_gv(self, request: web.Request) -> web.Response:
+        parts = request.match_info["gv"].split("/")
+        doc = None
+        if len(parts) == 2 and parts[0] == "api":
+            doc = openapi.group_version_doc("", parts[1])
+        elif len(parts) == 3 and parts[0] == "apis":
+            doc = openapi.group_version_doc(parts[1], parts[2])
+        if doc is None:
+            raise _not_served(request.path)
+        return respond(doc)
+
+    async def faults_endpoint(self, request: web.Request) -> web.Response:
+        """Body keys (all optional, applied in this order): clear, exec_latency, hang_selector, lift_hangs,
+        fail_share, drop_watches, compact. Answers with the faults now in force."""
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            if body.get("hang_selector"):
+                parse_labels(body["hang_selector"])
+            latency = float(body.get("exec_latency", 0))
+            share = float(body.get("fail_share", 0))
+        except (ValueError, TypeError) as e:  # JSONDecodeError and SelectorError are ValueErrors
+            raise errors.bad_request(f"invalid fault request: {e}") from e
+        f = self.faults
+        if body.get("clear"):
+            f.clear()
+        if "exec_latency" in body:
+            f.set_exec_latency(latency)
+        if body.get("hang_selector"):
+            f.hang_execs(body["hang_selector"])
+        if body.get("lift_hangs"):
+            f.lift_hangs()
+        if "fail_share" in body:
+            f.fail_requests(share)
+        if body.get("drop_watches"):
+            f.drop_watches()
+        if body.get("compact"):
+            f.compact()
+        return respond(f.snapshot())
+
+    # dispatch ------------------------------------------------------------------------------------------
+    async def dispatch(self, request: web.Request):
+        path, method = request.path, request.method
+        parts = [p for p in path.split("/") if p]
+        if method == "GET":
+            if parts == ["api", "v1"] or (len(parts) == 3 and parts[0] == "apis"):
+                doc = resource_list(*(("", "v1") if parts[0] == "api" else (parts[1], parts[2])))
+                if doc is None:
+                    raise _not_served(path)
+                return respond(doc)
+            if len(parts) == 2 and parts[0] == "apis":
+                doc = group(parts[1])
+                if doc is None:
+                    raise _not_served(path)
+                return respond(doc)
+        target = Target.parse(path)
+        r, q = target.resource, request.query
+        if target.sub == "exec":
+            if method not in ("GET", "POST"):
+                raise errors.ApiError(405, "MethodNotAllowed", "the server does not allow this method on the "
+                                                               "requested resource")
+            return await self.exec(request, target)
+        if target.sub == "log":
+            self.store.require(r, target.namespace, target.name)
+            return web.Response(text="", content_type="text/plain")
+        if target.name is None:
+            if method == "GET":
+                if _flag(q.get("watch")):
+                    return await self.watch(request, target)
+                return self.list(request, target)
+            if method == "POST":
+                return self.create(target, await self._body(request), dry_run=bool(q.get("dryRun")))
+            if method == "DELETE":
+                return await self.delete_collection(request, target)
+        else:
+            if method == "GET":
+                return self.get(request, target)
+            if method == "PUT":
+                return self.update(target, await self._body(request), dry_run=bool(q.get("dryRun")))
+            if method == "PATCH":
+                return self.patch(request, target, await request.read())
+            if method == "DELETE":
+                return await self.delete(request, target)
+        raise errors.ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                                                       "resource")
+
+    @staticmethod
+    async def _body(request: web.Request) -> dict:
+        try:
+            body = json.loads(await request.read() or b"{}")
+        except json.JSONDecodeError as e:
+            raise errors.bad_request(f"invalid JSON in the request body: {e}") from e
+        if not isinstance(body, dict):
+            raise errors.bad_request("the request body must be a JSON object")
+        return body
+
+    # reads ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def _filter(request: web.Request):
+        try:
+            return object_filter(request.query.get("labelSelector"), request.query.get("fieldSelector"))
+        except SelectorError as e:
+            raise errors.bad_request(str(e)) from e
+
+    def get(self, request: web.Request, target: Target) -> web.Response:
+        obj = self.store.require(target.resource, target.namespace or "", target.name)
+        if target.sub == "scale":
+            return respond(self._scale(obj))
+        if tables.wants_table(request.headers.get("Accept", "")):
+            return respond(tables.table(target.resource, [obj], obj["metadata"]["resourceVersion"],
+                                        request.query.get("includeObject", "Metadata")))
+        return respond(obj)
+
+    def list(self, request: web.Request, target: Target) -> web.Response:
+        r = target.resource
+        items = self.store.list(r, target.namespace, self._filter(request))
+        rv = str(self.store.rv)
+        if tables.wants_table(request.headers.get("Accept", "")):
+            return respond(tables.table(r, items, rv, request.query.get("includeObject", "Metadata")))
+        listed = []
+        for obj in items:
+            item = dict(obj)
+            item.pop("kind", None)
+            item.pop("apiVersion", None)
+            listed.append(item)
+        return respond({"kind": f"{r.kind}List", "apiVersion": r.api_version, "metadata": {"resourceVersion": rv},
+                        "items": listed})
+
+    async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        q = request.query
+        predicate = self._filter(request)
+        rv_param = q.get("resourceVersion", "")
+        try:
+            since = int(rv_param) if rv_param not in ("", "0") else None
+        except ValueError:
+            raise errors.bad_request(f"invalid resourceVersion {rv_param!r}") from None
+        timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else 1800.0
+        as_table = tables.wants_table(request.headers.get("Accept", ""))
+        include = q.get("includeObject", "Metadata")
+        response = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            watcher = self.store.watch(target.resource, target.namespace, predicate, since)
+        except errors.ApiError as e:
+            await response.write((dumps({"type": "ERROR", "object": e.status()}) + "\n").encode())
+            await response.write_eof()
+            return response
+        task = asyncio.current_task()
+        self.watches.add(task)
+        deadline = time.monotonic() + timeout
+        first = True
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(watcher.queue.get(), min(left, 5.0))
+                except asyncio.TimeoutError:
+                    if request.transport is None or request.transport.is_closing():
+                        break
+                    continue
+                if item is CLOSE:
+                    break
+                kind, obj = item
+                if as_table:
+                    obj = tables.table(target.resource, [obj], obj["metadata"]["resourceVersion"], include,
+                                       with_columns=first)
+                first = False
+                await response.write((dumps({"type": kind, "object": obj}) + "\n").encode())
+            await response.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.store.unwatch(watcher)
+            self.watches.discard(task)
+        return response
+
+    # writes --------------------------------------------------------------------------------------------
+    def _check_kind(self, r: Resource, body: dict) -> None:
+        if body.get("kind") and body["kind"] != r.kind:
+            raise errors.bad_request(f"the body of the request was in an unknown format: kind {body['kind']!r} "
+                                     f"does not match {r.kind}")
+
+    def create(self, target: Target, body: dict, dry_run: bool = False) -> web.Response:
+        r = target.resource
+        if target.sub:
+            raise errors.ApiError(405, "MethodNotAllowed", "the server does not allow this method")
+        self._check_kind(r, body)
+        m = body.setdefault("metadata", {})
+        if r.namespaced:
+            if m.get("namespace") and m["namespace"] != target.namespace:
+                raise errors.bad_request("the namespace of the provided object does not match the namespace "
+                                         "sent on the request")
+            m["namespace"] = target.namespace
+        for key in _SERVER_FIELDS:
+            m.pop(key, None)
+        if not m.get("name"):
+            if not m.get("generateName"):
+                raise errors.invalid(r, "", "metadata.name: Required value: name or generateName is required")
+            m["name"] = m["generateName"] + deployments.random_suffix()
+        if r == PODS:
+            self.kubelet.admit(body)
+        elif r == DEPLOYMENTS:
+            deployments.admit(body)
+        elif r == NAMESPACES:
+            body.setdefault("spec", {"finalizers": ["kubernetes"]})
+            body["status"] = {"phase": "Active"}
+            m.setdefault("labels", {})["kubernetes.io/metadata.name"] = m["name"]
+        if dry_run:
+            if self.store.get(r, target.namespace or "", m["name"]) is not None:
+                raise errors.already_exists(r, m["name"])
+            return respond(body, 201)
+        return respond(self.store.create(r, body), 201)
+
+    def _replace(self, target: Target, current: dict, new: dict) -> dict:
+        """The object `new` would make of `current`: server fields kept, status/spec split by subresource."""
+        r = target.resource
+        self._check_kind(r, new)
+        m = new.setdefault("metadata", {})
+        if m.get("name", target.name) != target.name:
+            raise errors.bad_request(f'the name of the object ({m.get("name")}) does not match the name on the URL '
+                                     f'({target.name})')
+        wanted_rv = m.get("resourceVersion")
+        if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
+            raise errors.conflict(r, target.name)
+        for key in ("name", "namespace", "uid", "creationTimestamp", "generation", "deletionTimestamp",
+                    "deletionGracePeriodSeconds"):
+            if key in current["metadata"]:
+                m[key] = current["metadata"][key]
+            else:
+                m.pop(key, None)
+        if "status" in r.subresources:
+            if target.sub == "status":
+                new = {**copy.deepcopy(current), "status": new.get("status", {})}
+            elif "status" in current:
+                new["status"] = copy.deepcopy(current["status"])
+            else:
+                new.pop("status", None)
+            if new.get("spec") != current.get("spec"):
+                new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+        return new
+
+    def update(self, target: Target, body: dict, dry_run: bool = False) -> web.Response:
+        r = target.resource
+        current = self.store.require(r, target.namespace or "", target.name)
+        if target.sub == "scale":
+            return self._set_scale(current, body, dry_run)
+        new = self._replace(target, current, body)
+        if dry_run:
+            return respond(new)
+        return respond(self.store.put(r, new))
+
+    def patch(self, request: web.Request, target: Target, raw: bytes) -> web.Response:
+        r = target.resource
+        current = self.store.require(r, target.namespace or "", target.name)
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        try:
+            patch = json.loads(raw or b"null")
+        except json.JSONDecodeError as e:
+            raise errors.bad_request(f"invalid JSON patch: {e}") from e
+        base = self._scale(current) if target.sub == "scale" else current
+        if content_type == "application/json-patch+json":
+            patched = patches.json_patch(base, patch)
+        elif content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            if not isinstance(patch, dict):
+                raise errors.bad_request("a merge patch must be a JSON object")
+            patched = patches.merge(base, patch, strategic=content_type.startswith("application/strategic"))
+        else:
+            raise errors.ApiError(415, "UnsupportedMediaType",
+                                  f"the body of the request was in an unknown format - accepted media types "
+                                  f"include: application/json-patch+json, application/merge-patch+json, "
+                                  f"application/strategic-merge-patch+json (not {content_type!r})")
+        dry_run = bool(request.query.get("dryRun"))
+        if target.sub == "scale":
+            return self._set_scale(current, patched, dry_run)
+        if patched.get("metadata", {}).get("resourceVersion") == current["metadata"]["resourceVersion"]:
+            patched["metadata"].pop("resourceVersion")
+        new = self._replace(target, current, patched)
+        if dry_run:
+            return respond(new)
+        return respond(self.store.put(r, new) if new != current else current)
+
+    @staticmethod
+    def _scale(deploy: dict) -> dict:
+        if deploy["kind"] != "Deployment":
+            raise errors.bad_request("scale is served for deployments only")
+        labels = deploy["spec"]["selector"].get("matchLabels") or {}
+        m = deploy["metadata"]
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")},
+                "spec": {"replicas": deploy["spec"].get("replicas", 1)},
+                "status": {"replicas": (deploy.get("status") or {}).get("replicas", 0),
+                           "selector": ",".join(f"{k}={v}" for k, v in labels.items())}}
+
+    def _set_scale(self, deploy: dict, scale: dict, dry_run: bool) -> web.Response:
+        replicas = (scale.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise errors.invalid(DEPLOYMENTS, deploy["metadata"]["name"],
+                                 f"spec.replicas: Invalid value: {replicas!r}: must be greater than or equal to 0")
+        wanted_rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if wanted_rv and wanted_rv != deploy["metadata"]["resourceVersion"]:
+            raise errors.conflict(DEPLOYMENTS, deploy["metadata"]["name"])
+        if dry_run:
+            return respond({**self._scale(deploy), "spec": {"replicas": replicas}})
+
+        def change(obj: dict) -> None:
+            if obj["spec"].get("replicas") != replicas:
+                obj["spec"]["replicas"] = replicas
+                obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
+
+        m = deploy["metadata"]
+        return respond(self._scale(self.store.update(DEPLOYMENTS, m["namespace"], m["name"], change)))
+
+    async def _delete_options(self, request: web.Request) -> dict:
+        options: dict = {}
+        if request.can_read_body:
+            try:
+                options = json.loads(await request.read() or b"{}") or {}
+            except json.JSONDecodeError as e:
+                raise errors.bad_request(f"invalid DeleteOptions: {e}") from e
+        if "gracePeriodSeconds" in request.query:
+            options["gracePeriodSeconds"] = int(request.query["gracePeriodSeconds"])
+        return options
+
+    def _delete_one(self, r: Resource, namespace: str, name: str, options: dict, dry_run: bool):
+        current = self.store.require(r, namespace, name)
+        uid = (options.get("preconditions") or {}).get("uid")
+        if uid and uid != current["metadata"]["uid"]:
+            raise errors.ApiError(409, "Conflict", f"Precondition failed: UID in precondition: {uid}, UID in "
+                                                   f"object meta: {current['metadata']['uid']}")
+        if dry_run:
+            return current
+        if r == PODS:
+            return self.kubelet.delete(namespace, name, options.get("gracePeriodSeconds"))
+        if r == NAMESPACES:
+            for resource in RESOURCES:
+                if resource.namespaced:
+                    for obj in self.store.list(resource, name):
+                        self._delete_one(resource, name, obj["metadata"]["name"], {}, False)
+        gone = self.store.delete(r, namespace, name)
+        details = {"name": name, "kind": r.plural, "uid": gone["metadata"]["uid"]}
+        if r.group:
+            details["group"] = r.group
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+
+    async def delete(self, request: web.Request, target: Target) -> web.Response:
+        options = await self._delete_options(request)
+        return respond(self._delete_one(target.resource, target.namespace or "", target.name, options,
+                                        bool(request.query.get("dryRun"))))
+
+    async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
+        options = await self._delete_options(request)
+        r = target.resource
+        items = self.store.list(r, target.namespace, self._filter(request))
+        deleted = []
+        for obj in items:
+            m = obj["metadata"]
+            try:
+                result = self._delete_one(r, m.get("namespace", ""), m["name"], options,
+                                          bool(request.query.get("dryRun")))
+            except errors.ApiError as e:
+                if e.code != 404:
+                    raise
+                continue
+            deleted.append(obj if result.get("kind") == "Status" else result)
+        return respond({"kind": f"{r.kind}List", "apiVersion": r.api_version,
+                        "metadata": {"resourceVersion": str(self.store.rv)}, "items": deleted})
+
+    # exec ----------------------------------------------------------------------------------------------
+    async def exec(self, request: web.Request, target: Target) -> web.StreamResponse:
+        q = request.query
+        argv = q.getall("command", [])
+        if not argv:
+            raise errors.bad_request("you must specify at least 1 command")
+        runtime, container = self.kubelet.exec_target(target.namespace, target.name, q.get("container"))
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise errors.ApiError(400, "BadRequest", "Upgrade request required")
+        labels = dict((self.store.get(PODS, target.namespace, target.name) or {}).get("metadata", {})
+                      .get("labels") or {})
+        faults = self.faults
+
+        def is_hung() -> bool:
+            return faults.hangs(labels)
+
+        return await execws.serve_exec(
+            request, netns=runtime.netns, argv=argv,
+            stdin=_flag(q.get("stdin")), stdout=_flag(q.get("stdout", "true")), stderr=_flag(q.get("stderr", "true")),
+            on_signal_pid1=lambda signum: self.kubelet.signal_pid1(runtime, container, signum),
+            latency=faults.exec_latency, is_hung=is_hung, processes=self.network.processes,
+            target=f"{target.namespace}/{target.name}:{container.name}")
+
+    async def close(self) -> None:
+        """End every open watch (shutdown)."""
+        self.store.close_watches()
+        for task in list(self.watches):
+            task.cancel()
+        if self.watches:
+            await asyncio.wait(list(self.watches), timeout=2.0)
+

@@ -1,0 +1,278 @@
+"""Running the sandbox: `Sandbox` (in-process, a background thread with its own event loop) and the
+`kube-vxlan-controller sandbox` command (foreground, until SIGINT/SIGTERM).
+
+Concurrency contract: `Sandbox.start()` starts one thread that owns an asyncio loop; the store, the
+kubelet, the deployment controller and the HTTP server live on that loop and nowhere else. The public
+methods (`start`, `stop`, `pod_netns`, `pod`, `wait_pod`, `faults.*`) may be called from any thread: they
+hand work to the loop and wait for it (bounded by a timeout). `stop()` is idempotent and also runs from
+`atexit`; it removes every namespace, link and file the sandbox created, also when start failed halfway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import concurrent.futures
+import copy
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from aiohttp import web
+from loguru import logger
+
+from .api import Api
+from .deployments import Deployments, GarbageCollector
+from .faults import Faults
+from .kubelet import NODE_NAME, Kubelet
+from .node import NodeNetwork
+from .resources import NAMESPACES, NODES, PODS
+from .store import Store
+
+START_TIMEOUT = 30.0
+
+
+def kubeconfig_text(url: str) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "sandbox", "cluster": {"server": url}}],
+        "users": [{"name": "sandbox", "user": {}}],
+        "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox",
+                                                     "namespace": "default"}}],
+        "current-context": "sandbox",
+        "preferences": {},
+    }, sort_keys=False)
+
+
+class Sandbox:
+    """A Kubernetes API on 127.0.0.1 whose pods are network namespaces; see the module docstring."""
+
+    def __init__(self, *, port: int = 0, workdir: Path | None = None, kubeconfig: Path | None = None,
+                 restart_delay: float = 0.5, max_grace: float = 0.5):
+        self.faults = Faults()
+        self.url = ""
+        self._port = port
+        self._workdir = Path(workdir) if workdir else None
+        self._own_tmpdir: Path | None = None
+        if kubeconfig is not None:
+            self.kubeconfig = Path(kubeconfig)
+        elif self._workdir is not None:
+            self.kubeconfig = self._workdir / "kubeconfig"
+        else:
+            self._own_tmpdir = Path(tempfile.mkdtemp(prefix="kvc-sandbox-"))
+            self.kubeconfig = self._own_tmpdir / "kubeconfig"
+        self._restart_delay, self._max_grace = restart_delay, max_grace
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopping: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._wrote_kubeconfig = False
+        self._stopped = False
+        self.store: Store | None = None
+        self.kubelet: Kubelet | None = None
+        self.network: NodeNetwork | None = None
+
+    # lifecycle -----------------------------------------------------------------------------------------
+    def start(self) -> "Sandbox":
+        if self._thread is not None:
+            return self
+        NodeNetwork.remove_stale()
+        self._thread = threading.Thread(target=self._thread_main, name="sandbox-api", daemon=True)
+        self._thread.start()
+        atexit.register(self.stop)
+        if not self._ready.wait(START_TIMEOUT) or self._error is not None:
+            error = self._error or TimeoutError("the sandbox did not start in time")
+            self.stop()
+            raise error
+        logger.info("sandbox serving on {} (kubeconfig {})", self.url, self.kubeconfig)
+        return self
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        atexit.unregister(self.stop)
+        if self._loop is not None and self._stopping is not None and self._thread is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._stopping.set)
+            except RuntimeError:
+                pass  # the loop already ended
+        if self._thread is not None:
+            self._thread.join(START_TIMEOUT)
+            if self._thread.is_alive():
+                logger.error("sandbox: the server thread did not end; removing its network anyway")
+                if self.network is not None:
+                    self.network.stop()
+        self._remove_files()
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _remove_files(self) -> None:
+        if self._wrote_kubeconfig:
+            self.kubeconfig.unlink(missing_ok=True)
+            self._wrote_kubeconfig = False
+        if self._own_tmpdir is not None:
+            shutil.rmtree(self._own_tmpdir, ignore_errors=True)
+
+    # the loop thread -----------------------------------------------------------------------------------
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as e:  # reported to start(); stop() cleans up
+            self._error = e
+            logger.exception("sandbox: the server failed")
+        finally:
+            self._ready.set()
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        network = self.network = NodeNetwork()
+        runner: web.AppRunner | None = None
+        api: Api | None = None
+        try:
+            await loop.run_in_executor(None, network.start)
+            store = self.store = Store()
+            kubelet = self.kubelet = Kubelet(store, network, restart_delay=self._restart_delay,
+                                             max_grace=self._max_grace)
+            Deployments(store, kubelet)
+            GarbageCollector(store, kubelet)
+            self._bootstrap(store)
+            api = Api(store, kubelet, self.faults, network)
+            self.faults.attach(drop_watches=lambda: self._on_loop(store.close_watches, quiet=True),
+                               compact=lambda: self._on_loop(store.compact, quiet=True))
+            runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=1.0, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", self._port)
+            await site.start()
+            port = runner.addresses[0][1]
+            self.url = f"http://127.0.0.1:{port}"
+            self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+            self.kubeconfig.write_text(kubeconfig_text(self.url))
+            self._wrote_kubeconfig = True
+            self._ready.set()
+            await self._stopping.wait()
+        finally:
+            logger.info("sandbox: stopping")
+            if api is not None:
+                await api.close()
+            if runner is not None:
+                await runner.cleanup()
+            if self.kubelet is not None:
+                await self.kubelet.shutdown()
+            network.processes.kill_everything()
+            await loop.run_in_executor(None, network.stop)
+
+    @staticmethod
+    def _bootstrap(store: Store) -> None:
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            store.create(NAMESPACES, {"metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+                                      "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+        store.create(NODES, {"metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
+                             "spec": {}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+
+    # calls from other threads --------------------------------------------------------------------------
+    def _on_loop(self, fn: Callable[[], Any], timeout: float = 10.0, quiet: bool = False) -> Any:
+        """Run `fn` on the loop; from another thread, wait for its result. Not running: RuntimeError, or
+        nothing at all if `quiet` (a fault switched after stop)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._stopped:
+            if quiet:
+                return None
+            raise RuntimeError("the sandbox is not running")
+        try:
+            if asyncio.get_running_loop() is loop:
+                return fn()
+        except RuntimeError:
+            pass
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as e:
+                future.set_exception(e)
+
+        loop.call_soon_threadsafe(run)
+        return future.result(timeout)
+
+    def pod(self, namespace: str, name: str) -> dict | None:
+        """A copy of the pod object as stored now, None if there is none."""
+        return self._on_loop(lambda: copy.deepcopy(self.store.get(PODS, namespace, name)))
+
+    def pod_netns(self, namespace: str, name: str) -> str:
+        """The network namespace of a live pod (for `ip netns exec`); KeyError if it has none (yet)."""
+        def find() -> str | None:
+            runtime = self.kubelet.runtime(namespace, name)
+            return runtime.netns if runtime else None
+
+        netns = self._on_loop(find)
+        if netns is None:
+            raise KeyError(f"pod {namespace}/{name} has no network namespace")
+        return netns
+
+    def wait_pod(self, namespace: str, name: str, condition: Callable[[dict | None], bool],
+                 timeout: float = 10.0) -> dict | None:
+        """Poll the pod until `condition(pod or None)` holds; returns it, TimeoutError after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pod = self.pod(namespace, name)
+            if condition(pod):
+                return pod
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pod {namespace}/{name}: condition not met in {timeout}s; last seen {pod}")
+            time.sleep(0.02)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kube-vxlan-controller sandbox",
+        description="Run a local Kubernetes API on 127.0.0.1 whose pods are network namespaces (needs root). "
+                    "Prints the kubeconfig path once serving; SIGINT/SIGTERM remove everything it created.")
+    parser.add_argument("--kubeconfig", type=Path, help="where to write the kubeconfig (default: a temporary "
+                                                        "directory, removed on exit)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("kube-vxlan-controller sandbox: needs root (it creates network namespaces)", file=sys.stderr)
+        return 1
+    logger.remove()
+    logger.add(sys.stderr, level=os.environ.get("KVC_LOG_LEVEL", "INFO"))
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    sandbox = Sandbox(port=args.port, kubeconfig=args.kubeconfig)
+    try:
+        sandbox.start()
+        print(sandbox.kubeconfig, flush=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        sandbox.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0

@@ -1,0 +1,45 @@
+"""Helpers for the sandbox API tests (imported as `apihelpers`: the test directories are not packages)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+AGENT_INIT = "vxlan-controller-agent-init"
+AGENT = "vxlan-controller-agent"
+
+
+def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
+    """Poll `condition()` until it returns something truthy (returned); AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def pod_manifest(name: str, labels: dict | None = None, init: list[str] | None = None,
+                 containers: list[str] | None = None) -> dict:
+    init = [AGENT_INIT] if init is None else init
+    containers = [AGENT] if containers is None else containers
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": labels or {"app": "test"}},
+            "spec": {"initContainers": [{"name": c, "image": "agent"} for c in init],
+                     "containers": [{"name": c, "image": "agent"} for c in containers]}}
+
+
+def deployment_manifest(name: str, replicas: int) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name, "vxlan.openvnf.org": "true"}},
+                                  "spec": {"initContainers": [{"name": AGENT_INIT, "image": "agent"}],
+                                           "containers": [{"name": AGENT, "image": "agent"}]}}}}
+
+
+def netns_names() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}

@@ -1,0 +1,331 @@
+"""Pod exec over websocket, driven by the official kubernetes client (root only).
+
+Two servers: a minimal aiohttp app that routes the exec URL straight to `serve_exec` (protocol details,
+disconnects, the process registry), and the real `Sandbox` (what the controller will see).
+
+What the official client (kubernetes 37) does with each outcome, pinned here:
+- exit 0 → `returncode` 0; exit N → `returncode` N;
+- a binary that cannot start → a Failure Status with reason InternalError; `returncode` raises ValueError
+  (it does `int()` of the cause's message), so callers must read channel 3 themselves or wrap it;
+- a command still running after `run_forever(timeout)` → `returncode` None (`is_open()` True).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from kubernetes import client as k8s
+from kubernetes.stream import stream
+
+from kube_vxlan_controller.sandbox.execws import pid1_signal, serve_exec
+from kube_vxlan_controller.sandbox.node import NodeNetwork
+
+pytestmark = pytest.mark.root
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    stdout: str
+    stderr: str
+    status: dict | None  # channel 3, parsed; None while the command runs
+    elapsed: float
+
+
+def wait_for(condition, timeout: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def open_exec(api: k8s.CoreV1Api, pod: str, argv: list[str], *, container: str = "c", stdin: bool = False,
+              protocol: str | None = None, namespace: str = "default"):
+    extra = {"_headers": {"sec-websocket-protocol": protocol}} if protocol else {}
+    return stream(api.connect_get_namespaced_pod_exec, pod, namespace, command=argv, container=container,
+                  stdin=stdin, stdout=True, stderr=True, tty=False, _preload_content=False, **extra)
+
+
+def finish(resp, timeout: float, start: float) -> Outcome:
+    resp.run_forever(timeout=timeout)
+    raw = resp.read_channel(3, timeout=0) if not resp.is_open() else ""
+    out = Outcome(resp.read_stdout(timeout=0), resp.read_stderr(timeout=0),
+                  json.loads(raw) if raw else None, time.monotonic() - start)
+    return out
+
+
+def run(api, pod, argv, *, timeout: float = 10.0, stdin_data: str | None = None, close_stdin: bool = True,
+        **kw) -> Outcome:
+    start = time.monotonic()
+    resp = open_exec(api, pod, argv, stdin=stdin_data is not None, **kw)
+    try:
+        if stdin_data is not None:
+            resp.write_stdin(stdin_data)
+            if close_stdin:
+                resp.close_channel(0)
+        return finish(resp, timeout, start)
+    finally:
+        resp.close()
+
+
+def exit_code(status: dict | None) -> int | None:
+    if status is None:
+        return None
+    if status["status"] == "Success":
+        return 0
+    return int(status["details"]["causes"][0]["message"])
+
+
+# -- a minimal exec server in front of serve_exec ------------------------------------------------------
+@dataclass
+class ExecServer:
+    node: NodeNetwork
+    pods: dict[str, str] = field(default_factory=dict)  # pod name -> netns
+    latency: float = 0.0
+    hung: set[str] = field(default_factory=set)
+    signals: list[tuple[str, int]] = field(default_factory=list)
+    finished: int = 0  # handlers that returned
+    port: int = 0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        q = request.query
+
+        def flag(key: str) -> bool:
+            return q.get(key, "false").lower() in ("true", "1")
+
+        try:
+            return await serve_exec(
+                request, netns=self.pods[name], argv=q.getall("command"), stdin=flag("stdin"),
+                stdout=flag("stdout"), stderr=flag("stderr"),
+                on_signal_pid1=lambda signum: self.signals.append((name, signum)), latency=self.latency,
+                is_hung=lambda: name in self.hung, processes=self.node.processes, target=name)
+        finally:
+            self.finished += 1
+
+    def api(self) -> k8s.CoreV1Api:
+        cfg = k8s.Configuration()
+        cfg.host = f"http://127.0.0.1:{self.port}"
+        return k8s.CoreV1Api(k8s.ApiClient(cfg))
+
+
+@pytest.fixture
+def server():
+    node = NodeNetwork(tag="exec")
+    srv = ExecServer(node)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    state = {}
+
+    async def start() -> None:
+        app = web.Application()
+        app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}/exec", srv.handle)
+        runner = web.AppRunner(app, shutdown_timeout=2)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        srv.port = site._server.sockets[0].getsockname()[1]
+        state["runner"] = runner
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=main, daemon=True)
+    try:
+        node.start()
+        for name in ("a", "b"):
+            srv.pods[name] = node.add_pod(name)[0]
+        thread.start()
+        assert ready.wait(10)
+        yield srv
+    finally:
+        node.processes.kill_everything()
+        if "runner" in state:
+            asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        node.stop()
+
+
+# -- serve_exec through the minimal server -------------------------------------------------------------
+def test_command_runs_in_the_pods_network_namespace(server):
+    api = server.api()
+    out = run(api, "a", ["ip", "-br", "addr", "show", "eth0"])
+    assert out.status == {"metadata": {}, "status": "Success"}
+    assert "10.66.0.2/16" in out.stdout
+
+
+def test_exit_code_and_stderr_in_the_api_servers_status_format(server):
+    api = server.api()
+    out = run(api, "a", ["sh", "-c", "echo out; echo oops >&2; exit 3"])
+    assert (out.stdout, out.stderr) == ("out\n", "oops\n")
+    assert out.status == {
+        "metadata": {}, "status": "Failure",
+        "message": "command terminated with non-zero exit code: error executing command "
+                   "[sh -c echo out; echo oops >&2; exit 3], exit code 3",
+        "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}}
+    resp = open_exec(api, "a", ["sh", "-c", "exit 3"])
+    try:
+        resp.run_forever(timeout=10)
+        assert resp.returncode == 3
+    finally:
+        resp.close()
+
+
+def test_missing_binary_is_an_internal_error_like_containerds(server):
+    api = server.api()
+    out = run(api, "a", ["nosuch", "arg"])
+    assert out.status["status"] == "Failure" and out.status["reason"] == "InternalError"
+    assert out.status["message"].endswith(
+        'OCI runtime exec failed: exec failed: unable to start container process: exec: "nosuch": '
+        'executable file not found in $PATH: unknown')
+    resp = open_exec(api, "a", ["/no/such/tool"])
+    try:
+        resp.run_forever(timeout=10)
+        with pytest.raises(ValueError):  # what the official client does with it
+            resp.returncode
+    finally:
+        resp.close()
+
+
+def test_stdin_feeds_bridge_batch_and_v5_close_is_eof(server):
+    api = server.api()
+    ns = server.pods["a"]
+    setup = run(api, "a", ["ip", "link", "add", "vx0", "type", "vxlan", "id", "7", "dstport", "4789", "dev", "eth0"])
+    assert exit_code(setup.status) == 0, setup
+    batch = "".join(f"fdb append 00:00:00:00:00:00 dev vx0 dst 10.66.0.{i}\n" for i in (7, 8, 9))
+    out = run(api, "a", ["bridge", "-batch", "-"], stdin_data=batch)
+    assert exit_code(out.status) == 0, out
+    fdb = json.loads(run(api, "a", ["bridge", "-j", "fdb", "show", "dev", "vx0"]).stdout)
+    assert sorted(e["dst"] for e in fdb if e["mac"] == "00:00:00:00:00:00") == ["10.66.0.7", "10.66.0.8",
+                                                                               "10.66.0.9"]
+    assert ns  # the pod's namespace, not the host's: the host has no vx0
+    assert "vx0" not in subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+
+
+def test_v4_has_no_stdin_eof_but_both_protocols_stream_output(server):
+    api = server.api()
+    out = run(api, "a", ["cat"], stdin_data="hello\n", protocol="v4.channel.k8s.io", timeout=1.0)
+    assert out.status is None and out.stdout == "hello\n"  # cat still waits for the EOF v4 cannot send
+    out = run(api, "a", ["cat"], stdin_data="hello\n", protocol="v5.channel.k8s.io")
+    assert exit_code(out.status) == 0 and out.stdout == "hello\n"
+    out = run(api, "a", ["sh", "-c", "exit 4"], protocol="v4.channel.k8s.io")
+    assert exit_code(out.status) == 4
+
+
+def test_kill_pid1_forms_are_intercepted_and_never_run(server):
+    api = server.api()
+    forms = [["kill", "-TERM", "1"], ["kill", "-15", "1"], ["kill", "-s", "TERM", "1"], ["kill", "1"],
+             ["kill", "-KILL", "1"], ["kill", "-9", "1"], ["/bin/kill", "-SIGTERM", "1"]]
+    for argv in forms:
+        assert exit_code(run(api, "a", argv).status) == 0, argv
+    assert [s for _, s in server.signals] == [15, 15, 15, 15, 9, 9, 15]
+    assert pid1_signal(["kill", "-TERM", "1", "2"]) is None and pid1_signal(["kill", "-TERM", "12"]) is None
+
+
+def test_real_commands_run_in_a_pid_namespace_of_their_own(server):
+    api = server.api()
+    host_pid1 = os.stat("/proc/1").st_ctime, Path("/proc/1/comm").read_text()
+    out = run(api, "a", ["sh", "-c", "echo $$"])
+    assert out.stdout.strip() == "1"
+    out = run(api, "a", ["sh", "-c", "kill -TERM 1; kill -KILL 1; echo alive"])
+    assert exit_code(out.status) == 0 and out.stdout == "alive\n"
+    out = run(api, "a", ["sh", "-c", "ls /proc | grep -c '^[0-9]'"])
+    assert int(out.stdout) <= 3  # sh, ls, grep: nothing of the host is visible, nothing can be signalled
+    assert server.signals == []  # sh -c … is a real command, not the kubelet's kill
+    assert (os.stat("/proc/1").st_ctime, Path("/proc/1/comm").read_text()) == host_pid1
+
+
+def test_latency_delays_the_exec(server):
+    api = server.api()
+    server.latency = 0.6
+    out = run(api, "a", ["true"])
+    assert exit_code(out.status) == 0 and out.elapsed >= 0.6
+
+
+def test_hung_pod_answers_nothing_until_lifted_while_others_answer(server):
+    api = server.api()
+    server.hung.add("a")
+    start = time.monotonic()
+    hung = open_exec(api, "a", ["echo", "late"])
+    try:
+        hung.run_forever(timeout=0.5)
+        assert hung.is_open() and hung.returncode is None
+        assert exit_code(run(api, "b", ["true"], timeout=5).status) == 0
+        server.hung.clear()
+        out = finish(hung, 10, start)
+        assert exit_code(out.status) == 0 and out.stdout == "late\n"
+    finally:
+        hung.close()
+
+
+def test_client_leaving_a_hung_exec_runs_nothing(server):
+    api = server.api()
+    server.hung.add("a")
+    before = server.finished
+    resp = open_exec(api, "a", ["ip", "link", "add", "left0", "type", "dummy"])
+    resp.run_forever(timeout=0.2)
+    resp.close()
+    wait_for(lambda: server.finished == before + 1, what="the hung handler to give up")
+    server.hung.clear()
+    assert "left0" not in run(api, "a", ["ip", "-br", "link"]).stdout
+
+
+def test_process_outlives_its_client_until_the_pod_is_removed(server):
+    api = server.api()
+    ns = server.pods["a"]
+    resp = open_exec(api, "a", ["sh", "-c", "echo started; exec sleep 300"])
+    wait_for(lambda: (resp.update(timeout=0.1), "started" in resp.peek_stdout())[1], what="the command")
+    resp.close()
+    registry = server.node.processes
+    pids = registry.pids(ns)
+    assert len(pids) == 1
+    time.sleep(0.3)  # give a (wrong) kill on disconnect the chance to happen: it must not
+    assert registry.pids(ns) == pids and os.path.exists(f"/proc/{pids[0]}")
+    server.node.remove_pod("a")
+    wait_for(lambda: not os.path.exists(f"/proc/{pids[0]}") or
+             Path(f"/proc/{pids[0]}/stat").read_text().split()[2] == "Z", what="the process to die")
+    assert registry.count(ns) == 0
+
+
+def test_large_output_streams_whole(server):
+    api = server.api()
+    out = run(api, "a", ["sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x"])
+    assert exit_code(out.status) == 0 and len(out.stdout) == 3_000_000
+
+
+def test_exec_overhead(server):
+    """Prints what the pid namespace wrapper and the websocket add to a bare `ip netns exec`."""
+    api = server.api()
+    ns = server.pods["a"]
+    n = 30
+    t = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(["ip", "netns", "exec", ns, "true"], check=True)
+    bare = (time.perf_counter() - t) / n
+    t = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(["ip", "netns", "exec", ns, "unshare", "--pid", "--fork", "--kill-child",
+                        "--mount-proc", "--", "true"], check=True)
+    wrapped = (time.perf_counter() - t) / n
+    t = time.perf_counter()
+    for _ in range(n):
+        assert exit_code(run(api, "a", ["true"]).status) == 0
+    ws = (time.perf_counter() - t) / n
+    print(f"exec of `true`: ip netns exec {bare * 1000:.1f} ms, + pid ns {wrapped * 1000:.1f} ms, "
+          f"whole websocket exec {ws * 1000:.1f} ms")
+    assert ws < 1.0

@@ -1,0 +1,125 @@
+"""The sandbox as the machine's real kubectl sees it (the dispatcher picks kubectl 1.31 from /version).
+
+Root only: pods are network namespaces. Every kubectl gets `--kubeconfig` and a `--cache-dir` under tmp_path.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from apihelpers import AGENT, AGENT_INIT, deployment_manifest, netns_names, wait_for
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class LineReader:
+    """Reads a subprocess's stdout on a thread, so a test can wait for a line with a deadline."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self.lines, self._queue = proc, [], queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+
+    def wait_for(self, predicate, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            self.lines.append(line)
+            if predicate(line):
+                return line
+        raise AssertionError("no such line; kubectl printed:\n" + "\n".join(self.lines))
+
+
+def pod_rows(kubectl) -> dict[str, list[str]]:
+    out = kubectl("get", "pods", "--no-headers").stdout
+    return {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+
+
+def test_kubectl_deployment_progresses_execs_and_deletes(sandbox, kubectl, tmp_path):
+    manifest = tmp_path / "deploy.yaml"
+    manifest.write_text(yaml.safe_dump(deployment_manifest("vx", 3)))
+    watcher = subprocess.Popen(kubectl.base + ["get", "pods", "-w"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=kubectl.env)
+    try:
+        reader = LineReader(watcher)
+        assert "deployment.apps/vx created" in kubectl("create", "-f", str(manifest)).stdout
+
+        pods = wait_for(lambda: len(rows := pod_rows(kubectl)) == 3 and all(r[2] == "Init:0/1" for r in rows.values())
+                        and rows, what="3 pods in Init:0/1")
+        header = kubectl("get", "pods").stdout.splitlines()[0].split()
+        assert header == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP"]
+        for row in pods.values():
+            assert row[1] == "0/1" and row[5].startswith("10.")
+        reader.wait_for(lambda line: "Init:0/1" in line)
+
+        name = sorted(pods)[0]
+        kubectl("exec", name, "-c", AGENT_INIT, "--", "kill", "-TERM", "1")
+        reader.wait_for(lambda line: line.startswith(name) and "Running" in line and "1/1" in line)
+        assert pod_rows(kubectl)[name][1:4] == ["1/1", "Running", "0"]
+
+        links = kubectl("exec", name, "-c", AGENT, "--", "ip", "-br", "link").stdout
+        assert "eth0" in links and "lo" in links
+        failed = kubectl("exec", name, "-c", AGENT, "--", "sh", "-c", "exit 3", check=False)
+        assert failed.returncode == 3
+
+        netns = {sandbox.pod_netns("default", n) for n in pods}
+        assert netns <= netns_names()
+        assert 'deployment.apps "vx" deleted' in kubectl("delete", "-f", str(manifest)).stdout
+        wait_for(lambda: kubectl("get", "pods", "-o", "name").stdout.strip() == "", what="pods gone")
+        assert not netns & netns_names()
+        reader.wait_for(lambda line: line.startswith(name) and "Terminating" in line)
+    finally:
+        watcher.kill()
+        watcher.wait()
+        watcher.stdout.close()
+
+
+def test_kubectl_scale_and_label_selectors(sandbox, kubectl, tmp_path):
+    manifest = tmp_path / "deploy.yaml"
+    manifest.write_text(yaml.safe_dump(deployment_manifest("web", 1)))
+    kubectl("create", "-f", str(manifest))
+    kubectl("scale", "deployment/web", "--replicas=3")
+    wait_for(lambda: len(pod_rows(kubectl)) == 3, what="3 pods")
+    out = kubectl("get", "deploy", "web").stdout.splitlines()
+    assert out[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert out[1].split()[:2] == ["web", "0/3"]
+    names = kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+    assert len(names) == 3
+    assert kubectl("get", "pods", "-l", "app=other", "-o", "name").stdout.strip() == ""
+    one = kubectl("get", "pods", "--field-selector", f"metadata.name={names[0]}", "-o", "name").stdout.split()
+    assert one == [f"pod/{names[0]}"]
+    missing = kubectl("get", "pod", "nope", check=False)
+    assert missing.returncode == 1 and 'pods "nope" not found' in missing.stderr
+
+
+def test_kubectl_creates_and_deletes_the_bundle_manifest(sandbox, kubectl):
+    bundle = REPO / "deploy" / "bundle.yaml"
+    if not bundle.exists():
+        pytest.skip("deploy/bundle.yaml is not there")
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(bundle.read_text()) if doc]
+    created = kubectl("create", "-f", str(bundle)).stdout
+    assert created.count(" created") == len(kinds)
+    assert "kube-vxlan-controller" in kubectl("get", "clusterrole,clusterrolebinding", "-o", "name").stdout
+    assert "kube-vxlan-controller" in kubectl("-n", "kube-system", "get", "sa,role,rolebinding,cm", "-o",
+                                              "name").stdout
+    deleted = kubectl("delete", "-f", str(bundle)).stdout
+    assert deleted.count(" deleted") == len(kinds)
+    assert kubectl("get", "clusterroles", "-o", "name").stdout.strip() == ""
+    wait_for(lambda: kubectl("-n", "kube-system", "get", "pods", "-o", "name").stdout.strip() == "",
+             what="the controller's pod gone")
