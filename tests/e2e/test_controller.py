@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from .conftest import Cluster, deployment, wait_for
+from .conftest import Cluster, controller_settings, deployment, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -153,3 +153,43 @@ def test_controller_killed_while_pods_churn_converges_after_restart(cluster: Clu
     for pod in cluster.running("run=k"):
         assert victim.status.pod_ip not in (cluster.fdb(pod, NET) or set()) or \
             victim.status.pod_ip in {p.status.pod_ip for p in cluster.running("run=k")}
+
+
+def test_pod_whose_network_is_removed_from_its_annotation_leaves_every_peer_fdb(cluster: Cluster, controller):
+    controller()
+    cluster.create_deployment("m", f"{NET}, vxeth1", replicas=3)
+    pods = wait_for(lambda: len(cluster.running("run=m")) == 3 and cluster.running("run=m"), what="3 pods")
+    wait_for(lambda: cluster.wired(pods, NET) and cluster.wired(pods, "vxeth1"), what="3 pods wired on both")
+    leaver, *stayers = pods
+    cluster.core.patch_namespaced_pod(leaver.metadata.name, "default",
+                                      {"metadata": {"annotations": {"vxlan.openvnf.org/networks": "vxeth1"}}})
+    wait_for(lambda: cluster.wired(stayers, NET), what=f"{NET} without the leaver")
+    assert cluster.wired(pods, "vxeth1"), "the other network is untouched"
+
+
+def test_pod_whose_sidecar_agent_terminates_leaves_then_rejoins(tmp_path):
+    from kubernetes.stream import stream
+
+    from kube_vxlan_controller.controller import Controller
+    from kube_vxlan_controller.sandbox import Sandbox
+
+    # A sandbox whose containers take 3 s to restart, so the agent's absence is long enough to see.
+    with Sandbox(workdir=tmp_path, restart_delay=3.0) as sandbox:
+        cluster = Cluster(sandbox)
+        cluster.apply_network_configmap()
+        running_controller = Controller(controller_settings(sandbox)).start()
+        try:
+            _leave_and_rejoin(cluster, stream)
+        finally:
+            running_controller.stop()
+
+
+def _leave_and_rejoin(cluster: Cluster, stream) -> None:
+    cluster.create_deployment("t", NET, replicas=3)
+    pods = wait_for(lambda: len(cluster.running("run=t")) == 3 and cluster.running("run=t"), what="3 pods")
+    wait_for(lambda: cluster.wired(pods, NET), what="3 pods wired")
+    leaver, *stayers = pods
+    stream(cluster.core.connect_get_namespaced_pod_exec, leaver.metadata.name, "default",
+           container="vxlan-controller-agent", command=["kill", "-TERM", "1"], stdout=True, stderr=True)
+    wait_for(lambda: cluster.wired(stayers, NET), timeout=3.0, what="peers drop the pod while its agent is down")
+    wait_for(lambda: cluster.wired(pods, NET), timeout=30, what="the pod rejoins once its agent restarted")
