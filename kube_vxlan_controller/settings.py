@@ -43,6 +43,9 @@ class Settings:
     agent: str = field(default="vxlan-controller-agent", metadata={"help": "sidecar agent container: fdb is kept in it"})
     exec_deadline: float = field(default=10.0, metadata={"help": "seconds one exec in a pod may take"})
     max_concurrent_execs: int = field(default=32, metadata={"help": "execs in flight at once, process-wide"})
+    coalesce: float = field(
+        default=0.1, metadata={"help": "seconds peer changes gather before a pod's fdb is reconciled"}
+    )
     resync: float = field(default=60.0, metadata={"help": "seconds between full fdb re-reads of each pod (repairs drift)"})
     admin: str = field(
         default="127.0.0.1:8081", metadata={"help": "loopback address of the query endpoint used by inspect/list"}

@@ -101,7 +101,7 @@ class PodActor(pykka.ThreadingActor):
                 self._request()
             elif isinstance(message, PeersChanged):
                 self.snapshots[message.snapshot.network] = message.snapshot
-                self._request()
+                self._request(self.settings.coalesce)
             elif isinstance(message, Reconcile):
                 self.pending = False
                 self._reconcile()
@@ -126,10 +126,16 @@ class PodActor(pykka.ThreadingActor):
         if self.supervisor is not None:
             self.supervisor.tell(ChildFailed("pod", self.uid, repr(exception_value)))
 
-    def _request(self) -> None:
+    def _request(self, delay: float = 0.0) -> None:
+        """Ask for one reconcile; requests made before it runs are folded into it. A delay (peer
+        changes) widens that window: during a burst of joins a member reconciles once per window
+        instead of once per joining pod."""
         if not self.pending:
             self.pending = True
-            self.actor_ref.tell(Reconcile())
+            if delay > 0:
+                self.scheduler.tell_later(delay, self.actor_ref, Reconcile())
+            else:
+                self.actor_ref.tell(Reconcile())
 
     # -- the work ---------------------------------------------------------------------------------
 
@@ -176,6 +182,9 @@ class PodActor(pykka.ThreadingActor):
             for spec in self.networks:
                 logger.info("pod {} network {}: interface {} set up ({})", pod.key, spec.network, spec.name,
                             spec.describe())
+            if not any(spec.name in links for spec in self.networks):
+                # Every interface was created just now, so every fdb is empty: no need to read it.
+                self.observed = {spec.name: frozenset() for spec in self.networks}
         self._exec(pod, container, agent.TERMINATE_ARGV)
         self.setup_done = True
         self.setup_names = frozenset(spec.name for spec in self.networks)

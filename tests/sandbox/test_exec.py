@@ -56,6 +56,13 @@ def open_exec(api: k8s.CoreV1Api, pod: str, argv: list[str], *, container: str =
                   stdin=stdin, stdout=True, stderr=True, tty=False, _preload_content=False, **extra)
 
 
+def close(resp) -> None:
+    """`resp.close()` alone leaks the socket when the server closed first (websocket-client marks the
+    connection closed when it answers the server's close frame, and `close()` then returns early)."""
+    resp.close()
+    resp.sock.shutdown()
+
+
 def finish(resp, timeout: float, start: float) -> Outcome:
     resp.run_forever(timeout=timeout)
     raw = resp.read_channel(3, timeout=0) if not resp.is_open() else ""
@@ -75,7 +82,7 @@ def run(api, pod, argv, *, timeout: float = 10.0, stdin_data: str | None = None,
                 resp.close_channel(0)
         return finish(resp, timeout, start)
     finally:
-        resp.close()
+        close(resp)
 
 
 def exit_code(status: dict | None) -> int | None:
@@ -183,7 +190,7 @@ def test_exit_code_and_stderr_in_the_api_servers_status_format(server):
         resp.run_forever(timeout=10)
         assert resp.returncode == 3
     finally:
-        resp.close()
+        close(resp)
 
 
 def test_missing_binary_is_an_internal_error_like_containerds(server):
@@ -199,7 +206,7 @@ def test_missing_binary_is_an_internal_error_like_containerds(server):
         with pytest.raises(ValueError):  # what the official client does with it
             resp.returncode
     finally:
-        resp.close()
+        close(resp)
 
 
 def test_stdin_feeds_bridge_batch_and_v5_close_is_eof(server):
@@ -270,7 +277,7 @@ def test_hung_pod_answers_nothing_until_lifted_while_others_answer(server):
         out = finish(hung, 10, start)
         assert exit_code(out.status) == 0 and out.stdout == "late\n"
     finally:
-        hung.close()
+        close(hung)
 
 
 def test_client_leaving_a_hung_exec_runs_nothing(server):
@@ -279,7 +286,7 @@ def test_client_leaving_a_hung_exec_runs_nothing(server):
     before = server.finished
     resp = open_exec(api, "a", ["ip", "link", "add", "left0", "type", "dummy"])
     resp.run_forever(timeout=0.2)
-    resp.close()
+    close(resp)
     wait_for(lambda: server.finished == before + 1, what="the hung handler to give up")
     server.hung.clear()
     assert "left0" not in run(api, "a", ["ip", "-br", "link"]).stdout
@@ -290,7 +297,7 @@ def test_process_outlives_its_client_until_the_pod_is_removed(server):
     ns = server.pods["a"]
     resp = open_exec(api, "a", ["sh", "-c", "echo started; exec sleep 300"])
     wait_for(lambda: (resp.update(timeout=0.1), "started" in resp.peek_stdout())[1], what="the command")
-    resp.close()
+    close(resp)
     registry = server.node.processes
     pids = registry.pids(ns)
     assert len(pids) == 1
