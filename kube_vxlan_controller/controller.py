@@ -36,6 +36,8 @@ class Controller:
         self.cluster = cluster
         self.fatal = threading.Event()
         self.synced = threading.Event()
+        #: pod UIDs of the first complete list: ready once each has had a reconcile pass
+        self.first_list: frozenset[str] | None = None
         self.stopping = threading.Event()
         self.board = Board()
         self.metrics = Metrics()
@@ -71,7 +73,7 @@ class Controller:
                                              loopback_only=True).start())
         if s.health:
             self.servers.append(admin.Server("health", s.health, admin.health_routes(
-                alive=lambda: not self.fatal.is_set(), ready=self.synced.is_set, metrics=self)).start())
+                alive=lambda: not self.fatal.is_set(), ready=self.ready, metrics=self)).start())
         logger.info("controller started (label {}, annotation {}, ConfigMap {}/{})", s.selector, s.annotation,
                     s.namespace, s.configmap)
         return self
@@ -80,7 +82,7 @@ class Controller:
         s = self.settings
         return PodWatcher.start(
             settings=s, registry=self.registry, events=partial(events.record_event, self.cluster),
-            supervisor=self.supervisor, on_synced=self.synced.set,
+            supervisor=self.supervisor, on_synced=self._on_synced,
             pod_stream_factory=lambda on_event: pods.PodStream(
                 self.cluster, label_selector=s.selector, namespace=s.watch_namespace,
                 init_container=s.init_agent, agent_container=s.agent, on_event=on_event,
@@ -100,6 +102,22 @@ class Controller:
     @property
     def admin_address(self) -> str | None:
         return next((server.address for server in self.servers if server.name == "query"), None)
+
+    def _on_synced(self) -> None:
+        if self.first_list is None:
+            self.first_list = frozenset(self.registry.pods())
+        self.synced.set()
+
+    def ready(self) -> bool:
+        """/readyz: the first pod list was routed and every pod in it has been reconciled once."""
+        if not self.synced.is_set():
+            return False
+        alive = self.registry.pods()
+        for uid in self.first_list & alive.keys():  # pods gone since need no pass
+            state = self.board.get(uid)
+            if state is None or state.passes == 0:
+                return False
+        return True
 
     def stop(self) -> None:
         if self.supervisor is None:

@@ -55,6 +55,8 @@ class PodState:
     fdb: dict[str, frozenset[str]] | None = field(default=None)
     error: str = ""
     execs: int = 0
+    #: reconcile passes done (readiness waits for one pass of every pod of the first list)
+    passes: int = 0
 
 
 class PodActor(pykka.ThreadingActor):
@@ -81,6 +83,7 @@ class PodActor(pykka.ThreadingActor):
         self.status = "waiting"
         self.error = ""
         self.execs = 0
+        self.passes = 0
 
     # -- mailbox ---------------------------------------------------------------------------------
 
@@ -120,7 +123,7 @@ class PodActor(pykka.ThreadingActor):
 
     def state(self) -> PodState:
         return PodState(self.uid, self.pod_key, self.pod.ip if self.pod else None, self.status,
-                        self.networks, self.observed, self.error, self.execs)
+                        self.networks, self.observed, self.error, self.execs, self.passes)
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:
         if self.supervisor is not None:
@@ -141,7 +144,9 @@ class PodActor(pykka.ThreadingActor):
 
     def _reconcile(self) -> None:
         pod = self.pod
+        self.passes += 1
         if pod is None or pod.deleting or self.stopping.is_set():
+            self._set(self.status, self.error)
             return
         try:
             if not self.setup_done and pod.init_agent_running:

@@ -116,6 +116,10 @@ BAD = {
 
 
 def test_bad_annotations_are_reported_and_valid_networks_still_work(cluster: Cluster, controller):
+    from loguru import logger
+
+    errors: list[str] = []
+    sink = logger.add(lambda message: errors.append(str(message)), level="ERROR")
     controller()
     cluster.create_deployment("good", NET)
     for name, networks in BAD.items():
@@ -132,6 +136,9 @@ def test_bad_annotations_are_reported_and_valid_networks_still_work(cluster: Clu
         named = {e.involved_object.name for e in events if e.reason == "VxlanNetworkInvalid"}
         return named >= set(BAD) and named
     wait_for(events_for_every_bad_pod, what="a VxlanNetworkInvalid event on every bad pod")
+    logger.remove(sink)
+    for name in BAD:
+        assert any(f"pod default/{name}: network" in line for line in errors), f"no error logged for {name}"
 
 
 def test_controller_killed_while_pods_churn_converges_after_restart(cluster: Cluster, controller_process):

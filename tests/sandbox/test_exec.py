@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from apihelpers import AGENT, AGENT_INIT, pod_manifest
 from kubernetes import client as k8s
 from kubernetes.stream import stream
 
@@ -336,3 +337,78 @@ def test_exec_overhead(server):
     print(f"exec of `true`: ip netns exec {bare * 1000:.1f} ms, + pid ns {wrapped * 1000:.1f} ms, "
           f"whole websocket exec {ws * 1000:.1f} ms")
     assert ws < 1.0
+
+
+# -- the same through the real Sandbox: what the controller sees ---------------------------------------
+def sandbox_pod(core, name: str, labels: dict | None = None, init: list[str] | None = None) -> str:
+    """Create a pod with the sidecar agent (and these init containers); wait until the first runs."""
+    core.create_namespaced_pod("default", pod_manifest(name, labels=labels, init=init or [],
+                                                       containers=[AGENT]))
+
+    def started() -> bool:
+        status = core.read_namespaced_pod(name, "default").status
+        return any(s.state.running for s in (status.init_container_statuses if init else
+                                             status.container_statuses) or [])
+
+    wait_for(started, what=f"pod {name} to run its first container")
+    return name
+
+
+def test_sandbox_exec_exit_codes_stderr_and_missing_binary(sandbox, core):
+    pod = sandbox_pod(core, "p")
+    out = run(core, pod, ["sh", "-c", "ip -br addr show eth0; echo bad >&2"], container=AGENT)
+    assert exit_code(out.status) == 0 and "eth0" in out.stdout and out.stderr == "bad\n"
+    assert exit_code(run(core, pod, ["sh", "-c", "exit 3"], container=AGENT).status) == 3
+    missing = run(core, pod, ["nosuch"], container=AGENT).status
+    assert missing["reason"] == "InternalError" and "executable file not found in $PATH" in missing["message"]
+
+
+def test_sandbox_exec_stdin_feeds_bridge_batch_under_v5(sandbox, core):
+    pod = sandbox_pod(core, "p")
+    run(core, pod, ["ip", "link", "add", "vxeth0", "type", "vxlan", "id", "100", "dev", "eth0", "dstport",
+                    "4789"], container=AGENT)
+    batch = "fdb append 00:00:00:00:00:00 dev vxeth0 dst 10.66.0.50\n" \
+            "fdb append 00:00:00:00:00:00 dev vxeth0 dst 10.66.0.51\n"
+    out = run(core, pod, ["bridge", "-batch", "-"], stdin_data=batch, container=AGENT)
+    assert exit_code(out.status) == 0, out
+    fdb = run(core, pod, ["bridge", "fdb", "show", "dev", "vxeth0"], container=AGENT).stdout
+    assert "dst 10.66.0.50" in fdb and "dst 10.66.0.51" in fdb
+
+
+def test_sandbox_exec_latency_fault_delays_every_exec(sandbox, core):
+    pod = sandbox_pod(core, "p")
+    sandbox.faults.set_exec_latency(0.5)
+    out = run(core, pod, ["true"], container=AGENT)
+    assert exit_code(out.status) == 0 and out.elapsed >= 0.5
+    sandbox.faults.set_exec_latency(0)
+    assert run(core, pod, ["true"], container=AGENT).elapsed < 0.5
+
+
+def test_sandbox_hang_fault_holds_matching_pods_only_until_lifted(sandbox, core):
+    hung_pod = sandbox_pod(core, "hung", labels={"app": "hang"})
+    other = sandbox_pod(core, "other", labels={"app": "fine"})
+    sandbox.faults.hang_execs("app=hang")
+    start = time.monotonic()
+    resp = open_exec(core, hung_pod, ["echo", "late"], container=AGENT)
+    try:
+        resp.run_forever(timeout=0.5)
+        assert resp.is_open() and resp.returncode is None
+        assert exit_code(run(core, other, ["true"], container=AGENT, timeout=5).status) == 0
+        sandbox.faults.lift_hangs()
+        out = finish(resp, 10, start)
+        assert exit_code(out.status) == 0 and out.stdout == "late\n"
+    finally:
+        close(resp)
+
+
+def test_sandbox_kill_term_1_reaches_the_container_and_nothing_of_the_host(sandbox, core):
+    host_pid1 = os.stat("/proc/1").st_ctime, Path("/proc/1/comm").read_text()
+    pod = sandbox_pod(core, "p", init=[AGENT_INIT])
+    assert run(core, pod, ["sh", "-c", "echo $$"], container=AGENT_INIT).stdout == "1\n"
+    assert exit_code(run(core, pod, ["sh", "-c", "kill -TERM 1"], container=AGENT_INIT).status) == 0
+    assert core.read_namespaced_pod(pod, "default").status.init_container_statuses[0].state.running
+    assert exit_code(run(core, pod, ["kill", "-TERM", "1"], container=AGENT_INIT).status) == 0
+    wait_for(lambda: core.read_namespaced_pod(pod, "default").status.phase == "Running", what="Running")
+    init = core.read_namespaced_pod(pod, "default").status.init_container_statuses[0]
+    assert init.state.terminated.exit_code == 0
+    assert (os.stat("/proc/1").st_ctime, Path("/proc/1/comm").read_text()) == host_pid1
