@@ -242,3 +242,11 @@ def _close(ws, wait: float) -> None:
         ws.close(timeout=wait)
     except Exception:  # noqa: BLE001 - closing a broken socket can fail; it is gone either way
         pass
+    # When the server closed first (the usual case, right after the exit status), WSClient.close()
+    # returns early and leaves the socket open: shut it down, or every exec leaks a descriptor.
+    sock = getattr(ws, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown()
+        except Exception:  # noqa: BLE001 - already closed
+            pass

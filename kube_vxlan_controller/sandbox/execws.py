@@ -18,7 +18,8 @@ carries the API server's Status JSON (v4/v5; v1 carries a plain error text, noth
 - a binary that does not exist or cannot run: what kubelet + containerd send, an InternalError (code 500)
   whose message ends in `OCI runtime exec failed: exec failed: unable to start container process: exec:
   "nosuch": executable file not found in $PATH: unknown`, and whose `details.causes[0]` holds only a
-  message: the official client's `returncode` then raises ValueError (`int()` of that text).
+  message: the official client's `returncode` then raises ValueError (`int()` of that text); an exec
+  into a pod whose namespace went away meanwhile is an InternalError too;
 then the server closes the websocket.
 
 Safety. The argv runs as root on this machine's filesystem, in the pod's network namespace, always inside a
@@ -55,7 +56,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import WSMsgType, web
 from loguru import logger
 
-from kube_vxlan_controller.sandbox.node import ProcessRegistry
+from .node import NETNS_DIR, ProcessRegistry
 
 V5 = "v5.channel.k8s.io"
 V4 = "v4.channel.k8s.io"
@@ -249,7 +250,18 @@ async def serve_exec(
             logger.info("exec {}: {}", target, error)
             await s.finish(status_internal_error(error), error)
             return ws
-        code = await _run(s, netns, argv, stdin=stdin, stdout=stdout, stderr=stderr, processes=processes)
+        if not os.path.exists(os.path.join(NETNS_DIR, netns)):
+            error = f"error executing command in container: container is not running (netns {netns} is gone)"
+            await s.finish(status_internal_error(error), error)
+            return ws
+        try:
+            code = await _run(s, netns, argv, stdin=stdin, stdout=stdout, stderr=stderr, processes=processes)
+        except OSError as exc:  # could not even start `ip` (out of fds, processes…)
+            logger.error("exec {}: cannot start {}: {}", target, shlex.join(argv), exc)
+            error = f"error executing command in container: {exc}"
+            await s.finish(status_internal_error(error), error)
+            return ws
+        logger.debug("exec {}: exit {}: {}", target, code, shlex.join(argv))
         if code == 0:
             await s.finish(status_success())
         else:

@@ -210,18 +210,26 @@ def test_missing_binary_is_an_internal_error_like_containerds(server):
         close(resp)
 
 
+def test_exec_into_a_pod_whose_namespace_is_gone_is_an_internal_error(server):
+    server.node.remove_pod("b")
+    out = run(server.api(), "b", ["true"])
+    assert out.status["reason"] == "InternalError" and "container is not running" in out.status["message"]
+
+
 def test_stdin_feeds_bridge_batch_and_v5_close_is_eof(server):
     api = server.api()
     ns = server.pods["a"]
-    setup = run(api, "a", ["ip", "link", "add", "vx0", "type", "vxlan", "id", "7", "dstport", "4789", "dev", "eth0"])
+    vxlan = ["ip", "link", "add", "vx0", "type", "vxlan", "id", "7", "dstport", "4789", "dev", "eth0"]
+    setup = run(api, "a", vxlan)
     assert exit_code(setup.status) == 0, setup
     batch = "".join(f"fdb append 00:00:00:00:00:00 dev vx0 dst 10.66.0.{i}\n" for i in (7, 8, 9))
     out = run(api, "a", ["bridge", "-batch", "-"], stdin_data=batch)
     assert exit_code(out.status) == 0, out
     fdb = json.loads(run(api, "a", ["bridge", "-j", "fdb", "show", "dev", "vx0"]).stdout)
-    assert sorted(e["dst"] for e in fdb if e["mac"] == "00:00:00:00:00:00") == ["10.66.0.7", "10.66.0.8",
-                                                                               "10.66.0.9"]
-    assert ns  # the pod's namespace, not the host's: the host has no vx0
+    zeros = sorted(e["dst"] for e in fdb if e["mac"] == "00:00:00:00:00:00")
+    assert zeros == ["10.66.0.7", "10.66.0.8", "10.66.0.9"]
+    # The link lives in the pod's namespace, not the host's.
+    assert "vx0" in subprocess.run(["ip", "-n", ns, "-br", "link"], capture_output=True, text=True).stdout
     assert "vx0" not in subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
 
 
@@ -233,6 +241,17 @@ def test_v4_has_no_stdin_eof_but_both_protocols_stream_output(server):
     assert exit_code(out.status) == 0 and out.stdout == "hello\n"
     out = run(api, "a", ["sh", "-c", "exit 4"], protocol="v4.channel.k8s.io")
     assert exit_code(out.status) == 4
+
+
+def test_unversioned_channel_protocol_gets_plain_text_errors(server):
+    api = server.api()
+    resp = open_exec(api, "a", ["sh", "-c", "echo hi; exit 4"], protocol="channel.k8s.io")
+    try:
+        resp.run_forever(timeout=10)
+        assert resp.read_stdout(timeout=0) == "hi\n"
+        assert resp.read_channel(3, timeout=0) == "command terminated with exit code 4"
+    finally:
+        close(resp)
 
 
 def test_kill_pid1_forms_are_intercepted_and_never_run(server):
@@ -412,3 +431,25 @@ def test_sandbox_kill_term_1_reaches_the_container_and_nothing_of_the_host(sandb
     init = core.read_namespaced_pod(pod, "default").status.init_container_statuses[0]
     assert init.state.terminated.exit_code == 0
     assert (os.stat("/proc/1").st_ctime, Path("/proc/1/comm").read_text()) == host_pid1
+
+
+def test_many_concurrent_execs_all_complete(server):
+    """One ApiClient per thread (`stream()` is not thread-safe); prints the throughput."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    local = threading.local()
+
+    def one(i: int) -> str:
+        if not hasattr(local, "api"):
+            local.api = server.api()
+        out = run(local.api, "ab"[i % 2], ["sh", "-c", f"echo {i}"])
+        assert exit_code(out.status) == 0, out
+        return out.stdout.strip()
+
+    n = 200
+    start = time.perf_counter()
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(one, range(n)))
+    elapsed = time.perf_counter() - start
+    print(f"{n} execs from 16 threads: {n / elapsed:.0f} execs/s")
+    assert results == [str(i) for i in range(n)]
