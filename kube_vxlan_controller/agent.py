@@ -16,8 +16,8 @@ Protocol, one exec per step (iproute2 ≥ 4.14 for `-j`):
    Order: all deletes, all adds, addresses, up, routes — a route via a gateway needs the address on a
    link that is up. A non-vxlan link holding a wanted name is never touched: `setup_conflicts` says
    so, and that network is left out of the batch.
-3. Terminate the init agent: `TERMINATE_COMPAT_ARGV` (older agent images wait for the file), then
-   `TERMINATE_ARGV`.
+3. Terminate the init agent: `TERMINATE_ARGV`, then `touch /run/terminate` (the controller's
+   `--terminate-file`), which older agent images wait for instead of TERM.
 4. Reconcile the fdb (sidecar agent): `FDB_ARGV`, parsed by `parse_fdb`, then `batch_argv("bridge",
    t)` with `fdb_batch(desired, observed)` on stdin when it is not empty. `fdb_lines` renders the
    same output for `inspect`.
@@ -49,7 +49,6 @@ __all__ = [
     "LINKS_ARGV",
     "Link",
     "TERMINATE_ARGV",
-    "TERMINATE_COMPAT_ARGV",
     "ZERO_MAC",
     "batch_argv",
     "fdb_batch",
@@ -66,8 +65,6 @@ LINKS_ARGV: list[str] = ["ip", "-d", "-j", "addr", "show"]
 FDB_ARGV: list[str] = ["bridge", "-j", "fdb", "show"]
 #: The init agent's main process waits for TERM; after it the pod's next init container starts.
 TERMINATE_ARGV: list[str] = ["kill", "-TERM", "1"]
-#: What agent images of the original controller wait for instead of TERM (harmless for ours).
-TERMINATE_COMPAT_ARGV: list[str] = ["touch", "/run/terminate"]
 #: The all-zeros entry: "flood unknown destinations to this peer", one per peer.
 ZERO_MAC = "00:00:00:00:00:00"
 

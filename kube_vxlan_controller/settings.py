@@ -41,6 +41,10 @@ class Settings:
         default="vxlan-controller-agent-init", metadata={"help": "init agent container: interfaces are set up in it"}
     )
     agent: str = field(default="vxlan-controller-agent", metadata={"help": "sidecar agent container: fdb is kept in it"})
+    terminate_file: str = field(
+        default="/run/terminate",
+        metadata={"help": "also touched in the init agent after TERM: older agent images wait for it ('' disables)"},
+    )
     exec_deadline: float = field(default=10.0, metadata={"help": "seconds one exec in a pod may take"})
     max_concurrent_execs: int = field(default=32, metadata={"help": "execs in flight at once, process-wide"})
     coalesce: float = field(

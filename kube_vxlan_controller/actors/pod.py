@@ -191,9 +191,20 @@ class PodActor(pykka.ThreadingActor):
                 # Every interface was created just now, so every fdb is empty: no need to read it.
                 self.observed = {spec.name: frozenset() for spec in self.networks}
         self._exec(pod, container, agent.TERMINATE_ARGV)
+        if self.settings.terminate_file:
+            self._touch_terminate_file(pod, container)
         self.setup_done = True
         self.setup_names = frozenset(spec.name for spec in self.networks)
         logger.info("pod {}: init agent terminated", pod.key)
+
+    def _touch_terminate_file(self, pod: Pod, container: str) -> None:
+        """Older agent images ignore TERM as PID 1 and wait for this file instead. Ours has already
+        exited on TERM by now, so "container not running" is the expected answer: not an error."""
+        try:
+            self.executor.run(pod.namespace, pod.name, container, ["touch", self.settings.terminate_file])
+            self.execs += 1
+        except (PodGone, ExecTimeout, K8sError) as error:
+            logger.debug("pod {}: touch {}: {}", pod.key, self.settings.terminate_file, error)
 
     def _sync_fdb(self, pod: Pod) -> None:
         # Only interfaces that exist are managed: a network that became valid after setup (say, its id

@@ -26,7 +26,8 @@ Safety. The argv runs as root on this machine's filesystem, in the pod's network
 fresh PID namespace of its own with its own /proc (`ip netns exec NETNS unshare --pid --fork --kill-child
 --mount-proc -- ARGV`), so nothing it runs can signal a process of the host: in it, pid 1 is the command
 itself. An argv that is exactly `kill [-SIG | -s SIG | -n SIG] 1` is never run: it is the kubelet's business
-(a container's main process got a signal), handed to `on_signal_pid1(signum)`, and the exec exits 0.
+(a container's main process got a signal), handed to `on_signal_pid1(signum)`, and the exec exits 0. So is
+`touch /run/terminate`, the file older agent images wait for: it ends the main process like TERM.
 
 Faults. `latency` seconds pass before the command runs; then, while `is_hung()` (polled every 50 ms) is
 true, the exec neither runs nor answers — the handshake is done, the client waits. A client that goes away
@@ -71,8 +72,18 @@ EXEC_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 _EOF = object()
 
 
+#: what agent images of the original controller wait for instead of TERM (the seed's agent contract).
+AGENT_TERMINATE_FILE = "/run/terminate"
+
+
 def pid1_signal(argv: list[str]) -> int | None:
-    """The signal number if `argv` is `kill [SIGSPEC] 1` (the forms busybox and procps accept), else None."""
+    """The signal number if `argv` is `kill [SIGSPEC] 1` (the forms busybox and procps accept), else None.
+
+    `touch /run/terminate` counts as TERM: an agent container's main process ends when the file appears
+    (older agent images wait for it), and the file must not be written on this machine's filesystem.
+    """
+    if argv == ["touch", AGENT_TERMINATE_FILE]:
+        return int(signal.SIGTERM)
     if not argv or os.path.basename(argv[0]) != "kill" or argv[-1] != "1":
         return None
     spec = argv[1:-1]

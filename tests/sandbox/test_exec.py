@@ -433,6 +433,14 @@ def test_sandbox_kill_term_1_reaches_the_container_and_nothing_of_the_host(sandb
     assert (os.stat("/proc/1").st_ctime, Path("/proc/1/comm").read_text()) == host_pid1
 
 
+def test_touch_run_terminate_ends_the_init_agent_and_writes_nothing_on_the_host(sandbox, core):
+    existed = os.path.exists("/run/terminate")
+    pod = sandbox_pod(core, "old-agent", init=[AGENT_INIT])
+    assert exit_code(run(core, pod, ["touch", "/run/terminate"], container=AGENT_INIT).status) == 0
+    wait_for(lambda: core.read_namespaced_pod(pod, "default").status.phase == "Running", what="Running")
+    assert os.path.exists("/run/terminate") == existed
+
+
 def test_many_concurrent_execs_all_complete(server):
     """One ApiClient per thread (`stream()` is not thread-safe); prints the throughput."""
     from concurrent.futures import ThreadPoolExecutor
