@@ -67,6 +67,7 @@ class Controller:
         )
         self.supervisor = Supervisor.start(scheduler=self.scheduler, start_watcher=self._start_watcher,
                                            fatal=self.fatal)
+        self.supervisor.proxy().start_children().get(timeout=10)
         self.query = QueryActor.start(registry=self.registry, board=self.board, deadline=s.exec_deadline + 1)
         if s.admin:
             self.servers.append(admin.Server("query", s.admin, admin.query_routes(self.query, s.exec_deadline + 1),
@@ -78,11 +79,12 @@ class Controller:
                     s.namespace, s.configmap)
         return self
 
-    def _start_watcher(self):
+    def _start_watcher(self, supervisor):
+        """Called by the supervisor, at start and on restarts."""
         s = self.settings
         return PodWatcher.start(
             settings=s, registry=self.registry, events=partial(events.record_event, self.cluster),
-            supervisor=self.supervisor, on_synced=self._on_synced,
+            supervisor=supervisor, on_synced=self._on_synced,
             pod_stream_factory=lambda on_event: pods.PodStream(
                 self.cluster, label_selector=s.selector, namespace=s.watch_namespace,
                 init_container=s.init_agent, agent_container=s.agent, on_event=on_event,

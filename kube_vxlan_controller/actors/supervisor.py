@@ -33,7 +33,7 @@ class _RestartWatcher:
 
 
 class Supervisor(pykka.ThreadingActor):
-    def __init__(self, *, scheduler, start_watcher: Callable[[], pykka.ActorRef], fatal: threading.Event,
+    def __init__(self, *, scheduler, start_watcher: Callable[[pykka.ActorRef], pykka.ActorRef], fatal: threading.Event,
                  max_restarts: int = 5, window: float = 10.0, clock=time.monotonic) -> None:
         super().__init__()
         self.scheduler, self.start_watcher, self.fatal = scheduler, start_watcher, fatal
@@ -42,8 +42,10 @@ class Supervisor(pykka.ThreadingActor):
         self.backoff = Backoff(initial=0.2, cap=5.0)
         self.watcher: pykka.ActorRef | None = None
 
-    def on_start(self) -> None:
-        self.watcher = self.start_watcher()
+    def start_children(self) -> None:
+        """Asked once by the controller after it holds this supervisor's ref (so the actors it starts
+        can be handed that ref), not in on_start."""
+        self.watcher = self.start_watcher(self.actor_ref)
 
     def on_receive(self, message):
         try:
@@ -51,7 +53,7 @@ class Supervisor(pykka.ThreadingActor):
                 self._failed(message)
             elif isinstance(message, _RestartWatcher):
                 logger.info("supervisor: restarting the pod watcher")
-                self.watcher = self.start_watcher()
+                self.watcher = self.start_watcher(self.actor_ref)
         except Exception:
             logger.exception("supervisor: failed to handle {}", message)
 

@@ -33,6 +33,14 @@ class ConfigChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamDied:
+    """A stream thread ended although nobody stopped it: the watcher is blind and must be restarted."""
+
+    stream: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Known:
     pod: Pod
     networks: tuple[options.NetworkSpec, ...]
@@ -71,7 +79,20 @@ class PodWatcher(pykka.ThreadingActor):
 
     def _spawn(self, name: str, stream) -> None:
         self.streams.append(stream)
-        thread = threading.Thread(target=stream.run, args=(self.stop_event,), name=name, daemon=True)
+
+        def run() -> None:
+            try:
+                stream.run(self.stop_event)
+                error = "ended"
+            except Exception as exc:
+                error = repr(exc)
+            if not self.stop_event.is_set():
+                try:
+                    self.actor_ref.tell(StreamDied(name, error))
+                except pykka.ActorDeadError:
+                    pass
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
         self.threads.append(thread)
         thread.start()
 
@@ -89,6 +110,9 @@ class PodWatcher(pykka.ThreadingActor):
             self.supervisor.tell(ChildFailed("watcher", "pods", repr(exception_value)))
 
     def on_receive(self, message):
+        if isinstance(message, StreamDied):
+            # Deliberately outside the try below: this is the crash the supervisor handles.
+            raise RuntimeError(f"{message.stream} died: {message.error}")
         try:
             if isinstance(message, (PodsListed, PodChanged, PodDeleted)) and not self.configmap_read:
                 self.held.append(message)

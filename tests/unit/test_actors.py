@@ -135,7 +135,8 @@ def test_network_publishes_nothing_before_synced_then_one_snapshot_for_a_burst()
 def test_supervisor_gives_up_after_the_restart_budget(scheduler):
     fatal = threading.Event()
     starts = []
-    sup = Supervisor.start(scheduler=scheduler, start_watcher=lambda: starts.append(1) or None, fatal=fatal)
+    sup = Supervisor.start(scheduler=scheduler, start_watcher=lambda supervisor: starts.append(1) or None, fatal=fatal)
+    sup.proxy().start_children().get(timeout=5)
     for i in range(5):
         sup.tell(ChildFailed("pod", f"u{i}", "boom"))
     sup.proxy().current_watcher().get(timeout=5)

@@ -1,0 +1,86 @@
+"""The controller under API faults and actor crashes: it converges to exactly the desired state (root)."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from kube_vxlan_controller.actors.watcher import StreamDied
+
+from .conftest import Cluster, wait_for
+from .test_controller import NET
+
+pytestmark = pytest.mark.root
+
+
+def retry(call, *args, **kwargs):
+    """The test's own API calls go through the same failing server: retry them until one lands."""
+    return wait_for(lambda: _attempt(call, *args, **kwargs), timeout=30, interval=0.05, what=f"{call.__name__}")
+
+
+def _attempt(call, *args, **kwargs):
+    try:
+        return call(*args, **kwargs) or True
+    except ApiException as error:
+        if error.status >= 500:
+            return None
+        raise
+
+
+def converged(cluster: Cluster, selector: str, replicas: int) -> bool:
+    pods = cluster.running(selector)
+    return len(pods) == replicas and cluster.wired(pods, NET)
+
+
+def test_dropped_watches_410s_and_api_errors_during_churn_converge(cluster: Cluster, controller):
+    c = controller()
+    cluster.create_deployment("f", NET, replicas=4)
+    wait_for(lambda: converged(cluster, "run=f", 4), timeout=30, what="4 pods wired")
+    restarts_before = c.metrics.watch_restarts.collect()
+
+    # Half the API requests fail; the history is compacted and every watch dropped, so the watcher
+    # must relist (410) through the errors, and notice the pod deleted while it was not watching.
+    victim = cluster.running("run=f")[0]
+    cluster.sandbox.faults.fail_requests(0.5)
+    cluster.sandbox.faults.compact()
+    cluster.sandbox.faults.drop_watches()
+    retry(cluster.core.delete_namespaced_pod, victim.metadata.name, "default")
+    retry(cluster.apps.patch_namespaced_deployment, "f", "default", {"spec": {"replicas": 6}})
+    cluster.sandbox.faults.compact()
+    cluster.sandbox.faults.drop_watches()
+    cluster.sandbox.faults.fail_requests(0.0)
+
+    wait_for(lambda: converged(cluster, "run=f", 6), timeout=60, what="6 pods wired after the faults")
+    for pod in cluster.running("run=f"):
+        assert victim.status.pod_ip not in cluster.fdb(pod, NET) or victim.status.pod_ip in {
+            p.status.pod_ip for p in cluster.running("run=f")}
+    assert c.metrics.watch_restarts.collect() != restarts_before, "the faults did reach the watcher"
+
+
+def test_watcher_crash_is_restarted_by_the_supervisor_and_nothing_is_lost(cluster: Cluster, controller):
+    c = controller()
+    cluster.create_deployment("w", NET, replicas=3)
+    wait_for(lambda: converged(cluster, "run=w", 3), timeout=30, what="3 pods wired")
+    first = c.supervisor.proxy().current_watcher().get(timeout=5)
+
+    first.tell(StreamDied("pod-stream", "injected by the test"))
+    wait_for(lambda: not first.is_alive(), what="the crashed watcher stopped")
+    second = wait_for(lambda: (w := c.supervisor.proxy().current_watcher().get(timeout=5)) is not first
+                      and w is not None and w.is_alive() and w, timeout=15, what="a new watcher")
+    assert second is not first
+
+    cluster.scale("w", 5)
+    wait_for(lambda: converged(cluster, "run=w", 5), timeout=60, what="5 pods wired by the new watcher")
+    assert not c.fatal.is_set()
+
+
+def test_restart_budget_exhausted_sets_fatal(cluster: Cluster, controller):
+    c = controller()
+    for _ in range(6):
+        watcher = wait_for(lambda: (w := c.supervisor.proxy().current_watcher().get(timeout=5)) is not None
+                           and w.is_alive() and w, timeout=15, what="a live watcher")
+        watcher.tell(StreamDied("pod-stream", "injected"))
+        wait_for(lambda: not watcher.is_alive() or c.fatal.is_set(), what="the watcher crashed")
+        if c.fatal.is_set():
+            break
+    wait_for(c.fatal.is_set, timeout=15, what="fatal after more than 5 restarts in 10 s")
