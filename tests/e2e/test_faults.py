@@ -84,3 +84,19 @@ def test_restart_budget_exhausted_sets_fatal(cluster: Cluster, controller):
         if c.fatal.is_set():
             break
     wait_for(c.fatal.is_set, timeout=15, what="fatal after more than 5 restarts in 10 s")
+
+
+def test_pod_deleted_mid_setup_is_dropped_and_the_rest_converge(cluster: Cluster, controller):
+    from .test_controller import bare_pod
+
+    c = controller(exec_deadline=2.0)
+    cluster.sandbox.faults.hang_execs("doomed=yes")
+    cluster.core.create_namespaced_pod("default", bare_pod("doomed", NET, {"doomed": "yes"}))
+    cluster.create_deployment("ok", NET, replicas=2)
+    wait_for(lambda: any(s.pod_key == "default/doomed" and s.status in ("setting up", "hung")
+                         for s in c.board.all()), what="the controller busy setting up the doomed pod")
+    cluster.core.delete_namespaced_pod("doomed", "default")
+    cluster.sandbox.faults.lift_hangs()
+    wait_for(lambda: not any(s.pod_key == "default/doomed" for s in c.board.all()), timeout=15,
+             what="the doomed pod's actor gone")
+    wait_for(lambda: converged(cluster, "run=ok", 2), timeout=30, what="the other pods wired")
