@@ -4,8 +4,8 @@
   `GET /v1/pods?prefix=P`, JSON, answered by the QueryActor. `kube-vxlan-controller inspect/list` talk
   to it from inside the controller's pod (`kubectl exec … kube-vxlan-controller inspect nets …`).
 - The health endpoint (`--health`, 0.0.0.0:8080 in the bundle, for the kubelet and Prometheus):
-  `/healthz` (the process is not giving up), `/readyz` (the first pod list has been routed to the
-  actors), `/metrics`.
+  `/healthz` (the process is not giving up), `/readyz` (every pod of the first list has been
+  reconciled once), `/metrics`.
 
 Concurrency contract: each server runs in its own thread (stdlib ThreadingHTTPServer, one thread per
 request); handlers only ask the QueryActor with a deadline or read thread-safe state.
@@ -85,10 +85,13 @@ def _json(value) -> tuple[int, str, bytes]:
 
 
 def query_routes(query_actor, deadline: float) -> dict[str, Route]:
+    """The query actor answers one question at a time, each within `deadline`: a question may wait
+    for the one before it, hence twice the deadline here."""
     proxy = query_actor.proxy()
+    wait = 2 * deadline + 2
     return {
-        "/v1/inspect": lambda q: _json(proxy.inspect(q.get("net", [])).get(timeout=deadline + 2)),
-        "/v1/pods": lambda q: _json(proxy.list_pods(q.get("prefix", [""])[0]).get(timeout=deadline + 2)),
+        "/v1/inspect": lambda q: _json(proxy.inspect(q.get("net", [])).get(timeout=wait)),
+        "/v1/pods": lambda q: _json(proxy.list_pods(q.get("prefix", [""])[0]).get(timeout=wait)),
     }
 
 

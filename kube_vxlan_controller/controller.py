@@ -12,7 +12,8 @@ other work happens in actor threads and the k8s stream threads.
 from __future__ import annotations
 
 import threading
-from functools import partial
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 from loguru import logger
 
@@ -38,6 +39,8 @@ class Controller:
         self.synced = threading.Event()
         #: pod UIDs of the first complete list: ready once each has had a reconcile pass
         self.first_list: frozenset[str] | None = None
+        #: the watcher's per-pod state, kept here so that it outlives a crashed watcher
+        self.known_pods: dict = {}
         self.stopping = threading.Event()
         self.board = Board()
         self.metrics = Metrics()
@@ -55,9 +58,12 @@ class Controller:
         if self.cluster is None:
             self.cluster = client.connect(s.kubeconfig)
         self.executor = execs.Executor(self.cluster, deadline=s.exec_deadline,
-                                       max_concurrent=s.max_concurrent_execs, observer=self.metrics.observe_exec)
+                                       max_concurrent=s.max_concurrent_execs, observer=self.metrics.observe_exec,
+                                       stopping=self.stopping)
         self.scheduler = Scheduler().start()
-        record = partial(events.record_event, self.cluster)
+        # Events are API calls: made off the actors' threads so that no actor blocks on the API.
+        self.event_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="events")
+        record = self._record_event
         self.registry = Registry(
             pod_factory=lambda uid, key: PodActor.start(
                 uid, key, executor=self.executor, settings=s, scheduler=self.scheduler, events=record,
@@ -83,8 +89,8 @@ class Controller:
         """Called by the supervisor, at start and on restarts."""
         s = self.settings
         return PodWatcher.start(
-            settings=s, registry=self.registry, events=partial(events.record_event, self.cluster),
-            supervisor=supervisor, on_synced=self._on_synced,
+            settings=s, registry=self.registry, events=self._record_event,
+            supervisor=supervisor, on_synced=self._on_synced, known=self.known_pods,
             pod_stream_factory=lambda on_event: pods.PodStream(
                 self.cluster, label_selector=s.selector, namespace=s.watch_namespace,
                 init_container=s.init_agent, agent_container=s.agent, on_event=on_event,
@@ -105,6 +111,12 @@ class Controller:
     def admin_address(self) -> str | None:
         return next((server.address for server in self.servers if server.name == "query"), None)
 
+    def _record_event(self, pod, *, reason: str, message: str) -> None:
+        try:
+            self.event_pool.submit(events.record_event, self.cluster, pod, reason=reason, message=message)
+        except RuntimeError:  # the pool is shut down: stopping
+            pass
+
     def _on_synced(self) -> None:
         if self.first_list is None:
             self.first_list = frozenset(self.registry.pods())
@@ -122,19 +134,27 @@ class Controller:
         return True
 
     def stop(self) -> None:
+        """Graceful: returns within about the exec deadline plus a few seconds, whatever is hung."""
         if self.supervisor is None:
             return
         logger.info("controller stopping: watcher, then pod actors, then networks")
+        deadline = time.monotonic() + self.settings.exec_deadline + 3
         self.stopping.set()
         for server in self.servers:
-            server.stop()
-        watcher = self.supervisor.proxy().current_watcher().get(timeout=5) if self.supervisor.is_alive() else None
-        if watcher is not None and watcher.is_alive():
-            watcher.stop(timeout=10)
-        self.registry.stop_all(timeout=self.settings.exec_deadline + 2)
-        self.query.stop(timeout=5)
-        if self.supervisor.is_alive():
-            self.supervisor.stop(timeout=5)
+            _quietly("endpoint", server.stop)
+        # The supervisor stops its watcher first (no new work), and can restart nothing after that.
+        _quietly("supervisor", lambda: self.supervisor.stop(timeout=10))
+        pods, networks = self.registry.stop_all(deadline)
+        _quietly("query actor", lambda: self.query.stop(timeout=5))
         self.scheduler.stop()
+        self.event_pool.shutdown(wait=False, cancel_futures=True)
         self.supervisor = None
-        logger.info("controller stopped")
+        logger.info("controller stopped ({} pod actors, {} network actors)", pods, networks)
+
+
+def _quietly(what: str, stop) -> None:
+    """One stop step; a step that fails or times out is logged and the next ones still run."""
+    try:
+        stop()
+    except Exception as error:
+        logger.warning("controller stopping: {} did not stop cleanly: {!r}", what, error)

@@ -46,7 +46,12 @@ class MemberUpdate:
 
 @dataclass(frozen=True, slots=True)
 class Synced:
-    """The watcher has told this network about every pod of a complete list: snapshots are now whole."""
+    """The watcher has told this network about every pod of a complete list: snapshots are now whole.
+
+    `republish`: send the current snapshot to every member even if nothing changed (after a replay, so
+    that a restarted pod actor learns its peers)."""
+
+    republish: bool = False
 
 
 @dataclass(frozen=True, slots=True)

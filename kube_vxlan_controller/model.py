@@ -29,8 +29,12 @@ class Pod:
     init_agent_running: bool = False
     #: the sidecar agent container (vxlan-controller-agent) is running: the fdb can be reconciled.
     agent_running: bool = False
-    #: restart count of the sidecar agent: a restart means a fresh container, so look again.
+    #: restart count of the sidecar agent (shown to operators; the fdb lives in the pod's network
+    #: namespace, which a sidecar restart does not touch).
     agent_restarts: int = 0
+    #: which instance of the init agent runs (its containerID): a pod whose sandbox was re-created
+    #: (same UID, node reboot) runs its init containers again, and must be set up again.
+    init_agent_id: str = ""
     #: deletionTimestamp is set: the pod is going away and leaves every network now.
     deleting: bool = False
     phase: str = ""

@@ -37,6 +37,10 @@ def fetch(admin: str, path: str, params: list[tuple[str, str]], timeout: float):
 def _ask(args, path: str, params: list[tuple[str, str]]):
     try:
         return fetch(args.admin, path, params, args.timeout)
+    except urllib.error.HTTPError as error:  # it answered, with an error
+        body = error.read().decode(errors="replace").strip()
+        print(f"kube-vxlan-controller: the controller at {args.admin} answered {error.code}: {body}", file=sys.stderr)
+        return None
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
         print(f"kube-vxlan-controller: no controller answers at {args.admin} ({reason}); is it running? "

@@ -46,6 +46,7 @@ class NetworkActor(pykka.ThreadingActor):
                 self._update(message)
             elif isinstance(message, Synced):
                 self.synced = True
+                self.dirty = self.dirty or message.republish
                 self._schedule_publish()
             elif isinstance(message, _Publish):
                 self._publish()

@@ -26,7 +26,7 @@ from loguru import logger
 
 from .. import agent
 from ..backoff import Backoff
-from ..k8s.errors import ExecTimeout, K8sError, PodGone
+from ..k8s.errors import Cancelled, ExecTimeout, K8sError, PodGone
 from ..messages import ChildFailed, PeersChanged, PodGone as PodGoneMessage, PodUpdate, Reconcile, Resync, Snapshot
 from ..model import ExecResult, Pod
 from ..options import NetworkSpec
@@ -72,10 +72,10 @@ class PodActor(pykka.ThreadingActor):
         self.pod: Pod | None = None
         self.networks: tuple[NetworkSpec, ...] = ()
         self.snapshots: dict[str, Snapshot] = {}
-        self.setup_done = False
-        #: interface names this actor set up itself; None when the pod was set up before it started
-        #: (a restarted controller), and then every network of the annotation is taken as set up.
-        self.setup_names: frozenset[str] | None = None
+        #: the init agent instance this actor set up and released (`Pod.init_agent_id`); None: none yet
+        self.released: str | None = None
+        #: interfaces whose fdb is kept (see `_managed_interfaces`); None: not known yet
+        self.managed: frozenset[str] | None = None
         self.setup_attempts = 0
         self.observed: dict[str, frozenset[str]] | None = None
         self.pending = False
@@ -96,7 +96,8 @@ class PodActor(pykka.ThreadingActor):
 
     def on_receive(self, message):
         if isinstance(message, Inspect):
-            return self._inspect()  # an ask: errors go back to the asker
+            # An ask: errors go back to the asker.
+            return self._inspect() if time.monotonic() < message.deadline else None
         try:
             if isinstance(message, PodUpdate):
                 self.pod, self.networks = message.pod, message.networks
@@ -144,15 +145,16 @@ class PodActor(pykka.ThreadingActor):
 
     def _reconcile(self) -> None:
         pod = self.pod
-        self.passes += 1
         if pod is None or pod.deleting or self.stopping.is_set():
-            self._set(self.status, self.error)
+            self._pass_done()
             return
         try:
-            if not self.setup_done and pod.init_agent_running:
+            if pod.init_agent_running and pod.init_agent_id != self.released:
                 self._setup(pod)
             if pod.agent_running:
                 self._sync_fdb(pod)
+        except Cancelled:
+            return  # the controller is stopping
         except PodGone as error:
             # Terminal for now: the pod or its container is gone; the watcher says what comes next.
             self._set("gone", str(error))
@@ -163,17 +165,29 @@ class PodActor(pykka.ThreadingActor):
             self._failed(pod, "failing", error)
         else:
             self.backoff.reset()
-            self._set("ready" if pod.agent_running else ("set up" if self.setup_done else "waiting"))
+            self._set("ready" if pod.agent_running else ("set up" if self.released is not None else "waiting"))
+        if not pod.agent_running or all(spec.network in self.snapshots for spec in self.networks):
+            self._pass_done()
+
+    def _pass_done(self) -> None:
+        """One whole pass: the pod was worked on against the complete membership of its networks (or
+        is not a member at all), whatever the outcome. Readiness counts these."""
+        self.passes += 1
+        self._set(self.status, self.error)
 
     def _setup(self, pod: Pod) -> None:
         self._set("setting up")
         container = self.settings.init_agent
+        names: frozenset[str] | None = frozenset()
         if self.networks:
             self.setup_attempts += 1
             links = agent.parse_links(self._exec(pod, container, agent.LINKS_ARGV).stdout)
-            for conflict in agent.setup_conflicts(self.networks, links):
+            conflicts = agent.setup_conflicts(self.networks, links)
+            for conflict in conflicts:
                 logger.error("pod {}: {}", pod.key, conflict)
                 self._event(pod, "VxlanSetupConflict", conflict)
+            names = frozenset(spec.name for spec in self.networks
+                              if spec.name not in links or links[spec.name].kind == "vxlan")
             batch = agent.setup_batch(self.networks, links, underlay=pod.ip)
             if batch:
                 try:
@@ -184,34 +198,48 @@ class PodActor(pykka.ThreadingActor):
                     logger.error("pod {}: setup failed {} times, releasing the init agent anyway: {}",
                                  pod.key, self.setup_attempts, error)
                     self._event(pod, "VxlanSetupFailed", str(error))
+                    names = None  # partly applied: which interfaces exist is read before the fdb is kept
             for spec in self.networks:
-                logger.info("pod {} network {}: interface {} set up ({})", pod.key, spec.network, spec.name,
-                            spec.describe())
-            if not any(spec.name in links for spec in self.networks):
+                if names is not None and spec.name in names:
+                    logger.info("pod {} network {}: interface {} set up ({})", pod.key, spec.network, spec.name,
+                                spec.describe())
+            if names is not None and not any(spec.name in links for spec in self.networks):
                 # Every interface was created just now, so every fdb is empty: no need to read it.
-                self.observed = {spec.name: frozenset() for spec in self.networks}
+                self.observed = {name: frozenset() for name in names}
         self._exec(pod, container, agent.TERMINATE_ARGV)
         if self.settings.terminate_file:
             self._touch_terminate_file(pod, container)
-        self.setup_done = True
-        self.setup_names = frozenset(spec.name for spec in self.networks)
+        self.released = pod.init_agent_id
+        self.setup_attempts = 0
+        self.managed = names
         logger.info("pod {}: init agent terminated", pod.key)
+
+    def _managed_interfaces(self, pod: Pod) -> frozenset[str]:
+        """The interfaces whose fdb this actor keeps: those it set up, or — when it did not set the pod
+        up itself (a restarted controller) or the setup half failed — the VXLAN links of the pod's
+        networks that exist with the right VNI, read once. A network that became valid after setup
+        (its id added to the ConfigMap later) gets no fdb until the pod is set up again."""
+        if self.managed is None:
+            links = agent.parse_links(self._exec(pod, self.settings.agent, agent.LINKS_ARGV).stdout)
+            self.managed = frozenset(spec.name for spec in self.networks if spec.name in links
+                                     and links[spec.name].kind == "vxlan" and links[spec.name].vni == spec.vni)
+        return self.managed
 
     def _touch_terminate_file(self, pod: Pod, container: str) -> None:
         """Older agent images ignore TERM as PID 1 and wait for this file instead. Ours has already
         exited on TERM by now, so "container not running" is the expected answer: not an error."""
+        self.execs += 1
         try:
             self.executor.run(pod.namespace, pod.name, container, ["touch", self.settings.terminate_file])
-            self.execs += 1
         except (PodGone, ExecTimeout, K8sError) as error:
             logger.debug("pod {}: touch {}: {}", pod.key, self.settings.terminate_file, error)
 
     def _sync_fdb(self, pod: Pod) -> None:
-        # Only interfaces that exist are managed: a network that became valid after setup (say, its id
-        # was added to the ConfigMap later) gets an interface only when the pod is set up again.
+        if not any(spec.network in self.snapshots for spec in self.networks):
+            return  # no network has published its members yet
+        managed = self._managed_interfaces(pod)
         desired = {spec.name: self.snapshots[spec.network].peers_of(self.uid)
-                   for spec in self.networks if spec.network in self.snapshots
-                   and (self.setup_names is None or spec.name in self.setup_names)}
+                   for spec in self.networks if spec.network in self.snapshots and spec.name in managed}
         if not desired:
             return
         container = self.settings.agent
@@ -246,7 +274,8 @@ class PodActor(pykka.ThreadingActor):
 
     def _exec(self, pod: Pod, container: str, argv: list[str], stdin: str | None = None) -> ExecResult:
         self.execs += 1
-        result = self.executor.run(pod.namespace, pod.name, container, argv, stdin=stdin)
+        result = self.executor.run(pod.namespace, pod.name, container, argv, stdin=stdin,
+                                   suspect=self.status == "hung")
         if not result.ok:
             raise ExecFailed(container, argv, result)
         return result
@@ -277,7 +306,12 @@ class PodActor(pykka.ThreadingActor):
 
 @dataclass(frozen=True, slots=True)
 class Inspect:
-    """Ask: read the fdb now and answer with it, device → lines as `bridge fdb show` prints them."""
+    """Ask: read the fdb now and answer with it, device → lines as `bridge fdb show` prints them.
+
+    `deadline` (time.monotonic()): an ask that reaches the actor after it was given up (the pod was
+    busy) runs no exec, so abandoned asks cannot pile execs up behind a hung pod."""
+
+    deadline: float = float("inf")
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,8 @@ class QueryActor(pykka.ThreadingActor):
         for net in nets:
             ref = networks.get(net)
             try:
-                snapshots[net] = ref.proxy().current().get(timeout=self.deadline) if ref else Snapshot(net, 0, ())
+                remaining = max(0.0, self.deadline - (time.monotonic() - started))
+                snapshots[net] = ref.proxy().current().get(timeout=remaining) if ref else Snapshot(net, 0, ())
             except (pykka.Timeout, pykka.ActorDeadError):
                 snapshots[net] = None
         by_key = {state.pod_key: state for state in self.board.all()}
@@ -51,7 +52,7 @@ class QueryActor(pykka.ThreadingActor):
                 ref = self.registry.existing_pod(member.uid)
                 if ref is not None and (member.uid not in asks):
                     try:
-                        asks[member.uid] = ref.ask(Inspect(), block=False)
+                        asks[member.uid] = ref.ask(Inspect(started + self.deadline), block=False)
                     except pykka.ActorDeadError:
                         pass
         answers = {}

@@ -1,6 +1,6 @@
 """Who is running: the pod actors by pod UID and the network actors by network name.
 
-Owned by the supervisor so that it outlives any one actor. Concurrency contract: a plain object behind
+Owned by the controller so that it outlives any one actor. Concurrency contract: a plain object behind
 one lock, never held while an actor starts or stops for longer than pykka's start (sub-millisecond); any
 thread may call it. A dead actor found here is replaced on the next `pod()`/`network()` call.
 """
@@ -8,6 +8,7 @@ thread may call it. A dead actor found here is replaced on the next `pod()`/`net
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable
 
 import pykka
@@ -52,16 +53,23 @@ class Registry:
         with self._lock:
             return dict(self._networks)
 
-    def stop_all(self, timeout: float = 15.0) -> None:
-        """Stop pod actors first (they may be mid-exec), then the networks that feed them."""
+    def stop_all(self, deadline: float) -> tuple[int, int]:
+        """Stop pod actors first (they may be mid-exec), then the networks that feed them, all within
+        one `deadline` (a time.monotonic() value). Returns how many of each were stopped."""
         with self._lock:
             pods, networks = list(self._pods.values()), list(self._networks.values())
             self._pods.clear()
             self._networks.clear()
         for group in (pods, networks):
-            futures = [ref.stop(block=False) for ref in group if ref.is_alive()]
+            futures = []
+            for ref in group:
+                try:
+                    futures.append(ref.stop(block=False))
+                except pykka.ActorDeadError:
+                    pass
             for future in futures:
                 try:
-                    future.get(timeout=timeout)
-                except Exception:  # already stopped, or stuck past the deadline: nothing more to do
+                    future.get(timeout=max(0.0, deadline - time.monotonic()))
+                except Exception:  # stopped already, or stuck past the deadline: nothing more to do
                     pass
+        return len(pods), len(networks)

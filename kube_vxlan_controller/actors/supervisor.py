@@ -47,6 +47,10 @@ class Supervisor(pykka.ThreadingActor):
         can be handed that ref), not in on_start."""
         self.watcher = self.start_watcher(self.actor_ref)
 
+    def on_stop(self) -> None:
+        if self.watcher is not None and self.watcher.is_alive():
+            self.watcher.stop(timeout=10)
+
     def on_receive(self, message):
         try:
             if isinstance(message, ChildFailed):

@@ -8,8 +8,11 @@ complete list it also treats pods it knew but that are no longer listed as gone,
 network `Synced`. Bad annotations are logged and recorded as a Kubernetes Event on the pod, once per
 distinct error (not on every pod event).
 
-Concurrency contract: owns `known` (last state per pod UID) and the ConfigMap data; never blocks on
-other actors (tells only); the stream threads stop when the actor stops.
+Concurrency contract: works on `known` (last state per pod UID), which the controller owns and hands
+to each watcher it starts, so a watcher restarted after a crash still knows which pods existed and
+its first list drops those deleted meanwhile; one watcher at a time. Owns the ConfigMap data; never
+blocks on other actors (tells only); Events are recorded by the callable it is given (which must not
+block); the stream threads stop when the actor stops.
 """
 
 from __future__ import annotations
@@ -50,13 +53,13 @@ class _Known:
 
 class PodWatcher(pykka.ThreadingActor):
     def __init__(self, *, settings, registry, pod_stream_factory, configmap_stream_factory=None,
-                 events=None, supervisor=None, on_synced=None) -> None:
+                 events=None, supervisor=None, on_synced=None, known: dict | None = None) -> None:
         super().__init__()
         self.settings, self.registry = settings, registry
         self.pod_stream_factory = pod_stream_factory
         self.configmap_stream_factory = configmap_stream_factory
         self.events, self.supervisor, self.on_synced = events, supervisor, on_synced
-        self.known: dict[str, _Known] = {}
+        self.known: dict[str, _Known] = {} if known is None else known
         #: after the first complete list every membership change is whole on its own: networks that
         #: appear later (a new name in a new pod) are synced from their first member on.
         self.synced_once = False
@@ -137,8 +140,8 @@ class PodWatcher(pykka.ThreadingActor):
                         self._upsert(known.pod)
             elif isinstance(message, Replay):
                 for known in list(self.known.values()):
-                    self._upsert(known.pod, force=True)
-                self._synced()
+                    self._upsert(known.pod)
+                self._synced(republish=True)
         except Exception:
             logger.exception("pod watcher: failed to handle {}", type(message).__name__)
 
@@ -152,14 +155,14 @@ class PodWatcher(pykka.ThreadingActor):
             self._upsert(pod)
         self._synced()
 
-    def _synced(self) -> None:
+    def _synced(self, republish: bool = False) -> None:
         self.synced_once = True
         for network in self.registry.networks().values():
-            network.tell(Synced())
+            network.tell(Synced(republish))
         if self.on_synced is not None:
             self.on_synced()
 
-    def _upsert(self, pod: Pod, force: bool = False) -> None:
+    def _upsert(self, pod: Pod) -> None:
         previous = self.known.get(pod.uid)
         resolution = options.resolve(pod.annotations.get(self.settings.annotation), self.configmap,
                                      pod_key=pod.key)
@@ -180,7 +183,7 @@ class PodWatcher(pykka.ThreadingActor):
             if old_members[network] is not None:
                 self._tell_network(network, MemberUpdate(pod.uid, None))
         for network, member in members.items():
-            if force or old_members.get(network) != member:
+            if old_members.get(network) != member:
                 self._tell_network(network, MemberUpdate(pod.uid, member))
         self.known[pod.uid] = _Known(pod, resolution.networks, members, resolution.errors)
 

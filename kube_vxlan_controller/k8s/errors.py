@@ -43,6 +43,10 @@ class ExecTimeout(K8sError):
     """The exec did not finish before its deadline (the command may still run in the pod)."""
 
 
+class Cancelled(K8sError):
+    """Not started: the process is stopping (an exec that waited for a slot does not run then)."""
+
+
 class ApiUnavailable(K8sError):
     """Retryable: the API server could not be reached or asked us to come back later."""
 

@@ -42,7 +42,7 @@ from kubernetes.stream import stream
 from loguru import logger
 
 from kube_vxlan_controller.k8s.client import Cluster
-from kube_vxlan_controller.k8s.errors import ApiUnavailable, ExecTimeout, K8sError, PodGone, classify
+from kube_vxlan_controller.k8s.errors import ApiUnavailable, Cancelled, ExecTimeout, K8sError, PodGone, classify
 from kube_vxlan_controller.model import ExecResult
 
 #: exit code reported when the runtime could not run the command and gave no exit code.
@@ -69,6 +69,7 @@ class Executor:
         deadline: float = 10.0,
         max_concurrent: int = 32,
         observer: Observer | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         if deadline <= 0 or max_concurrent < 1:
             raise ValueError(f"bad executor: deadline={deadline} max_concurrent={max_concurrent}")
@@ -76,7 +77,11 @@ class Executor:
         self.deadline = deadline
         self.max_concurrent = max_concurrent
         self._slots = threading.BoundedSemaphore(max_concurrent)
+        #: pods whose last exec timed out share a few slots of their own, so that a node full of hung
+        #: pods cannot hold every slot for a whole deadline while healthy pods wait.
+        self._suspect_slots = threading.BoundedSemaphore(max(1, max_concurrent // 8))
         self._observer = observer
+        self._stopping = stopping or threading.Event()
         if websocket.getdefaulttimeout() is None:
             # The client opens exec websockets without any socket timeout, so a server that accepts
             # the connection but never answers the upgrade would hold the thread (and its slot) for
@@ -93,13 +98,18 @@ class Executor:
         *,
         stdin: str | None = None,
         deadline: float | None = None,
+        suspect: bool = False,
     ) -> ExecResult:
         """Run `argv` in `namespace/pod`'s `container`, feeding it `stdin` if given.
 
-        Blocks for a free slot first, then for at most `deadline` seconds (default: the executor's).
+        Blocks for a free slot first (one of the few suspect slots when `suspect`: the pod's last exec
+        timed out), then for at most `deadline` seconds (default: the executor's). Raises `Cancelled`
+        without running anything when the process began stopping while this call waited for its slot.
         """
         limit = self.deadline if deadline is None else deadline
-        with self._slots:
+        with self._suspect_slots if suspect else self._slots:
+            if self._stopping.is_set():
+                raise Cancelled(f"exec in {namespace}/{pod} [{container}] not started: stopping")
             started = time.monotonic()
             outcome = "error"
             try:

@@ -78,6 +78,7 @@ def to_pod(
         labels=_frozen(meta.labels),
         annotations=_frozen(meta.annotations),
         init_agent_running=_running(init),
+        init_agent_id=(init.container_id or f"restarts:{init.restart_count or 0}") if init is not None else "",
         agent_running=_running(agent),
         agent_restarts=(agent.restart_count or 0) if agent is not None else 0,
         deleting=meta.deletion_timestamp is not None,

@@ -42,10 +42,15 @@ class FakePodExecutor:
         self.calls: list[list[str]] = []
         self.gate: threading.Event | None = None
 
-    def run(self, namespace, pod, container, argv, *, stdin=None, deadline=None):
+    def run(self, namespace, pod, container, argv, *, stdin=None, deadline=None, suspect=False):
         self.calls.append(list(argv))
         if self.gate is not None:
             self.gate.wait(5)
+        if argv == agent.LINKS_ARGV:
+            links = [{"ifindex": 5, "ifname": dev, "flags": ["UP"], "mtu": 1450,
+                      "linkinfo": {"info_kind": "vxlan", "info_data": {"id": 100, "link": "eth0", "port": 8472}}}
+                     for dev in ["vxeth0"]]
+            return ExecResult(0, json.dumps(links))
         if argv == agent.FDB_ARGV:
             entries = [{"mac": agent.ZERO_MAC, "ifname": dev, "dst": ip, "flags": ["self"], "state": "permanent"}
                        for dev, ips in self.fdb.items() for ip in sorted(ips)]
@@ -99,8 +104,8 @@ def test_requests_arriving_during_a_slow_exec_coalesce_into_one_reconcile(schedu
         ref.tell(PeersChanged(snapshot(n + 1, *peers[:n])))
     fake.gate.set()
     wait_for(lambda: fake.fdb.get("vxeth0") == set(peers), what="fdb == the last snapshot")
-    # read + write for the first snapshot, then at most one write for the 40 that piled up.
-    assert len(fake.calls) <= 4, fake.calls
+    # links + fdb read + write for the first snapshot, then at most one write for the 40 that piled up.
+    assert len(fake.calls) <= 5, fake.calls
 
 
 def test_pod_actor_waits_for_a_snapshot_before_touching_the_fdb(scheduler):
@@ -163,12 +168,14 @@ class FakeStream:
 
     def __init__(self, events, on_event, wait: threading.Event | None = None):
         self.events, self.on_event, self.wait = events, on_event, wait
+        self.delivered = threading.Event()
 
     def run(self, stop):
         if self.wait is not None:
             self.wait.wait(5)
         for event in self.events:
             self.on_event(event)
+        self.delivered.set()
         stop.wait()
 
     def stop(self):
@@ -189,12 +196,18 @@ def test_watcher_holds_pods_until_the_configmap_was_read():
     pod = Pod(uid="u1", namespace="default", name="p", ip="10.0.0.1", init_agent_running=True,
               annotations={"vxlan.openvnf.org/networks": "vxeth0"})
     configmap_late = threading.Event()
-    PodWatcher.start(
-        settings=Settings(), registry=registry,
-        pod_stream_factory=lambda on_event: FakeStream([PodsListed((pod,), "1")], on_event),
+    streams = []
+
+    def pod_stream(on_event):
+        streams.append(FakeStream([PodsListed((pod,), "1")], on_event))
+        return streams[-1]
+
+    watcher = PodWatcher.start(
+        settings=Settings(), registry=registry, pod_stream_factory=pod_stream,
         configmap_stream_factory=lambda on_change: FakeStream([{"vxeth0": "id=100"}], on_change, configmap_late),
     )
-    time.sleep(0.2)  # give the pod stream time to deliver; nothing may be routed yet
+    assert streams[0].delivered.wait(5)
+    watcher.ask("flush")  # the mailbox is in order: the listed pods have been handled once this returns
     assert not [u for u in updates if isinstance(u, PodUpdate)]
     configmap_late.set()
     wait_for(lambda: [u for u in updates if isinstance(u, PodUpdate)], what="the held pod routed")

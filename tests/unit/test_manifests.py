@@ -200,9 +200,9 @@ def test_controller_deployment():
     env = {e["name"]: e for e in c["env"]}
     assert env["KVC_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
 
-    assert {"name": "admin", "containerPort": 8080, "protocol": "TCP"} in c["ports"]
-    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in c["ports"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert set(c["resources"]["requests"]) == {"cpu", "memory"}
     assert set(c["resources"]["limits"]) == {"cpu", "memory"}
 
