@@ -19,6 +19,8 @@ import asyncio
 import copy
 import json
 import random
+
+from . import peers
 import time
 from typing import Awaitable, Callable
 
@@ -126,6 +128,9 @@ class Api:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable]):
         try:
+            if not peers.same_user(request.transport):
+                # Exec runs commands as root on this machine: another local user must not use the API.
+                raise errors.ApiError(403, "Forbidden", "the sandbox serves only the user that runs it")
             if (self.faults.fail_share > 0 and not request.path.startswith(_NEVER_FAIL)
                     and not request.path.endswith("/exec")
                     and self._random.random() < self.faults.fail_share):

@@ -206,6 +206,7 @@ def test_watcher_holds_pods_until_the_configmap_was_read():
         settings=Settings(), registry=registry, pod_stream_factory=pod_stream,
         configmap_stream_factory=lambda on_change: FakeStream([{"vxeth0": "id=100"}], on_change, configmap_late),
     )
+    wait_for(lambda: streams, what="the pod stream started")
     assert streams[0].delivered.wait(5)
     watcher.ask("flush")  # the mailbox is in order: the listed pods have been handled once this returns
     assert not [u for u in updates if isinstance(u, PodUpdate)]
@@ -213,3 +214,19 @@ def test_watcher_holds_pods_until_the_configmap_was_read():
     wait_for(lambda: [u for u in updates if isinstance(u, PodUpdate)], what="the held pod routed")
     (update,) = [u for u in updates if isinstance(u, PodUpdate)]
     assert [spec.vni for spec in update.networks] == [100]
+
+
+def test_pod_whose_sandbox_is_recreated_is_set_up_again(scheduler):
+    """Same UID, new init agent instance (node reboot): setup and release run again."""
+    fake = FakePodExecutor()
+    ref = PodActor.start("u1", "default/p-u1", executor=fake, settings=Settings(resync=600, terminate_file=""),
+                         scheduler=scheduler)
+    first = Pod(uid="u1", namespace="default", name="p-u1", ip="10.0.0.1", init_agent_running=True,
+                init_agent_id="containerd://aaa")
+    ref.tell(PodUpdate(first, SPEC))
+    ref.ask(PodUpdate(first, SPEC))  # the same instance again: no second setup
+    wait_for(lambda: fake.calls.count(agent.TERMINATE_ARGV) == 1, what="first release")
+    ref.tell(PodUpdate(Pod(uid="u1", namespace="default", name="p-u1", ip="10.0.0.1", init_agent_running=True,
+                           init_agent_id="containerd://bbb"), SPEC))
+    wait_for(lambda: fake.calls.count(agent.TERMINATE_ARGV) == 2, what="second release")
+    assert fake.calls.count(agent.LINKS_ARGV) == 2
