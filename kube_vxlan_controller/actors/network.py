@@ -53,6 +53,13 @@ class NetworkActor(pykka.ThreadingActor):
         except Exception:
             logger.exception("network {}: failed to handle {}", self.name, message)
 
+    def on_stop(self) -> None:
+        if self.metrics is not None:
+            try:
+                self.metrics.members.remove(self.name)
+            except KeyError:  # never published
+                pass
+
     def current(self) -> Snapshot:
         """The latest published snapshot (for the query actor and tests: ask, never from a tell handler)."""
         return self.snapshot

@@ -45,6 +45,16 @@ class Registry:
         with self._lock:
             return self._pods.pop(uid, None)
 
+    def forget_network(self, name: str) -> None:
+        """Stop a network actor that has no members left; it stops after the messages it already has."""
+        with self._lock:
+            ref = self._networks.pop(name, None)
+        if ref is not None:
+            try:
+                ref.stop(block=False)
+            except pykka.ActorDeadError:
+                pass
+
     def pods(self) -> dict[str, pykka.ActorRef]:
         with self._lock:
             return dict(self._pods)

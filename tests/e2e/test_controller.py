@@ -40,7 +40,7 @@ def test_seed_example_pods_ping_each_other_through_gw(cluster: Cluster, controll
 
 
 def test_scale_3_10_2_every_fdb_holds_exactly_the_other_members(cluster: Cluster, controller):
-    controller()
+    c = controller()
     cluster.create_deployment("s", NET, replicas=3)
     for replicas in (3, 10, 2):
         cluster.scale("s", replicas)
@@ -49,6 +49,8 @@ def test_scale_3_10_2_every_fdb_holds_exactly_the_other_members(cluster: Cluster
         wait_for(lambda: cluster.wired(cluster.running("run=s"), NET), timeout=60,
                  what=f"{replicas} pods wired to each other")
         assert len(pods) == replicas
+    cluster.scale("s", 0)
+    wait_for(lambda: NET not in c.registry.networks(), what="the empty network's actor stopped")
 
 
 @pytest.mark.parametrize("watch_gap", [False, True], ids=["watched", "across-a-watch-gap"])
