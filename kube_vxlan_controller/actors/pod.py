@@ -316,4 +316,4 @@ class Inspect:
 
 @dataclass(frozen=True, slots=True)
 class _Retry:
-    at: float = field(default_factory=time.monotonic)
+    """The backoff after a failure is over: try again."""

@@ -51,7 +51,7 @@ def test_inspect_and_list_print_the_seed_formats_and_show_a_hung_pod(cluster: Cl
     assert {row["pod"] for row in as_json} == {f"default/{p.metadata.name}" for p in pods}
 
     # One pod hangs: the answer still comes, within the query deadline, and says which pod is hung.
-    cluster.sandbox.faults.hang_execs(f"run=q")
+    cluster.sandbox.faults.hang_execs("run=q")
     cluster.core.create_namespaced_pod("default", bare_pod("other", NET))  # keeps the hung pods busy
     started = time.monotonic()
     out = cli("inspect", "nets", NET, "--admin", admin, "-o", "json")
