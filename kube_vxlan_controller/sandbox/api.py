@@ -525,7 +525,7 @@ class Api:
         argv = q.getall("command", [])
         if not argv:
             raise errors.bad_request("you must specify at least 1 command")
-        runtime, container = self.kubelet.exec_target(target.namespace, target.name, q.get("container"))
+        _, container = self.kubelet.exec_target(target.namespace, target.name, q.get("container"))
         if request.headers.get("Upgrade", "").lower() != "websocket":
             raise errors.ApiError(400, "BadRequest", "Upgrade request required")
         labels = dict((self.store.get(PODS, target.namespace, target.name) or {}).get("metadata", {})
@@ -536,9 +536,8 @@ class Api:
             return faults.hangs(labels)
 
         return await execws.serve_exec(
-            request, netns=runtime.netns, argv=argv,
+            request, container=container.process, argv=argv,
             stdin=_flag(q.get("stdin")), stdout=_flag(q.get("stdout", "true")), stderr=_flag(q.get("stderr", "true")),
-            on_signal_pid1=lambda signum: self.kubelet.signal_pid1(runtime, container, signum),
             latency=faults.exec_latency, is_hung=is_hung, processes=self.network.processes,
             target=f"{target.namespace}/{target.name}:{container.name}")
 

@@ -1,7 +1,7 @@
 """Pod exec over websocket, as a Kubernetes API server (proxying to a kubelet and containerd) speaks it.
 
-    ws = await serve_exec(request, netns=…, argv=[…], stdin=…, stdout=…, stderr=…,
-                          on_signal_pid1=…, latency=…, is_hung=…, processes=…, target="ns/name:container")
+    ws = await serve_exec(request, container=…, argv=[…], stdin=…, stdout=…, stderr=…,
+                          latency=…, is_hung=…, processes=…, target="ns/name:container")
 
 The caller (the API server's exec route) has already checked the pod and container and parsed the query
 (`command` repeated, `stdin`, `stdout`, `stderr`); `serve_exec` does the websocket upgrade and everything
@@ -19,15 +19,17 @@ carries the API server's Status JSON (v4/v5; v1 carries a plain error text, noth
   whose message ends in `OCI runtime exec failed: exec failed: unable to start container process: exec:
   "nosuch": executable file not found in $PATH: unknown`, and whose `details.causes[0]` holds only a
   message: the official client's `returncode` then raises ValueError (`int()` of that text); an exec
-  into a pod whose namespace went away meanwhile is an InternalError too;
+  into a container whose main process ended meanwhile is an InternalError too;
 then the server closes the websocket.
 
-Safety. The argv runs as root on this machine's filesystem, in the pod's network namespace, always inside a
-fresh PID namespace of its own with its own /proc (`ip netns exec NETNS unshare --pid --fork --kill-child
---mount-proc -- ARGV`), so nothing it runs can signal a process of the host: in it, pid 1 is the command
-itself. An argv that is exactly `kill [-SIG | -s SIG | -n SIG] 1` is never run: it is the kubelet's business
-(a container's main process got a signal), handed to `on_signal_pid1(signum)`, and the exec exits 0. So is
-`touch /run/terminate`, the file older agent images wait for: it ends the main process like TERM.
+Safety. The argv runs as root, inside the target container: `nsenter` joins the PID, mount and network
+namespaces of the container's main process (containers.py: `ContainerProcess.enter` opens them and
+checks they are that process's, never the sandbox's own PID namespace) and forks the command there. So the
+command sees only the container's processes (`ps`, /proc), `kill -TERM 1` signals the container's main
+process (the kubelet emulation sees it exit: containers terminate because their process ended, no argv is
+interpreted here), /run and /tmp are the container's own tmpfs, and nothing it runs can see or signal a
+process of the host. Everything else of the filesystem (the binaries) is this machine's. An exec into a
+container whose main process is gone meanwhile is an InternalError ("container is not running").
 
 Faults. `latency` seconds pass before the command runs; then, while `is_hung()` (polled every 50 ms) is
 true, the exec neither runs nor answers — the handshake is done, the client waits. A client that goes away
@@ -35,29 +37,31 @@ while waiting is let go quietly; nothing runs.
 
 Lifetime. Output is streamed as it comes. When the client goes away while the command runs, the command
 keeps running, as under a real kubelet (its stdin gets EOF, its output is drained and dropped): wrap
-long-running commands in `timeout N`. The process is tracked in `processes` (a `ProcessRegistry`), so
-removing the pod kills it. When the server shuts down (the handler is cancelled), the process is killed.
+long-running commands in `timeout N`. The process (`nsenter`, which waits for the command) is tracked in
+`processes` (a `ProcessRegistry`); when the server shuts down (the handler is cancelled), the command is
+killed, and `nsenter` with it.
+The command itself lives in the container's PID namespace: it ends at the latest with the container's main
+process, which the pod's removal kills (and with it every process of that namespace).
 
 Concurrency contract: `serve_exec` runs on the API server's event loop and never blocks it: the process is
-an asyncio subprocess, the hooks must be quick (`on_signal_pid1` may be a coroutine function; `is_hung`
-must not block). Any number of execs run at once, each in its own handler task.
+an asyncio subprocess, `is_hung` must be quick. Any number of execs run at once, each in its own handler
+task.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import secrets
 import shlex
-import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 from loguru import logger
 
-from .node import NETNS_DIR, ProcessRegistry
+from .containers import ContainerProcess, NotRunning, exec_argv, kill_exec
+from .node import ProcessRegistry
 
 V5 = "v5.channel.k8s.io"
 V4 = "v4.channel.k8s.io"
@@ -70,41 +74,6 @@ HANG_POLL = 0.05
 EXEC_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
 
 _EOF = object()
-
-
-#: what agent images of the original controller wait for instead of TERM (the seed's agent contract).
-AGENT_TERMINATE_FILE = "/run/terminate"
-
-
-def pid1_signal(argv: list[str]) -> int | None:
-    """The signal number if `argv` is `kill [SIGSPEC] 1` (the forms busybox and procps accept), else None.
-
-    `touch /run/terminate` counts as TERM: an agent container's main process ends when the file appears
-    (older agent images wait for it), and the file must not be written on this machine's filesystem.
-    """
-    if argv == ["touch", AGENT_TERMINATE_FILE]:
-        return int(signal.SIGTERM)
-    if not argv or os.path.basename(argv[0]) != "kill" or argv[-1] != "1":
-        return None
-    spec = argv[1:-1]
-    if not spec:
-        return int(signal.SIGTERM)
-    if len(spec) == 1 and spec[0].startswith("-") and len(spec[0]) > 1:
-        return _signum(spec[0][1:])
-    if len(spec) == 2 and spec[0] in ("-s", "-n", "--signal"):
-        return _signum(spec[1])
-    return None
-
-
-def _signum(name: str) -> int | None:
-    if name.isdigit():
-        return int(name) if 0 <= int(name) < signal.NSIG else None
-    name = name.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        return None
 
 
 def status_success() -> dict:
@@ -156,12 +125,6 @@ def _start_error(argv: list[str]) -> str | None:
     return (f'error executing command in container: failed to exec in container: failed to start exec '
             f'"{exec_id}": OCI runtime exec failed: exec failed: unable to start container process: '
             f'{problem}: unknown')
-
-
-def wrapped_argv(netns: str, argv: list[str]) -> list[str]:
-    """The command line that runs `argv` in `netns`, in a PID namespace (and /proc) of its own."""
-    return ["ip", "netns", "exec", netns,
-            "unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--", *argv]
 
 
 class _Session:
@@ -229,18 +192,17 @@ class _Session:
 async def serve_exec(
     request: web.Request,
     *,
-    netns: str,
+    container: ContainerProcess,
     argv: list[str],
     stdin: bool,
     stdout: bool,
     stderr: bool,
-    on_signal_pid1: Callable[[int], Awaitable[None] | None],
     latency: float = 0.0,
     is_hung: Callable[[], bool] = lambda: False,
     processes: ProcessRegistry | None = None,
     target: str = "",
 ) -> web.WebSocketResponse:
-    """Upgrade `request` to the exec websocket and run `argv` in `netns`; see the module docstring.
+    """Upgrade `request` to the exec websocket and run `argv` in `container`; see the module docstring.
     `target` ("namespace/name:container") only names the exec in log lines."""
     ws = web.WebSocketResponse(protocols=PROTOCOLS, timeout=5.0, autoping=True)
     await ws.prepare(request)
@@ -252,22 +214,21 @@ async def serve_exec(
             if await s.wait_gone(HANG_POLL):
                 logger.debug("exec {}: client left a hung exec: {}", target, shlex.join(argv))
                 return ws
-        signum = pid1_signal(argv)
-        if signum is not None:
-            await _signal_pid1(s, on_signal_pid1, signum, argv)
-            return ws
         error = _start_error(argv)
         if error is not None:
             logger.info("exec {}: {}", target, error)
             await s.finish(status_internal_error(error), error)
             return ws
-        if not os.path.exists(os.path.join(NETNS_DIR, netns)):
-            error = f"error executing command in container: container is not running (netns {netns} is gone)"
+        try:
+            namespaces = container.enter()
+        except NotRunning as exc:
+            error = f"error executing command in container: {exc}"
             await s.finish(status_internal_error(error), error)
             return ws
         try:
-            code = await _run(s, netns, argv, stdin=stdin, stdout=stdout, stderr=stderr, processes=processes)
-        except OSError as exc:  # could not even start `ip` (out of fds, processes…)
+            code = await _run(s, container.netns, namespaces, argv, stdin=stdin, stdout=stdout, stderr=stderr,
+                              processes=processes)
+        except OSError as exc:  # could not even start `nsenter` (out of fds, processes…)
             logger.error("exec {}: cannot start {}: {}", target, shlex.join(argv), exc)
             error = f"error executing command in container: {exc}"
             await s.finish(status_internal_error(error), error)
@@ -282,28 +243,18 @@ async def serve_exec(
         s.reader.cancel()
 
 
-async def _signal_pid1(s: _Session, hook: Callable[[int], Awaitable[None] | None], signum: int,
-                       argv: list[str]) -> None:
-    logger.info("exec {}: {} → signal {} to the container's main process", s.target, shlex.join(argv), signum)
-    try:
-        if signum:  # kill -0 only asks whether pid 1 exists: it does
-            result = hook(signum)
-            if inspect.isawaitable(result):
-                await result
-    except Exception as exc:
-        logger.exception("exec {}: signalling pid 1 failed", s.target)
-        await s.finish(status_internal_error(f"error executing command in container: {exc}"), str(exc))
-        return
-    await s.finish(status_success())
-
-
-async def _run(s: _Session, netns: str, argv: list[str], *, stdin: bool, stdout: bool, stderr: bool,
-               processes: ProcessRegistry | None) -> int:
-    """Run the command to its end, streaming while the client listens; returns containerd's exit code."""
+async def _run(s: _Session, netns: str, namespaces: list[int], argv: list[str], *, stdin: bool, stdout: bool,
+               stderr: bool, processes: ProcessRegistry | None) -> int:
+    """Run the command to its end in the container whose `namespaces` (fds, closed here) are given,
+    streaming while the client listens; returns containerd's exit code."""
     pipe, null = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
-    proc = await asyncio.create_subprocess_exec(
-        *wrapped_argv(netns, argv), stdin=pipe if stdin else null, stdout=pipe if stdout else null,
-        stderr=pipe if stderr else null, env=EXEC_ENV, cwd="/", start_new_session=True)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *exec_argv(namespaces, argv), stdin=pipe if stdin else null, stdout=pipe if stdout else null,
+            stderr=pipe if stderr else null, env=EXEC_ENV, cwd="/", start_new_session=True, pass_fds=namespaces)
+    finally:
+        for fd in namespaces:
+            os.close(fd)
     if processes is not None and not processes.add(netns, proc.pid):
         logger.info("exec {}: pod is being removed, command killed: {}", s.target, shlex.join(argv))
     tasks = [asyncio.create_task(_pump(s, proc.stdout, STDOUT)) if stdout else None,
@@ -314,7 +265,7 @@ async def _run(s: _Session, netns: str, argv: list[str], *, stdin: bool, stdout:
         code = await proc.wait()
     except asyncio.CancelledError:
         if proc.returncode is None:
-            proc.kill()
+            kill_exec(proc.pid)
         raise
     finally:
         for t in tasks:

@@ -2,19 +2,32 @@
 
 Concurrency contract: everything here runs on the sandbox's event loop, except the node network calls
 (`add_pod`, `remove_pod`: blocking `ip` commands), which run in the loop's default executor. One asyncio
-task per pod drives its start (network, then init containers in order, then main containers); a pod's
-state lives in its `PodRuntime` and every change is published by rebuilding the whole `status` from it
-(level-based: the published status is always a function of the runtime, never a patch of the last one).
+task per pod drives its start (network, then init containers in order, then main containers), and one per
+running main container watches its main process; a pod's state lives in its `PodRuntime` and every change
+is published by rebuilding the whole `status` from it (level-based: the published status is always a
+function of the runtime, never a patch of the last one).
+
+Containers are processes (containers.py): a running container has a main process, PID 1 of its own PID
+namespace in the pod's network namespace, running the agent script (exit 0 on TERM/INT or once
+/run/terminate exists in the container). The kubelet learns of a container's end only by that process
+exiting (a pidfd watched by the loop): exit code 0 is `Completed`, anything else `Error` (a main process
+killed by a signal from outside: 128 + S, or 1 with util-linux < 2.39). Execs (execws.py) join the
+container's namespaces; nothing they run is interpreted here.
 
 Lifecycle:
 - created: Pending, PodScheduled; containers waiting.
 - network ready: podIP/podIPs/hostIP; init containers run in order. One named `vxlan-controller-agent-init`
-  keeps running until `kill -TERM 1` is executed in it (then Completed, exit 0); the others complete at
-  once. Then the main containers run: phase Running, Ready.
-- `kill -TERM 1` in a main container: terminated (Completed, exit 0), then running again after
-  `restart_delay` with restartCount + 1.
-- delete: deletionTimestamp set (MODIFIED); after the grace (at most `max_grace`) the pod's namespace is
-  removed with its exec processes (node.py's `NodeNetwork.remove_pod`), then the object is DELETED.
+  gets a main process and runs until it exits (`kill -TERM 1` executed in it, or `touch /run/terminate`);
+  exit 0 completes it, another exit code restarts it after `restart_delay` (restartCount + 1). The other
+  init containers complete at once (no process). Then every main container gets its main process; once
+  all are started: phase Running, Ready. A container counts as running once its process has mounted its
+  /run and /tmp and trapped TERM (execs into it are accepted from then on).
+- a main container's process exits (e.g. `kill -TERM 1` in it): terminated (Completed, exit 0, or Error),
+  then a new process after `restart_delay`, restartCount + 1 (restartPolicy Always). A process that cannot
+  start: terminated, exit 128, StartError, and retried the same way.
+- delete: deletionTimestamp set (MODIFIED); after the grace (at most `max_grace`) the pod's main processes
+  are killed and reaped, its namespace removed with every process left in it (node.py's
+  `NodeNetwork.remove_pod`), then the object is DELETED.
 Pod UIDs are fresh uuid4s, so a pod re-created with the same name gets a new namespace.
 """
 
@@ -23,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import secrets
-import signal
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -31,6 +43,7 @@ from typing import Any
 from loguru import logger
 
 from . import errors
+from .containers import ContainerError, ContainerProcess
 from .resources import PODS
 from .store import Event, Store, now_rfc3339
 
@@ -55,16 +68,22 @@ class Container:
     restart_count: int = 0
     container_id: str | None = None
     last_terminated: dict | None = None
+    reason: str | None = None  # of the last termination, when not Completed/Error
+    #: the main process while the container runs
+    process: ContainerProcess | None = field(default=None, repr=False)
 
-    def run(self) -> None:
+    def run(self, process: ContainerProcess | None = None) -> None:
         self.state, self.started_at, self.finished_at = "running", now_rfc3339(), None
         self.container_id = _container_id()
+        self.process = process
 
-    def terminate(self, exit_code: int = 0) -> None:
+    def terminate(self, exit_code: int = 0, reason: str | None = None) -> None:
         self.state, self.exit_code, self.finished_at = "terminated", exit_code, now_rfc3339()
+        self.reason, self.process = reason, None
 
     def _terminated(self) -> dict:
-        return {"exitCode": self.exit_code, "reason": "Completed" if self.exit_code == 0 else "Error",
+        return {"exitCode": self.exit_code,
+                "reason": self.reason or ("Completed" if self.exit_code == 0 else "Error"),
                 "startedAt": self.started_at, "finishedAt": self.finished_at, "containerID": self.container_id}
 
     def status(self) -> dict:
@@ -102,8 +121,8 @@ class PodRuntime:
     ip: str | None = None
     start_time: str | None = None
     deleting: bool = False
-    #: set when the init agent got TERM: the pod's start proceeds.
-    init_released: asyncio.Event = field(default_factory=asyncio.Event)
+    #: every main process started and not reaped yet (teardown kills and reaps them).
+    processes: set[ContainerProcess] = field(default_factory=set)
     #: condition type → (status, lastTransitionTime), so transition times only move on a change.
     conditions: dict[str, tuple[str, str]] = field(default_factory=dict)
     setup: asyncio.Future | None = None
@@ -183,7 +202,7 @@ class Kubelet:
             target = runtime.container(container)
             if target is None:
                 raise errors.bad_request(f"container {container} is not valid for pod {name}")
-        if target.state != "running" or runtime.netns is None:
+        if target.state != "running" or target.process is None or runtime.netns is None:
             raise errors.bad_request(f'container not found ("{target.name}")')
         return runtime, target
 
@@ -220,39 +239,65 @@ class Kubelet:
         logger.debug("sandbox: pod {}/{} has netns {} ip {}", runtime.namespace, runtime.name, runtime.netns,
                      runtime.ip)
         for container in runtime.init_containers:
-            container.run()
             if container.name != INIT_AGENT:
+                container.run()
                 container.terminate(0)
                 continue
+            process = await self._run_container(runtime, container)
             self._publish(runtime)
-            await runtime.init_released.wait()
-        for container in runtime.containers:
+            await self._supervise(runtime, container, process)  # returns once it exited 0
+        processes = await asyncio.gather(*(self._run_container(runtime, c) for c in runtime.containers))
+        self._publish(runtime)
+        for container, process in zip(runtime.containers, processes):
+            self._spawn(runtime, self._supervise(runtime, container, process))
+
+    # containers ----------------------------------------------------------------------------------------
+    async def _run_container(self, runtime: PodRuntime, container: Container) -> ContainerProcess | None:
+        """Start the container's main process; the container is running once the process is ready. None
+        if it could not start: the container is then terminated (exit 128, StartError)."""
+        name = f"{runtime.namespace}/{runtime.name}:{container.name}"
+        try:
+            process = ContainerProcess.spawn(runtime.netns, name)
+        except OSError as exc:
+            logger.error("sandbox: container {} cannot start: {}", name, exc)
             container.run()
-        self._publish(runtime)
+            container.terminate(128, "StartError")
+            return None
+        runtime.processes.add(process)
+        try:
+            await process.ready()
+        except ContainerError as exc:
+            logger.error("sandbox: {}", exc)
+            await process.wait()  # killed by ready(): reap it
+            runtime.processes.discard(process)
+            container.run()
+            container.terminate(128, "StartError")
+            return None
+        container.run(process)
+        return process
 
-    # signals from exec ---------------------------------------------------------------------------------
-    def signal_pid1(self, runtime: PodRuntime, container: Container, signum: int = signal.SIGTERM) -> None:
-        """`kill -SIG 1` ran in `container`: it terminates (a main container then restarts). The agents exit
-        0 on TERM (and INT); any other signal kills the process: exit 128 + signal."""
-        if runtime.deleting or container.state != "running":
-            return
-        logger.info("sandbox: pod {}/{} container {} got signal {}", runtime.namespace, runtime.name,
-                    container.name, signum)
-        container.terminate(0 if signum in (signal.SIGTERM, signal.SIGINT) else 128 + signum)
-        self._publish(runtime)
-        if container.init and container.exit_code == 0:
-            runtime.init_released.set()
-        else:
-            self._spawn(runtime, self._restart(runtime, container))
-
-    async def _restart(self, runtime: PodRuntime, container: Container) -> None:
-        await asyncio.sleep(self._restart_delay)
-        if runtime.deleting:
-            return
-        container.last_terminated = container.status()["state"]["terminated"]
-        container.restart_count += 1
-        container.run()
-        self._publish(runtime)
+    async def _supervise(self, runtime: PodRuntime, container: Container, process: ContainerProcess | None) -> None:
+        """Turn each exit of the container's main process into its status, and start a new one after
+        `restart_delay` (restartPolicy Always). An init container is done once its process exited 0."""
+        while True:
+            if process is not None:
+                code = await process.wait()
+                runtime.processes.discard(process)
+                if runtime.deleting:
+                    return
+                logger.info("sandbox: pod {}/{} container {} exited {}", runtime.namespace, runtime.name,
+                            container.name, code)
+                container.terminate(code)
+                self._publish(runtime)
+                if container.init and code == 0:
+                    return
+            await asyncio.sleep(self._restart_delay)
+            if runtime.deleting:
+                return
+            container.last_terminated = container.status()["state"]["terminated"]
+            container.restart_count += 1
+            process = await self._run_container(runtime, container)
+            self._publish(runtime)
 
     # status --------------------------------------------------------------------------------------------
     def _condition(self, runtime: PodRuntime, type_: str, true: bool, reason: str | None = None) -> dict:
@@ -352,10 +397,24 @@ class Kubelet:
         logger.debug("sandbox: pod {}/{} deleted", runtime.namespace, runtime.name)
 
     async def _teardown(self, runtime: PodRuntime) -> None:
-        """Stop the pod's tasks, remove its network namespace (`remove_pod` kills its exec processes too)."""
+        """Stop the pod's tasks, kill and reap its main processes (each takes its PID namespace, exec'd
+        commands included, along), remove its network namespace (`remove_pod` kills whatever is left in
+        it)."""
         runtime.deleting = True
         for task in list(runtime.tasks):
             task.cancel()
+        processes = list(runtime.processes)
+        for process in processes:
+            process.kill()
+        if processes:
+            reaped = {asyncio.ensure_future(p.wait()): p for p in processes}
+            _, pending = await asyncio.wait(reaped, timeout=2.0)
+            for future in pending:
+                reaped[future].kill(launcher=True)
+            if pending and (await asyncio.wait(pending, timeout=3.0))[1]:
+                logger.error("sandbox: pod {}/{}: main processes did not end after SIGKILL", runtime.namespace,
+                             runtime.name)
+            runtime.processes.clear()
         if runtime.setup is not None:
             try:
                 await runtime.setup

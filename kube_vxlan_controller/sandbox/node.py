@@ -12,8 +12,12 @@ from counters: never reused within one NodeNetwork, link names stay well under 1
 One pod costs three `ip` calls (netns add; veth created in the node namespace with its peer born as
 `eth0` inside the pod namespace, already on br0 and up; one `ip -batch` inside the pod namespace).
 
-`ProcessRegistry` tracks the processes exec started in each pod namespace: like a real kubelet, the
-sandbox leaves an exec's process running when its client goes away, and kills it when the pod goes.
+Processes in a pod's namespace: each running container's main process (containers.py: PID 1 of a PID
+namespace of its own, started and reaped by the kubelet emulation) and what exec runs in the containers.
+`ProcessRegistry` tracks the exec processes per pod namespace (`nsenter`, which waits for the command it
+forked into the container): like a real kubelet, the sandbox leaves an exec's process running when its
+client goes away, and kills it when the pod goes. `remove_pod` and `stop` kill the registered processes,
+then every process left in the pod's network namespace (one scan of /proc), then delete the namespace.
 
 Concurrency contract: `NodeNetwork` and `ProcessRegistry` are synchronous and thread-safe. They are called
 from executor threads (and `ProcessRegistry.add` from the event loop); a short lock guards their state,

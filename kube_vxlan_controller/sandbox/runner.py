@@ -5,7 +5,8 @@ Concurrency contract: `Sandbox.start()` starts one thread that owns an asyncio l
 kubelet, the deployment controller and the HTTP server live on that loop and nowhere else. The public
 methods (`start`, `stop`, `pod_netns`, `pod`, `wait_pod`, `faults.*`) may be called from any thread: they
 hand work to the loop and wait for it (bounded by a timeout). `stop()` is idempotent and also runs from
-`atexit`; it removes every namespace, link and file the sandbox created, also when start failed halfway.
+`atexit`; it removes every namespace, link, process and file the sandbox created, also when start failed
+halfway.
 """
 
 from __future__ import annotations

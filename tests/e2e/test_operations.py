@@ -72,12 +72,14 @@ def test_cli_says_clearly_when_no_controller_answers():
 
 
 def pod_processes(cluster: Cluster) -> dict[str, str]:
+    """The exec processes still running in each pod (the sandbox's registry of them: every container's
+    main process lives in the pod's network namespace too, so `ip netns pids` would name those)."""
     found = {}
     for pod in cluster.pods():
         netns = cluster.sandbox.pod_netns(pod.metadata.namespace, pod.metadata.name)
-        pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
+        pids = cluster.sandbox.network.processes.pids(netns)
         if pids:
-            found[pod.metadata.name] = " ".join(pids)
+            found[pod.metadata.name] = " ".join(map(str, pids))
     return found
 
 

@@ -7,6 +7,10 @@ import time
 
 AGENT_INIT = "vxlan-controller-agent-init"
 AGENT = "vxlan-controller-agent"
+#: The exit codes of an exec of `kill -TERM 1`: the container's main process (the agent) exits at once on
+#: TERM, and the kernel then SIGKILLs whatever is left in its PID namespace — the exec'd `kill` too when it
+#: has not exited yet. So the exec ends 0 or 137, whichever wins, as on a real cluster.
+TERMINATE_CODES = (0, 137)
 
 
 def wait_for(condition, timeout: float = 10.0, what: str = "condition"):

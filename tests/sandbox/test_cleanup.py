@@ -17,6 +17,7 @@ from kubernetes import config as k8s_config
 from kubernetes.stream import stream
 
 from kube_vxlan_controller.sandbox import Sandbox
+from kube_vxlan_controller.sandbox.containers import READY
 
 pytestmark = pytest.mark.root
 
@@ -37,6 +38,22 @@ def processes_with(marker: str) -> list[int]:
             except OSError:
                 continue
             if marker.encode() in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
+def container_processes() -> list[int]:
+    """Processes of sandbox containers (their main process carries the start marker in its command line),
+    and zombies whose parent is this process (a container or exec process not reaped)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if READY.encode() in cmdline or (stat[0] == "Z" and int(stat[1]) == os.getpid()):
                 pids.append(int(entry))
     return pids
 
@@ -66,12 +83,14 @@ def test_stop_removes_namespaces_links_files_and_exec_processes(tmp_path):
         resp = stream(core.connect_get_namespaced_pod_exec, "p1", "default", command=["sleep", marker],
                       container=AGENT, stdin=False, stdout=True, stderr=True, tty=False, _preload_content=False)
         wait_for(lambda: processes_with(marker), what="the exec's process")
+        assert len(container_processes()) >= 4  # 2 init agents, 2 sidecar agents
         assert sandbox.kubeconfig.exists()
     resp.close()
     assert ours(prefix) == set()
     assert host_links() == links_before
     assert not sandbox.kubeconfig.exists()
     assert processes_with(marker) == []
+    assert container_processes() == []
     sandbox.stop()  # idempotent
 
 
@@ -107,6 +126,7 @@ def test_sigterm_to_the_sandbox_command_removes_everything(tmp_path):
             assert proc.stdout.readline().strip() == str(kubeconfig)
             start_pods(kubeconfig, 3)
             wait_for(lambda: len(ours(prefix)) == 4, what="node + 3 pod namespaces")
+            wait_for(lambda: len(container_processes()) >= 3, what="the pods' main processes")
             proc.send_signal(signal.SIGTERM)
             _, stderr = proc.communicate(timeout=20)
             assert proc.returncode == 0, stderr
@@ -116,3 +136,4 @@ def test_sigterm_to_the_sandbox_command_removes_everything(tmp_path):
     assert ours(prefix) == set()
     assert host_links() == links_before
     assert not kubeconfig.exists()
+    assert container_processes() == []

@@ -15,7 +15,8 @@ from kubernetes import watch
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
 
-from apihelpers import AGENT, AGENT_INIT, deployment_manifest, netns_names, pod_manifest, wait_for
+from apihelpers import (AGENT, AGENT_INIT, TERMINATE_CODES, deployment_manifest, netns_names, pod_manifest,
+                        wait_for)
 
 pytestmark = pytest.mark.root
 
@@ -42,7 +43,7 @@ def statuses(pod: dict, key: str = "containerStatuses") -> dict[str, dict]:
 def release_init(sandbox, core, name: str) -> None:
     wait_for(lambda: (statuses(sandbox.pod("default", name), "initContainerStatuses").get(AGENT_INIT) or {})
              .get("state", {}).get("running"), what=f"{name}'s init agent running")
-    assert exec_in(core, name, AGENT_INIT, ["kill", "-TERM", "1"])[0] == 0
+    assert exec_in(core, name, AGENT_INIT, ["kill", "-TERM", "1"])[0] in TERMINATE_CODES
     wait_for(lambda: phase(sandbox, name) == "Running", what=f"{name} running")
 
 
@@ -162,7 +163,7 @@ def test_pod_lifecycle_init_containers_in_order_then_running_and_restarts(sandbo
     rc, out = exec_in(core, "p", AGENT_INIT, ["ip", "-br", "addr", "show", "eth0"])
     assert rc == 0 and pod["status"]["podIP"] in out
 
-    assert exec_in(core, "p", AGENT_INIT, ["kill", "-TERM", "1"])[0] == 0
+    assert exec_in(core, "p", AGENT_INIT, ["kill", "-TERM", "1"])[0] in TERMINATE_CODES
     pod = wait_for(lambda: (p := sandbox.pod("default", "p")) and p["status"]["phase"] == "Running" and p,
                    what="pod running")
     init = statuses(pod, "initContainerStatuses")[AGENT_INIT]
@@ -174,7 +175,7 @@ def test_pod_lifecycle_init_containers_in_order_then_running_and_restarts(sandbo
 
     # TERM to a main container: terminated, then restarted with restartCount 1, each step an event
     rv = pod["metadata"]["resourceVersion"]
-    assert exec_in(core, "p", AGENT, ["kill", "-TERM", "1"])[0] == 0
+    assert exec_in(core, "p", AGENT, ["kill", "-TERM", "1"])[0] in TERMINATE_CODES
     steps = []
     for event in watch.Watch().stream(core.list_namespaced_pod, "default", resource_version=rv, timeout_seconds=5):
         agent = next(s for s in event["object"].status.container_statuses if s.name == AGENT)

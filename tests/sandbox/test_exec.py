@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from apihelpers import AGENT, AGENT_INIT, pod_manifest
+from apihelpers import AGENT, AGENT_INIT, TERMINATE_CODES, pod_manifest
 from kubernetes import client as k8s
 from kubernetes.stream import stream
 
-from kube_vxlan_controller.sandbox.execws import pid1_signal, serve_exec
+from kube_vxlan_controller.sandbox.containers import ContainerError, ContainerProcess
+from kube_vxlan_controller.sandbox.execws import serve_exec
 from kube_vxlan_controller.sandbox.node import NodeNetwork
 
 pytestmark = pytest.mark.root
@@ -42,12 +43,14 @@ class Outcome:
     elapsed: float
 
 
-def wait_for(condition, timeout: float = 5.0, what: str = "condition") -> None:
+def wait_for(condition, timeout: float = 5.0, what: str = "condition"):
+    """Poll `condition()` until it returns something truthy (returned); AssertionError after `timeout`."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (result := condition()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+    return result
 
 
 def open_exec(api: k8s.CoreV1Api, pod: str, argv: list[str], *, container: str = "c", stdin: bool = False,
@@ -99,9 +102,9 @@ def exit_code(status: dict | None) -> int | None:
 class ExecServer:
     node: NodeNetwork
     pods: dict[str, str] = field(default_factory=dict)  # pod name -> netns
+    containers: dict[str, ContainerProcess] = field(default_factory=dict)  # pod name -> its one container
     latency: float = 0.0
     hung: set[str] = field(default_factory=set)
-    signals: list[tuple[str, int]] = field(default_factory=list)
     finished: int = 0  # handlers that returned
     port: int = 0
 
@@ -114,9 +117,8 @@ class ExecServer:
 
         try:
             return await serve_exec(
-                request, netns=self.pods[name], argv=q.getall("command"), stdin=flag("stdin"),
-                stdout=flag("stdout"), stderr=flag("stderr"),
-                on_signal_pid1=lambda signum: self.signals.append((name, signum)), latency=self.latency,
+                request, container=self.containers[name], argv=q.getall("command"), stdin=flag("stdin"),
+                stdout=flag("stdout"), stderr=flag("stderr"), latency=self.latency,
                 is_hung=lambda: name in self.hung, processes=self.node.processes, target=name)
         finally:
             self.finished += 1
@@ -136,6 +138,10 @@ def server():
     state = {}
 
     async def start() -> None:
+        for name, netns in srv.pods.items():
+            container = srv.containers[name] = ContainerProcess.spawn(netns, name)
+            await container.ready()
+            state.setdefault("exits", []).append(asyncio.ensure_future(container.wait()))  # reaps it
         app = web.Application()
         app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}/exec", srv.handle)
         runner = web.AppRunner(app, shutdown_timeout=2)
@@ -152,6 +158,11 @@ def server():
         loop.run_forever()
 
     thread = threading.Thread(target=main, daemon=True)
+    async def stop_containers() -> None:
+        for container in srv.containers.values():
+            container.kill()
+        await asyncio.gather(*state.get("exits", []))
+
     try:
         node.start()
         for name in ("a", "b"):
@@ -161,6 +172,8 @@ def server():
         yield srv
     finally:
         node.processes.kill_everything()
+        if thread.is_alive():
+            asyncio.run_coroutine_threadsafe(stop_containers(), loop).result(10)
         if "runner" in state:
             asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
@@ -213,7 +226,7 @@ def test_missing_binary_is_an_internal_error_like_containerds(server):
 def test_exec_into_a_pod_whose_namespace_is_gone_is_an_internal_error(server):
     server.node.remove_pod("b")
     out = run(server.api(), "b", ["true"])
-    assert out.status["reason"] == "InternalError" and "container is not running" in out.status["message"]
+    assert out.status["reason"] == "InternalError" and "container b is not running" in out.status["message"]
 
 
 def test_stdin_feeds_bridge_batch_and_v5_close_is_eof(server):
@@ -254,27 +267,69 @@ def test_unversioned_channel_protocol_gets_plain_text_errors(server):
         close(resp)
 
 
-def test_kill_pid1_forms_are_intercepted_and_never_run(server):
-    api = server.api()
-    forms = [["kill", "-TERM", "1"], ["kill", "-15", "1"], ["kill", "-s", "TERM", "1"], ["kill", "1"],
-             ["kill", "-KILL", "1"], ["kill", "-9", "1"], ["/bin/kill", "-SIGTERM", "1"]]
-    for argv in forms:
-        assert exit_code(run(api, "a", argv).status) == 0, argv
-    assert [s for _, s in server.signals] == [15, 15, 15, 15, 9, 9, 15]
-    assert pid1_signal(["kill", "-TERM", "1", "2"]) is None and pid1_signal(["kill", "-TERM", "12"]) is None
+def host_pid1() -> tuple:
+    return os.stat("/proc/1").st_ctime, Path("/proc/1/cmdline").read_bytes(), Path("/proc/1/stat").read_text().split()[21]
 
 
-def test_real_commands_run_in_a_pid_namespace_of_their_own(server):
+def test_commands_run_in_the_containers_pid_namespace_and_see_nothing_of_the_host(server):
     api = server.api()
-    host_pid1 = os.stat("/proc/1").st_ctime, Path("/proc/1/comm").read_text()
+    before = host_pid1()
+    container = server.containers["a"]
     out = run(api, "a", ["sh", "-c", "echo $$"])
-    assert out.stdout.strip() == "1"
-    out = run(api, "a", ["sh", "-c", "kill -TERM 1; kill -KILL 1; echo alive"])
-    assert exit_code(out.status) == 0 and out.stdout == "alive\n"
+    assert exit_code(out.status) == 0 and 1 < int(out.stdout) < 100  # a small pid: not the host's numbering
+    # Only the container's own processes are visible: its main process (and its `sleep`), the command.
+    out = run(api, "a", ["ps", "-e", "-o", "pid=,comm="])
+    seen = {int(pid): comm for pid, comm in (line.split(None, 1) for line in out.stdout.splitlines())}
+    assert seen[1] == "sh" and set(seen.values()) <= {"sh", "sleep", "ps"} and len(seen) <= 4, seen
     out = run(api, "a", ["sh", "-c", "ls /proc | grep -c '^[0-9]'"])
-    assert int(out.stdout) <= 3  # sh, ls, grep: nothing of the host is visible, nothing can be signalled
-    assert server.signals == []  # sh -c … is a real command, not the kubelet's kill
-    assert (os.stat("/proc/1").st_ctime, Path("/proc/1/comm").read_text()) == host_pid1
+    assert int(out.stdout) <= 5
+    assert str(container.pid1) not in run(api, "a", ["ls", "/proc"]).stdout.split()
+    # KILL to PID 1 from inside its namespace is ignored by the kernel, as in a real container; signals to
+    # host pids reach nothing (they do not exist here).
+    out = run(api, "a", ["sh", "-c", f"kill -KILL 1; kill -0 {os.getpid()} || echo no-such-pid; echo alive"])
+    assert out.stdout == "no-such-pid\nalive\n"
+    assert not container.exited and container.enter()
+    assert host_pid1() == before
+
+
+def test_kill_term_1_ends_the_containers_main_process(server):
+    api = server.api()
+    container = server.containers["a"]
+    assert exit_code(run(api, "a", ["kill", "-TERM", "1"]).status) in TERMINATE_CODES
+    wait_for(lambda: container.exited, what="the main process to exit")
+    out = run(api, "a", ["true"])
+    assert out.status["reason"] == "InternalError" and "container a is not running" in out.status["message"]
+    assert exit_code(run(api, "b", ["true"]).status) == 0  # the other pod's container is untouched
+
+
+def test_run_and_tmp_are_the_containers_own(server):
+    api = server.api()
+    existed = os.path.exists("/run/kvc-exec-test")
+    out = run(api, "a", ["sh", "-c", "touch /run/kvc-exec-test /tmp/kvc-exec-test && ls /run /tmp"])
+    assert exit_code(out.status) == 0 and out.stdout.count("kvc-exec-test") == 2
+    assert os.path.exists("/run/kvc-exec-test") == existed and not os.path.exists("/tmp/kvc-exec-test")
+    assert "kvc-exec-test" in run(api, "a", ["ls", "/run"]).stdout  # it stays, in that container
+    assert "kvc-exec-test" not in run(api, "b", ["ls", "/run", "/tmp"]).stdout
+    assert "/run/netns" not in run(api, "a", ["sh", "-c", "ls -d /run/netns 2>/dev/null"]).stdout
+
+
+def test_touch_run_terminate_ends_the_agent(server):
+    api = server.api()
+    container = server.containers["b"]
+    assert exit_code(run(api, "b", ["touch", "/run/terminate"]).status) == 0
+    wait_for(lambda: container.exited, timeout=5, what="the agent to see /run/terminate")
+
+
+def test_a_container_that_cannot_start_says_why():
+    async def attempt() -> None:
+        container = ContainerProcess.spawn("kvcsb-no-such-netns", "x")
+        try:
+            await container.ready(timeout=5)
+        finally:
+            assert await container.wait() != 0  # reaped
+
+    with pytest.raises(ContainerError, match="ended before it was ready: nsenter: .*kvcsb-no-such-netns"):
+        asyncio.run(attempt())
 
 
 def test_latency_delays_the_exec(server):
@@ -336,9 +391,10 @@ def test_large_output_streams_whole(server):
 
 
 def test_exec_overhead(server):
-    """Prints what the pid namespace wrapper and the websocket add to a bare `ip netns exec`."""
+    """Prints what joining the container (nsenter) and the websocket add to a bare `ip netns exec`."""
     api = server.api()
     ns = server.pods["a"]
+    pid1 = server.containers["a"].pid1
     n = 30
     t = time.perf_counter()
     for _ in range(n):
@@ -346,14 +402,13 @@ def test_exec_overhead(server):
     bare = (time.perf_counter() - t) / n
     t = time.perf_counter()
     for _ in range(n):
-        subprocess.run(["ip", "netns", "exec", ns, "unshare", "--pid", "--fork", "--kill-child",
-                        "--mount-proc", "--", "true"], check=True)
-    wrapped = (time.perf_counter() - t) / n
+        subprocess.run(["nsenter", f"--target={pid1}", "--pid", "--mount", "--net", "--", "true"], check=True)
+    joined = (time.perf_counter() - t) / n
     t = time.perf_counter()
     for _ in range(n):
         assert exit_code(run(api, "a", ["true"]).status) == 0
     ws = (time.perf_counter() - t) / n
-    print(f"exec of `true`: ip netns exec {bare * 1000:.1f} ms, + pid ns {wrapped * 1000:.1f} ms, "
+    print(f"exec of `true`: ip netns exec {bare * 1000:.1f} ms, nsenter into the container {joined * 1000:.1f} ms, "
           f"whole websocket exec {ws * 1000:.1f} ms")
     assert ws < 1.0
 
@@ -420,25 +475,73 @@ def test_sandbox_hang_fault_holds_matching_pods_only_until_lifted(sandbox, core)
         close(resp)
 
 
-def test_sandbox_kill_term_1_reaches_the_container_and_nothing_of_the_host(sandbox, core):
-    host_pid1 = os.stat("/proc/1").st_ctime, Path("/proc/1/comm").read_text()
+def init_agent_state(core, pod: str):
+    return core.read_namespaced_pod(pod, "default").status.init_container_statuses[0].state
+
+
+def test_sandbox_kill_term_1_ends_the_container_and_nothing_of_the_host(sandbox, core):
+    before = host_pid1()
     pod = sandbox_pod(core, "p", init=[AGENT_INIT])
-    assert run(core, pod, ["sh", "-c", "echo $$"], container=AGENT_INIT).stdout == "1\n"
-    assert exit_code(run(core, pod, ["sh", "-c", "kill -TERM 1"], container=AGENT_INIT).status) == 0
-    assert core.read_namespaced_pod(pod, "default").status.init_container_statuses[0].state.running
-    assert exit_code(run(core, pod, ["kill", "-TERM", "1"], container=AGENT_INIT).status) == 0
+    assert 1 < int(run(core, pod, ["sh", "-c", "echo $$"], container=AGENT_INIT).stdout) < 100
+    # No argv is special: `kill -TERM 1` inside a shell signals the container's main process, which exits 0.
+    assert exit_code(run(core, pod, ["sh", "-c", "kill -TERM 1"], container=AGENT_INIT).status) in TERMINATE_CODES
     wait_for(lambda: core.read_namespaced_pod(pod, "default").status.phase == "Running", what="Running")
-    init = core.read_namespaced_pod(pod, "default").status.init_container_statuses[0]
-    assert init.state.terminated.exit_code == 0
-    assert (os.stat("/proc/1").st_ctime, Path("/proc/1/comm").read_text()) == host_pid1
+    terminated = init_agent_state(core, pod).terminated
+    assert terminated.exit_code == 0 and terminated.reason == "Completed"
+    assert host_pid1() == before
 
 
-def test_touch_run_terminate_ends_the_init_agent_and_writes_nothing_on_the_host(sandbox, core):
+def test_sandbox_touch_run_terminate_ends_the_agent_in_its_own_run_only(sandbox, core):
     existed = os.path.exists("/run/terminate")
     pod = sandbox_pod(core, "old-agent", init=[AGENT_INIT])
-    assert exit_code(run(core, pod, ["touch", "/run/terminate"], container=AGENT_INIT).status) == 0
+    assert exit_code(run(core, pod, ["sh", "-c", "touch /run/terminate"], container=AGENT_INIT).status) == 0
+    assert os.path.exists("/run/terminate") == existed  # written in the container's /run, not the host's
     wait_for(lambda: core.read_namespaced_pod(pod, "default").status.phase == "Running", what="Running")
-    assert os.path.exists("/run/terminate") == existed
+    assert init_agent_state(core, pod).terminated.exit_code == 0
+    # The sidecar agent has a /run of its own: no terminate file there, it keeps running.
+    assert exit_code(run(core, pod, ["ls", "/run/terminate"], container=AGENT).status) != 0
+    time.sleep(1.2)  # the agent looks for the file every second
+    status = core.read_namespaced_pod(pod, "default").status.container_statuses[0]
+    assert status.state.running and status.restart_count == 0
+
+
+def test_sandbox_touch_and_term_in_one_exec_release_the_init_agent(sandbox, core):
+    pod = sandbox_pod(core, "p", init=[AGENT_INIT])
+    start = time.monotonic()
+    out = run(core, pod, ["sh", "-c", "touch /run/terminate; kill -TERM 1"], container=AGENT_INIT)
+    assert exit_code(out.status) in TERMINATE_CODES, out
+    wait_for(lambda: core.read_namespaced_pod(pod, "default").status.phase == "Running", what="Running")
+    assert time.monotonic() - start < 1.0  # TERM, not the agent's one-second look for the file
+    assert init_agent_state(core, pod).terminated.exit_code == 0
+
+
+def test_sandbox_container_sees_only_its_own_processes(sandbox, core):
+    before = host_pid1()
+    pod = sandbox_pod(core, "p")
+    out = run(core, pod, ["ps", "-e", "-o", "pid=,comm="], container=AGENT)
+    seen = {int(pid): comm for pid, comm in (line.split(None, 1) for line in out.stdout.splitlines())}
+    assert seen[1] == "sh" and set(seen.values()) <= {"sh", "sleep", "ps"} and len(seen) <= 4, seen
+    # Signals to host pids reach nothing from in there; KILL to its own PID 1 is ignored (as in a real one).
+    out = run(core, pod, ["sh", "-c", f"kill -TERM {os.getpid()} || echo refused; kill -KILL 1; echo alive"],
+              container=AGENT)
+    assert out.stdout == "refused\nalive\n"
+    assert core.read_namespaced_pod(pod, "default").status.container_statuses[0].restart_count == 0
+    assert host_pid1() == before
+
+
+def test_sandbox_main_process_killed_from_outside_is_an_error_then_restarted(sandbox, core):
+    pod = sandbox_pod(core, "p")
+    container = sandbox.kubelet.runtime("default", pod).container(AGENT)
+    os.kill(container.process.pid1, 9)
+
+    def restarted():
+        status = core.read_namespaced_pod(pod, "default").status.container_statuses[0]
+        return status.restart_count == 1 and status.state.running and status
+
+    status = wait_for(restarted, what="the restart")
+    # 137 where `unshare` passes its child's death by signal on (util-linux 2.39+), 1 with older ones
+    assert status.last_state.terminated.exit_code in (1, 137) and status.last_state.terminated.reason == "Error"
+    assert exit_code(run(core, pod, ["true"], container=AGENT).status) == 0
 
 
 def test_many_concurrent_execs_all_complete(server):

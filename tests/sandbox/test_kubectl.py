@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from apihelpers import AGENT, AGENT_INIT, deployment_manifest, netns_names, wait_for
+from apihelpers import AGENT, AGENT_INIT, TERMINATE_CODES, deployment_manifest, netns_names, wait_for
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")]
@@ -69,7 +69,8 @@ def test_kubectl_deployment_progresses_execs_and_deletes(sandbox, kubectl, tmp_p
         reader.wait_for(lambda line: "Init:0/1" in line)
 
         name = sorted(pods)[0]
-        kubectl("exec", name, "-c", AGENT_INIT, "--", "kill", "-TERM", "1")
+        terminate = kubectl("exec", name, "-c", AGENT_INIT, "--", "kill", "-TERM", "1", check=False)
+        assert terminate.returncode in TERMINATE_CODES, terminate.stderr
         reader.wait_for(lambda line: line.startswith(name) and "Running" in line and "1/1" in line)
         assert pod_rows(kubectl)[name][1:4] == ["1/1", "Running", "0"]
 

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 
 import pytest
-from apihelpers import AGENT, AGENT_INIT, pod_manifest, wait_for
+from apihelpers import AGENT, AGENT_INIT, TERMINATE_CODES, pod_manifest, wait_for
 from kubernetes.stream import stream
 
 from kube_vxlan_controller.sandbox.node import NodeNetwork
@@ -54,14 +54,14 @@ def test_vxlan_between_two_node_namespaces(ping):
         node.stop()
 
 
-def pod_exec(core, pod: str, container: str, argv: list[str], timeout: float = 15.0) -> str:
+def pod_exec(core, pod: str, container: str, argv: list[str], timeout: float = 15.0, ok=(0,)) -> str:
     resp = stream(core.connect_get_namespaced_pod_exec, pod, "default", command=argv, container=container,
                   stdin=False, stdout=True, stderr=True, tty=False, _preload_content=False)
     try:
         resp.run_forever(timeout=timeout)
         out, err = resp.read_stdout(timeout=0), resp.read_stderr(timeout=0)
         assert not resp.is_open(), f"{argv} still running after {timeout}s"
-        assert resp.returncode == 0, f"{argv} in {pod}/{container}: {out}{err}"
+        assert resp.returncode in ok, f"{argv} in {pod}/{container}: {out}{err}"
         return out
     finally:
         resp.close()
@@ -85,7 +85,7 @@ def test_vxlan_between_two_sandbox_pods_through_exec(ping, sandbox, core):
         wait_for(lambda: container_running(core, name, AGENT_INIT, init=True), what=f"{name}'s init agent")
         for argv in setup_commands(ips[1 - i], OVERLAY[i])[:3]:
             pod_exec(core, name, AGENT_INIT, argv)
-        pod_exec(core, name, AGENT_INIT, ["kill", "-TERM", "1"])
+        pod_exec(core, name, AGENT_INIT, ["kill", "-TERM", "1"], ok=TERMINATE_CODES)
     for i, name in enumerate(names):
         wait_for(lambda: container_running(core, name, AGENT, init=False), what=f"{name}'s sidecar agent")
         pod_exec(core, name, AGENT, setup_commands(ips[1 - i], OVERLAY[i])[3])

@@ -291,3 +291,12 @@ def test_agent_ignores_a_stale_terminate_file(shell, tmp_path):
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     assert stop(proc) == 0
+
+
+def test_the_sandbox_runs_this_agent_and_embeds_the_same_text():
+    """Every sandbox container's main process is this script; the copy in the sandbox (used when the
+    repository's file is not installed alongside the package) must not drift from it."""
+    from kube_vxlan_controller.sandbox.containers import AGENT_SCRIPT_COPY, agent_script
+
+    assert agent_script() == AGENT.read_text()
+    assert AGENT_SCRIPT_COPY == AGENT.read_text()
