@@ -21,7 +21,7 @@ FROM debian:bookworm-slim AS agent
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iproute2 coreutils procps \
  && rm -rf /var/lib/apt/lists/*
-COPY agent/agent.sh /agent.sh
+COPY kube_vxlan_controller/agent.sh /agent.sh
 RUN chmod 0755 /agent.sh
 ENTRYPOINT ["/agent.sh"]
 

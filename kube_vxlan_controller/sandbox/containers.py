@@ -8,9 +8,8 @@ namespace, in its pod's network namespace, with a private mount namespace whose 
     code = await proc.wait()    # its exit code
     proc.kill(); await proc.wait()               # teardown
 
-The main process is `sh agent/agent.sh` (the agent contract: exit 0 on TERM or INT, or once /run/terminate
-exists; the text is read from the repository's agent/agent.sh, an identical copy is embedded for installs
-that do not ship it). Every container runs it: the init agent, the sidecar agent and any other main
+The main process is `sh kube_vxlan_controller/agent.sh`, the agent image's own main process (the agent
+contract: exit 0 on TERM or INT, or once /run/terminate exists). Every container runs it: the init agent, the sidecar agent and any other main
 container alike. It starts as
 
     nsenter --net=/run/netns/NETNS -- unshare --pid --mount --fork --kill-child -- sh -c PRELUDE < FSTAB
@@ -59,55 +58,12 @@ READY = "kvc-sandbox-container-ready"
 START_TIMEOUT = 10.0
 #: the environment of the main process (the agent needs nothing more).
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
-_AGENT_FILE = Path(__file__).resolve().parents[2] / "agent" / "agent.sh"
-
-#: agent/agent.sh as of this module; used when the repository's file is not there (a plain install).
-AGENT_SCRIPT_COPY = r"""#!/bin/sh
-# kube-vxlan-controller agent: the main process of the agent containers (init and sidecar).
-#
-# It does nothing but wait: the controller execs `ip`/`bridge` commands in this container (it holds
-# NET_ADMIN). When the controller is done with the init agent it sends TERM to PID 1 (this script)
-# and the pod proceeds; the contract is "exit 0 on TERM". Older controllers instead touch
-# /run/terminate, so the file appearing also ends the agent with 0.
-#
-# POSIX sh (dash, busybox, bash). As PID 1 a signal without a handler is ignored, hence the trap.
-# `sleep 1 & wait $!` rather than `sleep 1`: the shell runs a trap only after its foreground command
-# returns, but `wait` is interrupted by the signal at once.
-
-TERMINATE_FILE="${AGENT_TERMINATE_FILE:-/run/terminate}"
-sleeper=""
-
-finish() {
-    [ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null
-    echo "agent: $1, exiting"
-    exit 0
-}
-
-trap 'finish "got TERM"' TERM
-trap 'finish "got INT"' INT
-
-# A file left over from an earlier run must not end this one before the controller has done its work.
-rm -f "$TERMINATE_FILE" 2>/dev/null
-
-echo "agent: waiting for TERM (or $TERMINATE_FILE)"
-while :; do
-    if [ -e "$TERMINATE_FILE" ]; then
-        finish "$TERMINATE_FILE appeared"
-    fi
-    sleep 1 &
-    sleeper=$!
-    wait "$sleeper"
-    sleeper=""
-done
-"""
+#: the agent image's main process (shipped in the package; the Dockerfile copies the same file).
+AGENT_FILE = Path(__file__).resolve().parent.parent / "agent.sh"
 
 
 def agent_script() -> str:
-    """The text of agent/agent.sh (the repository's file when present, else the embedded copy)."""
-    try:
-        return _AGENT_FILE.read_text()
-    except OSError:
-        return AGENT_SCRIPT_COPY
+    return AGENT_FILE.read_text()
 
 
 #: The container's own mounts. Sources are named so that `mount -a` does not skip them as "already

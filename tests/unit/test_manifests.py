@@ -14,7 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-AGENT = ROOT / "agent" / "agent.sh"
+AGENT = ROOT / "kube_vxlan_controller" / "agent.sh"
 
 LABEL = "vxlan.openvnf.org"
 ANNOTATION = "vxlan.openvnf.org/networks"
@@ -234,7 +234,7 @@ def test_dockerfile_default_target_is_the_controller():
     assert 'CMD ["run"]' in last
 
 
-# ---- agent/agent.sh --------------------------------------------------------------------------------
+# ---- kube_vxlan_controller/agent.sh --------------------------------------------------------------------------------
 
 SHELLS = [s for s in ("bash", "sh") if shutil.which(s)]
 
@@ -291,12 +291,3 @@ def test_agent_ignores_a_stale_terminate_file(shell, tmp_path):
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     assert stop(proc) == 0
-
-
-def test_the_sandbox_runs_this_agent_and_embeds_the_same_text():
-    """Every sandbox container's main process is this script; the copy in the sandbox (used when the
-    repository's file is not installed alongside the package) must not drift from it."""
-    from kube_vxlan_controller.sandbox.containers import AGENT_SCRIPT_COPY, agent_script
-
-    assert agent_script() == AGENT.read_text()
-    assert AGENT_SCRIPT_COPY == AGENT.read_text()
