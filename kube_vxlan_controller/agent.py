@@ -16,8 +16,11 @@ Protocol, one exec per step (iproute2 ≥ 4.14 for `-j`):
    Order: all deletes, all adds, addresses, up, routes — a route via a gateway needs the address on a
    link that is up. A non-vxlan link holding a wanted name is never touched: `setup_conflicts` says
    so, and that network is left out of the batch.
-3. Terminate the init agent: `TERMINATE_ARGV`, then `touch /run/terminate` (the controller's
-   `--terminate-file`), which older agent images wait for instead of TERM.
+3. Release the init agent, in one exec: `release_argv(file)` = `sh -c 'touch FILE; kill -TERM 1'` —
+   agent images that wait for TERM exit on the signal, older ones that wait for the file (the
+   controller's `--terminate-file`, default /run/terminate) exit when it appears. Exit 137 counts as
+   released too (`RELEASED_CODES`): the agent, PID 1 of the container, exited on TERM and the kernel
+   killed the rest of its PID namespace, the exec'd shell included.
 4. Reconcile the fdb (sidecar agent): `FDB_ARGV`, parsed by `parse_fdb`, then `batch_argv("bridge",
    t)` with `fdb_batch(desired, observed)` on stdin when it is not empty. `fdb_lines` renders the
    same output for `inspect`.
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -48,7 +52,9 @@ __all__ = [
     "FdbDiff",
     "LINKS_ARGV",
     "Link",
+    "RELEASED_CODES",
     "TERMINATE_ARGV",
+    "release_argv",
     "ZERO_MAC",
     "batch_argv",
     "fdb_batch",
@@ -65,6 +71,10 @@ LINKS_ARGV: list[str] = ["ip", "-d", "-j", "addr", "show"]
 FDB_ARGV: list[str] = ["bridge", "-j", "fdb", "show"]
 #: The init agent's main process waits for TERM; after it the pod's next init container starts.
 TERMINATE_ARGV: list[str] = ["kill", "-TERM", "1"]
+#: exit codes of the release exec that mean "released" (see the module docstring, step 3).
+RELEASED_CODES = frozenset({0, 137})
+#: what a terminate file path may be: it goes into a `sh -c` word, so nothing a shell would interpret.
+_SAFE_PATH = re.compile(r"/[A-Za-z0-9_./-]{1,255}")
 #: The all-zeros entry: "flood unknown destinations to this peer", one per peer.
 ZERO_MAC = "00:00:00:00:00:00"
 
@@ -84,6 +94,16 @@ def with_timeout(argv: Sequence[str], timeout: int) -> list[str]:
     if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
         raise ValueError(f"timeout must be a positive whole number of seconds, not {timeout!r}")
     return ["timeout", str(timeout), *argv]
+
+
+def release_argv(terminate_file: str = "/run/terminate") -> list[str]:
+    """The one exec that releases the init agent: `kill -TERM 1`, after touching `terminate_file` when
+    one is given (older agent images wait for the file; a failing touch does not stop the kill)."""
+    if not terminate_file:
+        return list(TERMINATE_ARGV)
+    if not _SAFE_PATH.fullmatch(terminate_file):
+        raise ValueError(f"terminate file must be an absolute path of [A-Za-z0-9_./-], not {terminate_file!r}")
+    return ["sh", "-c", f"touch {terminate_file} 2>/dev/null; {' '.join(TERMINATE_ARGV)}"]
 
 
 def batch_argv(tool: str, timeout: int) -> list[str]:

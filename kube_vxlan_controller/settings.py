@@ -43,7 +43,8 @@ class Settings:
     agent: str = field(default="vxlan-controller-agent", metadata={"help": "sidecar agent container: fdb is kept in it"})
     terminate_file: str = field(
         default="/run/terminate",
-        metadata={"help": "also touched in the init agent after TERM: older agent images wait for it ('' disables)"},
+        metadata={"help": "touched in the init agent, in the same exec as its TERM: older agent images wait for "
+                          "it ('' disables)"},
     )
     exec_deadline: float = field(default=10.0, metadata={"help": "seconds one exec in a pod may take"})
     max_concurrent_execs: int = field(default=32, metadata={"help": "execs in flight at once, process-wide"})
@@ -58,6 +59,11 @@ class Settings:
         default="0.0.0.0:8080", metadata={"help": "address serving /healthz, /readyz and /metrics ('' disables)"}
     )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+
+    def __post_init__(self) -> None:
+        from .agent import release_argv
+
+        release_argv(self.terminate_file)  # fails now, with a clear message, on a path a shell would misread
 
     @property
     def selector(self) -> str:

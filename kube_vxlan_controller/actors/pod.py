@@ -206,9 +206,7 @@ class PodActor(pykka.ThreadingActor):
             if names is not None and not any(spec.name in links for spec in self.networks):
                 # Every interface was created just now, so every fdb is empty: no need to read it.
                 self.observed = {name: frozenset() for name in names}
-        self._exec(pod, container, agent.TERMINATE_ARGV)
-        if self.settings.terminate_file:
-            self._touch_terminate_file(pod, container)
+        self._release(pod, container)
         self.released = pod.init_agent_id
         self.setup_attempts = 0
         self.managed = names
@@ -225,14 +223,16 @@ class PodActor(pykka.ThreadingActor):
                                      and links[spec.name].kind == "vxlan" and links[spec.name].vni == spec.vni)
         return self.managed
 
-    def _touch_terminate_file(self, pod: Pod, container: str) -> None:
-        """Older agent images ignore TERM as PID 1 and wait for this file instead. Ours has already
-        exited on TERM by now, so "container not running" is the expected answer: not an error."""
+    def _release(self, pod: Pod, container: str) -> None:
+        """Release the init agent; it is released when the exec says so or the container is gone."""
+        argv = agent.release_argv(self.settings.terminate_file)
         self.execs += 1
         try:
-            self.executor.run(pod.namespace, pod.name, container, ["touch", self.settings.terminate_file])
-        except (PodGone, ExecTimeout, K8sError) as error:
-            logger.debug("pod {}: touch {}: {}", pod.key, self.settings.terminate_file, error)
+            result = self.executor.run(pod.namespace, pod.name, container, argv, suspect=self.status == "hung")
+        except PodGone:
+            return  # the init agent is not running any more: that is what we wanted
+        if result.exit_code not in agent.RELEASED_CODES:
+            raise ExecFailed(container, argv, result)
 
     def _sync_fdb(self, pod: Pod) -> None:
         if not any(spec.network in self.snapshots for spec in self.networks):

@@ -225,8 +225,8 @@ def test_pod_whose_sandbox_is_recreated_is_set_up_again(scheduler):
                 init_agent_id="containerd://aaa")
     ref.tell(PodUpdate(first, SPEC))
     ref.ask(PodUpdate(first, SPEC))  # the same instance again: no second setup
-    wait_for(lambda: fake.calls.count(agent.TERMINATE_ARGV) == 1, what="first release")
+    wait_for(lambda: fake.calls.count(agent.release_argv("")) == 1, what="first release")
     ref.tell(PodUpdate(Pod(uid="u1", namespace="default", name="p-u1", ip="10.0.0.1", init_agent_running=True,
                            init_agent_id="containerd://bbb"), SPEC))
-    wait_for(lambda: fake.calls.count(agent.TERMINATE_ARGV) == 2, what="second release")
+    wait_for(lambda: fake.calls.count(agent.release_argv("")) == 2, what="second release")
     assert fake.calls.count(agent.LINKS_ARGV) == 2

@@ -49,6 +49,16 @@ def test_fixed_argvs():
     assert TERMINATE_ARGV == ["kill", "-TERM", "1"]
 
 
+def test_release_touches_the_terminate_file_then_sends_term_in_one_exec():
+    from kube_vxlan_controller.agent import release_argv
+
+    assert release_argv("/run/terminate") == ["sh", "-c", "touch /run/terminate 2>/dev/null; kill -TERM 1"]
+    assert release_argv("") == ["kill", "-TERM", "1"]
+    for bad in ("run/terminate", "/run/x; reboot", "/run/$(id)", "/run/a b", "/" + "a" * 300):
+        with pytest.raises(ValueError):
+            release_argv(bad)
+
+
 def test_batch_argv_reads_stdin_under_a_timeout():
     assert batch_argv("ip", 10) == ["timeout", "10", "ip", "-force", "-batch", "-"]
     assert batch_argv("bridge", 3) == ["timeout", "3", "bridge", "-force", "-batch", "-"]
