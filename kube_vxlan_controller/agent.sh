@@ -7,10 +7,12 @@
 # /run/terminate, so the file appearing also ends the agent with 0.
 #
 # POSIX sh (dash, busybox, bash). As PID 1 a signal without a handler is ignored, hence the trap.
-# `sleep 1 & wait $!` rather than `sleep 1`: the shell runs a trap only after its foreground command
+# `sleep N & wait $!` rather than `sleep N`: the shell runs a trap only after its foreground command
 # returns, but `wait` is interrupted by the signal at once.
 
 TERMINATE_FILE="${AGENT_TERMINATE_FILE:-/run/terminate}"
+# How often the file is looked for; TERM ends the agent at once whatever this is.
+POLL_SECONDS="${AGENT_POLL_SECONDS:-1}"
 sleeper=""
 
 finish() {
@@ -30,7 +32,7 @@ while :; do
     if [ -e "$TERMINATE_FILE" ]; then
         finish "$TERMINATE_FILE appeared"
     fi
-    sleep 1 &
+    sleep "$POLL_SECONDS" &
     sleeper=$!
     wait "$sleeper"
     sleeper=""
