@@ -1,9 +1,10 @@
 """The running controller: builds the actor tree, starts it in dependency order, stops it in reverse.
 
 Start: scheduler → registry → supervisor (which starts the pod watcher) → query actor → endpoints.
-Stop (SIGTERM/SIGINT, or a test): endpoints close, the watcher stops first (no new work), pod actors
-stop starting new execs and stop (each finishes the exec in flight or hits its deadline), then network
-actors, the query actor, the supervisor, the scheduler.
+Stop (SIGTERM/SIGINT, or a test), within about the exec deadline: endpoints close; the supervisor
+stops, stopping the watcher first (no new work, no restart); pod actors start no new exec and stop
+(each finishes the exec in flight or hits its deadline); then network actors, the query actor, the
+scheduler.
 
 Concurrency contract: `start()`/`stop()` are called from one thread (the main thread in `run`); all
 other work happens in actor threads and the k8s stream threads.
