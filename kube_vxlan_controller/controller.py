@@ -69,8 +69,8 @@ class Controller:
             pod_factory=lambda uid, key: PodActor.start(
                 uid, key, executor=self.executor, settings=s, scheduler=self.scheduler, events=record,
                 supervisor=self.supervisor, board=self.board, metrics=self.metrics, stopping=self.stopping),
-            network_factory=lambda name: NetworkActor.start(name, registry=self.registry,
-                                                            supervisor=self.supervisor, metrics=self.metrics),
+            network_factory=lambda name, generation: NetworkActor.start(
+                name, registry=self.registry, supervisor=self.supervisor, metrics=self.metrics, generation=generation),
         )
         self.supervisor = Supervisor.start(scheduler=self.scheduler, start_watcher=self._start_watcher,
                                            fatal=self.fatal)

@@ -59,6 +59,12 @@ class Snapshot:
     network: str
     version: int
     members: tuple[Member, ...]
+    #: which network actor made it: a network actor retired when its last member left and one started
+    #: for the same name right after may both publish; (generation, version) orders their snapshots.
+    generation: int = 0
+
+    def newer_than(self, other: "Snapshot | None") -> bool:
+        return other is None or (self.generation, self.version) > (other.generation, other.version)
 
     def peers_of(self, uid: str) -> frozenset[str]:
         return frozenset(m.ip for m in self.members if m.uid != uid)
@@ -67,6 +73,11 @@ class Snapshot:
 @dataclass(frozen=True, slots=True)
 class PeersChanged:
     snapshot: Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Retire:
+    """To a network actor whose last member left: publish what is left to publish, then stop."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pykka
 from loguru import logger
 
-from ..messages import ChildFailed, Member, MemberUpdate, PeersChanged, Snapshot, Synced
+from ..messages import ChildFailed, Member, MemberUpdate, PeersChanged, Retire, Snapshot, Synced
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +27,9 @@ class _Publish:
 
 
 class NetworkActor(pykka.ThreadingActor):
-    def __init__(self, name: str, *, registry, supervisor=None, metrics=None) -> None:
+    def __init__(self, name: str, *, registry, supervisor=None, metrics=None, generation: int = 0) -> None:
         super().__init__()
-        self.name, self.metrics = name, metrics
+        self.name, self.metrics, self.generation = name, metrics, generation
         self.registry = registry
         self.supervisor = supervisor
         self.members: dict[str, Member] = {}
@@ -38,7 +38,7 @@ class NetworkActor(pykka.ThreadingActor):
         self.dirty = False
         self.publish_pending = False
         self.left: set[str] = set()
-        self.snapshot = Snapshot(name, 0, ())
+        self.snapshot = Snapshot(name, 0, (), generation)
 
     def on_receive(self, message):
         try:
@@ -50,15 +50,13 @@ class NetworkActor(pykka.ThreadingActor):
                 self._schedule_publish()
             elif isinstance(message, _Publish):
                 self._publish()
+            elif isinstance(message, Retire):
+                self._publish()  # the last leaver's peers hear of it before this actor goes
+                if self.metrics is not None:
+                    self.metrics.drop_members(self.name, self.generation)
+                self.actor_ref.stop(block=False)
         except Exception:
             logger.exception("network {}: failed to handle {}", self.name, message)
-
-    def on_stop(self) -> None:
-        if self.metrics is not None:
-            try:
-                self.metrics.members.remove(self.name)
-            except KeyError:  # never published
-                pass
 
     def current(self) -> Snapshot:
         """The latest published snapshot (for the query actor and tests: ask, never from a tell handler)."""
@@ -93,9 +91,9 @@ class NetworkActor(pykka.ThreadingActor):
         self.dirty = False
         self.version += 1
         self.snapshot = Snapshot(self.name, self.version,
-                                 tuple(sorted(self.members.values(), key=lambda m: m.pod_key)))
+                                 tuple(sorted(self.members.values(), key=lambda m: m.pod_key)), self.generation)
         if self.metrics is not None:
-            self.metrics.members.labels(self.name).set(len(self.members))
+            self.metrics.set_members(self.name, self.generation, len(self.members))
         message = PeersChanged(self.snapshot)
         for uid in list(self.members) + sorted(self.left):
             ref = self.registry.existing_pod(uid)

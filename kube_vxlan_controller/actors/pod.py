@@ -84,6 +84,8 @@ class PodActor(pykka.ThreadingActor):
         self.error = ""
         self.execs = 0
         self.passes = 0
+        #: the last pass ended with a timed-out exec: this pass uses the executor's suspect slots
+        self.suspect = False
 
     # -- mailbox ---------------------------------------------------------------------------------
 
@@ -104,8 +106,10 @@ class PodActor(pykka.ThreadingActor):
                 self._set(self.status, self.error)
                 self._request()
             elif isinstance(message, PeersChanged):
-                self.snapshots[message.snapshot.network] = message.snapshot
-                self._request(self.settings.coalesce)
+                snapshot = message.snapshot
+                if snapshot.newer_than(self.snapshots.get(snapshot.network)):
+                    self.snapshots[snapshot.network] = snapshot
+                    self._request(self.settings.coalesce)
             elif isinstance(message, Reconcile):
                 self.pending = False
                 self._reconcile()
@@ -148,6 +152,8 @@ class PodActor(pykka.ThreadingActor):
         if pod is None or pod.deleting or self.stopping.is_set():
             self._pass_done()
             return
+        # Decided once per pass: the status changes ("setting up") before the first exec.
+        self.suspect = self.status == "hung"
         try:
             if pod.init_agent_running and pod.init_agent_id != self.released:
                 self._setup(pod)
@@ -228,7 +234,7 @@ class PodActor(pykka.ThreadingActor):
         argv = agent.release_argv(self.settings.terminate_file)
         self.execs += 1
         try:
-            result = self.executor.run(pod.namespace, pod.name, container, argv, suspect=self.status == "hung")
+            result = self.executor.run(pod.namespace, pod.name, container, argv, suspect=self.suspect)
         except PodGone:
             return  # the init agent is not running any more: that is what we wanted
         if result.exit_code not in agent.RELEASED_CODES:
@@ -274,8 +280,7 @@ class PodActor(pykka.ThreadingActor):
 
     def _exec(self, pod: Pod, container: str, argv: list[str], stdin: str | None = None) -> ExecResult:
         self.execs += 1
-        result = self.executor.run(pod.namespace, pod.name, container, argv, stdin=stdin,
-                                   suspect=self.status == "hung")
+        result = self.executor.run(pod.namespace, pod.name, container, argv, stdin=stdin, suspect=self.suspect)
         if not result.ok:
             raise ExecFailed(container, argv, result)
         return result

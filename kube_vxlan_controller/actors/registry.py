@@ -7,21 +7,26 @@ thread may call it. A dead actor found here is replaced on the next `pod()`/`net
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Callable
 
 import pykka
 
+from ..messages import Retire
+
 
 class Registry:
     def __init__(self, *, pod_factory: Callable[[str, str], pykka.ActorRef],
-                 network_factory: Callable[[str], pykka.ActorRef]) -> None:
+                 network_factory: Callable[[str, int], pykka.ActorRef]) -> None:
         self._pod_factory = pod_factory
         self._network_factory = network_factory
         self._pods: dict[str, pykka.ActorRef] = {}
         self._networks: dict[str, pykka.ActorRef] = {}
         self._lock = threading.Lock()
+        #: each network actor started gets the next number (see `Snapshot.generation`)
+        self._generations = itertools.count(1)
 
     def pod(self, uid: str, pod_key: str) -> pykka.ActorRef:
         with self._lock:
@@ -38,20 +43,21 @@ class Registry:
         with self._lock:
             ref = self._networks.get(name)
             if ref is None or not ref.is_alive():
-                ref = self._networks[name] = self._network_factory(name)
+                ref = self._networks[name] = self._network_factory(name, next(self._generations))
             return ref
 
     def forget_pod(self, uid: str) -> pykka.ActorRef | None:
         with self._lock:
             return self._pods.pop(uid, None)
 
-    def forget_network(self, name: str) -> None:
-        """Stop a network actor that has no members left; it stops after the messages it already has."""
+    def retire_network(self, name: str) -> None:
+        """A network with no members left: its actor publishes what is pending and stops (`Retire`
+        comes after every message already sent to it); the next member of that name starts a new one."""
         with self._lock:
             ref = self._networks.pop(name, None)
         if ref is not None:
             try:
-                ref.stop(block=False)
+                ref.tell(Retire())
             except pykka.ActorDeadError:
                 pass
 

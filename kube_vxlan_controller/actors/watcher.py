@@ -18,7 +18,6 @@ block); the stream threads stop when the actor stops.
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -61,10 +60,13 @@ class PodWatcher(pykka.ThreadingActor):
         self.configmap_stream_factory = configmap_stream_factory
         self.events, self.supervisor, self.on_synced = events, supervisor, on_synced
         self.known: dict[str, _Known] = {} if known is None else known
-        #: members per network: a network actor whose last member left is stopped (pod annotations
+        #: members per network: a network actor whose last member left is retired (pod annotations
         #: may name any number of networks over time; their actors must not pile up).
-        self.member_counts = Counter(network for k in self.known.values()
-                                     for network, member in k.members.items() if member is not None)
+        self.members_of: dict[str, set[str]] = {}
+        for uid, k in self.known.items():
+            for network, member in k.members.items():
+                if member is not None:
+                    self.members_of.setdefault(network, set()).add(uid)
         #: after the first complete list every membership change is whole on its own: networks that
         #: appear later (a new name in a new pod) are synced from their first member on.
         self.synced_once = False
@@ -188,10 +190,7 @@ class PodWatcher(pykka.ThreadingActor):
             if old_members[network] is not None:
                 self._tell_network(network, MemberUpdate(pod.uid, None))
         for network, member in members.items():
-            old = old_members.get(network)
-            if old != member:
-                if old is not None and member is not None:
-                    self.member_counts[network] -= 1  # a change of a member, not a new one
+            if old_members.get(network) != member:
                 self._tell_network(network, MemberUpdate(pod.uid, member))
         self.known[pod.uid] = _Known(pod, resolution.networks, members, resolution.errors)
 
@@ -200,12 +199,14 @@ class PodWatcher(pykka.ThreadingActor):
         ref.tell(message)
         if self.synced_once:
             ref.tell(Synced())
-        self.member_counts[network] += 1 if message.member is not None else 0
-        if message.member is None:
-            self.member_counts[network] -= 1
-            if self.member_counts[network] <= 0:
-                del self.member_counts[network]
-                self.registry.forget_network(network)  # stops after the messages already sent
+        members = self.members_of.setdefault(network, set())
+        if message.member is not None:
+            members.add(message.uid)
+        else:
+            members.discard(message.uid)
+            if not members:
+                del self.members_of[network]
+                self.registry.retire_network(network)
 
     def _gone(self, uid: str) -> None:
         known = self.known.pop(uid, None)

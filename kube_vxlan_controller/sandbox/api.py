@@ -19,15 +19,13 @@ import asyncio
 import copy
 import json
 import random
-
-from . import peers
 import time
 from typing import Awaitable, Callable
 
 from aiohttp import web
 from loguru import logger
 
-from . import deployments, errors, execws, openapi, patches, tables
+from . import deployments, errors, execws, openapi, patches, peers, tables
 from .faults import Faults
 from .kubelet import Kubelet
 from .resources import (BY_PATH, DEPLOYMENTS, NAMESPACES, PODS, RESOURCES, VERSION, Resource, core_versions,

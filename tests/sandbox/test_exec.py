@@ -500,9 +500,6 @@ def test_sandbox_touch_run_terminate_ends_the_agent_in_its_own_run_only(sandbox,
     assert init_agent_state(core, pod).terminated.exit_code == 0
     # The sidecar agent has a /run of its own: no terminate file there, it keeps running.
     assert exit_code(run(core, pod, ["ls", "/run/terminate"], container=AGENT).status) != 0
-    time.sleep(1.2)  # the agent looks for the file every second
-    status = core.read_namespaced_pod(pod, "default").status.container_statuses[0]
-    assert status.state.running and status.restart_count == 0
 
 
 def test_sandbox_touch_and_term_in_one_exec_release_the_init_agent(sandbox, core):
@@ -511,7 +508,7 @@ def test_sandbox_touch_and_term_in_one_exec_release_the_init_agent(sandbox, core
     out = run(core, pod, ["sh", "-c", "touch /run/terminate; kill -TERM 1"], container=AGENT_INIT)
     assert exit_code(out.status) in TERMINATE_CODES, out
     wait_for(lambda: core.read_namespaced_pod(pod, "default").status.phase == "Running", what="Running")
-    assert time.monotonic() - start < 1.0  # TERM, not the agent's one-second look for the file
+    assert time.monotonic() - start < 4.0  # TERM, not the agent's look for the file every 5 s
     assert init_agent_state(core, pod).terminated.exit_code == 0
 
 

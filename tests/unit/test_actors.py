@@ -192,7 +192,7 @@ def test_watcher_holds_pods_until_the_configmap_was_read():
         def tell(self, message):
             updates.append(message)
 
-    registry = Registry(pod_factory=lambda uid, key: Ref(), network_factory=lambda name: Ref())
+    registry = Registry(pod_factory=lambda uid, key: Ref(), network_factory=lambda name, generation: Ref())
     pod = Pod(uid="u1", namespace="default", name="p", ip="10.0.0.1", init_agent_running=True,
               annotations={"vxlan.openvnf.org/networks": "vxeth0"})
     configmap_late = threading.Event()
@@ -230,3 +230,72 @@ def test_pod_whose_sandbox_is_recreated_is_set_up_again(scheduler):
                            init_agent_id="containerd://bbb"), SPEC))
     wait_for(lambda: fake.calls.count(agent.release_argv("")) == 2, what="second release")
     assert fake.calls.count(agent.LINKS_ARGV) == 2
+
+
+class Recorder:
+    def __init__(self):
+        self.messages = []
+
+    def tell(self, message):
+        self.messages.append(message)
+
+    def is_alive(self):
+        return True
+
+
+def test_a_network_whose_last_member_leaves_is_retired_and_a_new_member_starts_a_newer_one():
+    from kube_vxlan_controller.actors.watcher import PodWatcher
+    from kube_vxlan_controller.messages import Retire
+
+    started: list[tuple[str, int, Recorder]] = []
+
+    def network_factory(name, generation):
+        started.append((name, generation, Recorder()))
+        return started[-1][2]
+
+    registry = Registry(pod_factory=lambda uid, key: Recorder(), network_factory=network_factory)
+    watcher = PodWatcher(settings=Settings(), registry=registry, pod_stream_factory=None)
+    ann = {"vxlan.openvnf.org/networks": "vxeth0"}
+    config = {"vxeth0": "id=100"}
+    watcher.configmap = config
+
+    def pod(uid, ip, running=True):
+        return Pod(uid=uid, namespace="default", name=uid, ip=ip, agent_running=running, annotations=ann)
+
+    watcher._upsert(pod("a", "10.0.0.1"))
+    watcher._upsert(pod("b", "10.0.0.2"))
+    watcher._upsert(pod("b", "10.0.0.3"))  # a member's IP changes: still two members
+    watcher._gone("a")
+    assert registry.networks() and not any(isinstance(m, Retire) for m in started[0][2].messages)
+    watcher._upsert(pod("b", "10.0.0.3", running=False))  # the last member leaves
+    assert isinstance(started[0][2].messages[-1], Retire) and "vxeth0" not in registry.networks()
+    watcher._upsert(pod("c", "10.0.0.4"))  # a new member: a new actor, a later generation
+    assert [(name, gen) for name, gen, _ in started] == [("vxeth0", 1), ("vxeth0", 2)]
+
+
+def test_snapshots_of_a_retired_network_never_override_its_successor():
+    old = Snapshot("vxeth0", 7, (), generation=1)
+    new = Snapshot("vxeth0", 1, (Member("u", "default/u", "10.0.0.9", "vxeth0"),), generation=2)
+    assert new.newer_than(old) and not old.newer_than(new) and new.newer_than(None)
+
+
+@pytest.mark.parametrize("outcome, released", [(0, True), (137, True), (1, False), ("gone", True)])
+def test_release_counts_0_137_and_a_gone_container_as_released(scheduler, outcome, released):
+    from kube_vxlan_controller.k8s.errors import PodGone as Gone
+
+    class Releasing(FakePodExecutor):
+        def run(self, namespace, pod, container, argv, *, stdin=None, deadline=None, suspect=False):
+            if argv == agent.release_argv("/run/terminate"):
+                self.calls.append(list(argv))
+                if outcome == "gone":
+                    raise Gone("container not running")
+                return ExecResult(outcome)
+            return super().run(namespace, pod, container, argv, stdin=stdin)
+
+    fake = Releasing()
+    ref = PodActor.start("u1", "default/p-u1", executor=fake, settings=Settings(resync=600), scheduler=scheduler)
+    ref.tell(PodUpdate(Pod(uid="u1", namespace="default", name="p-u1", ip="10.0.0.1", init_agent_running=True,
+                           init_agent_id="c1"), SPEC))
+    wait_for(lambda: agent.release_argv("/run/terminate") in fake.calls, what="a release")
+    state = ref.proxy().state().get(timeout=5)
+    assert (state.status == "set up") == released, state
