@@ -11,26 +11,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+
 ROOT = Path(__file__).resolve().parents[2]
 SELECTOR = "vxlan.openvnf.org=true"
-
-
-def wait_for(condition, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
-    """Poll `condition` until it returns something truthy; fail with `what` (and the last value) after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 def manifests(name: str) -> list[dict]:

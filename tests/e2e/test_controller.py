@@ -6,7 +6,8 @@ import signal
 
 import pytest
 
-from .conftest import Cluster, controller_settings, deployment, wait_for
+from .conftest import Cluster, controller_settings, deployment
+from polling import wait_for
 
 pytestmark = pytest.mark.root
 

@@ -9,7 +9,8 @@ from kube_vxlan_controller.actors.watcher import StreamDied
 
 from kube_vxlan_controller.messages import ChildFailed
 
-from .conftest import Cluster, wait_for
+from .conftest import Cluster
+from polling import wait_for
 from .test_controller import NET, blind_the_watcher
 
 pytestmark = pytest.mark.root

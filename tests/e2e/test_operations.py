@@ -12,7 +12,8 @@ import urllib.request
 
 import pytest
 
-from .conftest import ROOT, Cluster, wait_for
+from .conftest import ROOT, Cluster
+from polling import wait_for
 from .test_controller import NET, bare_pod
 
 pytestmark = pytest.mark.root

@@ -4,7 +4,6 @@ in threads and stopped at teardown, and a recorder to wait for what they deliver
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable
 
 import pytest
@@ -12,18 +11,7 @@ from loguru import logger
 
 from kube_vxlan_controller.k8s import client as k8s_client
 from kube_vxlan_controller.k8s.pods import AGENT_CONTAINER, INIT_AGENT_CONTAINER
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+from polling import wait_for
 
 
 class Recorder:

@@ -9,7 +9,8 @@ from kube_vxlan_controller.k8s.configmaps import ConfigMapStream, read_configmap
 from kube_vxlan_controller.k8s.events import COMPONENT, record_event
 from kube_vxlan_controller.k8s.pods import to_pod
 
-from .conftest import Recorder, wait_for
+from .conftest import Recorder
+from polling import wait_for
 
 pytestmark = pytest.mark.root
 

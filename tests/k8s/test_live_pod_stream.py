@@ -11,7 +11,8 @@ from kube_vxlan_controller.backoff import Backoff
 from kube_vxlan_controller.k8s.execs import Executor
 from kube_vxlan_controller.k8s.pods import AGENT_CONTAINER, INIT_AGENT_CONTAINER, PodChanged, PodDeleted, PodsListed, PodStream
 
-from .conftest import Recorder, wait_for
+from .conftest import Recorder
+from polling import wait_for
 
 pytestmark = pytest.mark.root
 

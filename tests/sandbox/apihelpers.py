@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-import time
+
 
 AGENT_INIT = "vxlan-controller-agent-init"
 AGENT = "vxlan-controller-agent"
@@ -11,18 +11,6 @@ AGENT = "vxlan-controller-agent"
 #: TERM, and the kernel then SIGKILLs whatever is left in its PID namespace — the exec'd `kill` too when it
 #: has not exited yet. So the exec ends 0 or 137, whichever wins, as on a real cluster.
 TERMINATE_CODES = (0, 137)
-
-
-def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
-    """Poll `condition()` until it returns something truthy (returned); AssertionError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def pod_manifest(name: str, labels: dict | None = None, init: list[str] | None = None,

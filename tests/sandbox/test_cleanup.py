@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from apihelpers import AGENT, netns_names, pod_manifest, wait_for
+from apihelpers import AGENT, netns_names, pod_manifest
+from polling import wait_for
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.stream import stream

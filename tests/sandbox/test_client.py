@@ -15,8 +15,8 @@ from kubernetes import watch
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
 
-from apihelpers import (AGENT, AGENT_INIT, TERMINATE_CODES, deployment_manifest, netns_names, pod_manifest,
-                        wait_for)
+from apihelpers import AGENT, AGENT_INIT, TERMINATE_CODES, deployment_manifest, netns_names, pod_manifest
+from polling import wait_for
 
 pytestmark = pytest.mark.root
 

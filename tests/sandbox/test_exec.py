@@ -30,6 +30,7 @@ from kubernetes.stream import stream
 from kube_vxlan_controller.sandbox.containers import ContainerError, ContainerProcess
 from kube_vxlan_controller.sandbox.execws import serve_exec
 from kube_vxlan_controller.sandbox.node import NodeNetwork
+from polling import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -41,16 +42,6 @@ class Outcome:
     stderr: str
     status: dict | None  # channel 3, parsed; None while the command runs
     elapsed: float
-
-
-def wait_for(condition, timeout: float = 5.0, what: str = "condition"):
-    """Poll `condition()` until it returns something truthy (returned); AssertionError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-    return result
 
 
 def open_exec(api: k8s.CoreV1Api, pod: str, argv: list[str], *, container: str = "c", stdin: bool = False,

@@ -9,7 +9,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from apihelpers import AGENT, pod_manifest, wait_for
+from apihelpers import AGENT, pod_manifest
+from polling import wait_for
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from apihelpers import AGENT, AGENT_INIT, TERMINATE_CODES, deployment_manifest, netns_names, wait_for
+from apihelpers import AGENT, AGENT_INIT, TERMINATE_CODES, deployment_manifest, netns_names
+from polling import wait_for
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")]

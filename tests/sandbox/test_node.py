@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from kube_vxlan_controller.sandbox.node import NodeNetwork, ProcessRegistry
+from polling import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -26,14 +27,6 @@ def netns_names() -> set[str]:
 
 def host_links() -> set[str]:
     return {line.split()[0] for line in sh("ip", "-br", "link").stdout.splitlines()}
-
-
-def wait_for(condition, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def require_ping() -> None:

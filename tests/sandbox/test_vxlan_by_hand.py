@@ -11,7 +11,8 @@ import shutil
 import subprocess
 
 import pytest
-from apihelpers import AGENT, AGENT_INIT, TERMINATE_CODES, pod_manifest, wait_for
+from apihelpers import AGENT, AGENT_INIT, TERMINATE_CODES, pod_manifest
+from polling import wait_for
 from kubernetes.stream import stream
 
 from kube_vxlan_controller.sandbox.node import NodeNetwork

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 
@@ -23,15 +22,7 @@ from kube_vxlan_controller.messages import ChildFailed, Member, MemberUpdate, Pe
 from kube_vxlan_controller.model import ExecResult, Pod
 from kube_vxlan_controller.options import resolve
 from kube_vxlan_controller.settings import Settings
-
-
-def wait_for(condition, timeout=5.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+from polling import wait_for
 
 
 class FakePodExecutor:
