@@ -29,8 +29,8 @@ class Pod:
     init_agent_running: bool = False
     #: the sidecar agent container (vxlan-controller-agent) is running: the fdb can be reconciled.
     agent_running: bool = False
-    #: restart count of the sidecar agent (shown to operators; the fdb lives in the pod's network
-    #: namespace, which a sidecar restart does not touch).
+    #: restart count of the sidecar agent, as the API reports it. Reconciling needs nothing from it:
+    #: the fdb lives in the pod's network namespace, which a sidecar restart leaves alone.
     agent_restarts: int = 0
     #: which instance of the init agent runs (its containerID): a pod whose sandbox was re-created
     #: (same UID, node reboot) runs its init containers again, and must be set up again.

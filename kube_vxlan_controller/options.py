@@ -94,8 +94,6 @@ KNOWN_KEYS = _BOOL_KEYS | frozenset(_INT_RANGES) | _TEXT_KEYS
 # key written by a user can contain a space: the key cannot collide with user input.
 _PROBLEM = " problem"
 
-RawOptions = Mapping[str, object]
-
 
 @dataclass(frozen=True, slots=True)
 class Route:

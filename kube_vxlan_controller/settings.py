@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .agent import release_argv
+
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -61,8 +63,6 @@ class Settings:
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
 
     def __post_init__(self) -> None:
-        from .agent import release_argv
-
         release_argv(self.terminate_file)  # fails now, with a clear message, on a path a shell would misread
 
     @property

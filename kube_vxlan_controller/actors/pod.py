@@ -231,14 +231,10 @@ class PodActor(pykka.ThreadingActor):
 
     def _release(self, pod: Pod, container: str) -> None:
         """Release the init agent; it is released when the exec says so or the container is gone."""
-        argv = agent.release_argv(self.settings.terminate_file)
-        self.execs += 1
         try:
-            result = self.executor.run(pod.namespace, pod.name, container, argv, suspect=self.suspect)
+            self._exec(pod, container, agent.release_argv(self.settings.terminate_file), ok=agent.RELEASED_CODES)
         except PodGone:
-            return  # the init agent is not running any more: that is what we wanted
-        if result.exit_code not in agent.RELEASED_CODES:
-            raise ExecFailed(container, argv, result)
+            pass  # the init agent is not running any more: that is what we wanted
 
     def _sync_fdb(self, pod: Pod) -> None:
         if not any(spec.network in self.snapshots for spec in self.networks):
@@ -278,10 +274,11 @@ class PodActor(pykka.ThreadingActor):
         self.observed = agent.parse_fdb(stdout)
         return agent.fdb_lines(stdout)
 
-    def _exec(self, pod: Pod, container: str, argv: list[str], stdin: str | None = None) -> ExecResult:
+    def _exec(self, pod: Pod, container: str, argv: list[str], stdin: str | None = None,
+              ok: frozenset[int] = frozenset({0})) -> ExecResult:
         self.execs += 1
         result = self.executor.run(pod.namespace, pod.name, container, argv, stdin=stdin, suspect=self.suspect)
-        if not result.ok:
+        if result.exit_code not in ok:
             raise ExecFailed(container, argv, result)
         return result
 

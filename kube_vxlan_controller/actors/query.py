@@ -13,20 +13,12 @@ network and pod actors — which never call back into it, so no deadlock is poss
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import pykka
 from loguru import logger
 
 from ..messages import Snapshot
 from .pod import Inspect
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    network: str
-    pod: str
-    ip: str
 
 
 class QueryActor(pykka.ThreadingActor):
