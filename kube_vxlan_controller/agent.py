@@ -334,6 +334,12 @@ class FdbDiff:
     def empty(self) -> bool:
         return not self.add and not self.delete
 
+    def batch(self) -> str:
+        """The `bridge -force -batch -` text of this difference (see `fdb_batch` for the order)."""
+        lines = [f"fdb append {ZERO_MAC} dev {dev} dst {ip}" for dev, ip in self.add]
+        lines += [f"fdb del {ZERO_MAC} dev {dev} dst {ip}" for dev, ip in self.delete]
+        return "".join(line + "\n" for line in lines)
+
 
 def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     if "%" in value:
@@ -426,7 +432,4 @@ def fdb_batch(desired: Mapping[str, Iterable[str]], observed: Mapping[str, Itera
     that is already gone — after the appends, a device that keeps peers still has entries, so a
     stale delete (the entry vanished since we read it) cannot fail the batch.
     """
-    diff = fdb_diff(desired, observed)
-    lines = [f"fdb append {ZERO_MAC} dev {dev} dst {ip}" for dev, ip in diff.add]
-    lines += [f"fdb del {ZERO_MAC} dev {dev} dst {ip}" for dev, ip in diff.delete]
-    return "".join(line + "\n" for line in lines)
+    return fdb_diff(desired, observed).batch()

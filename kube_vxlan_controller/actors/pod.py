@@ -254,7 +254,7 @@ class PodActor(pykka.ThreadingActor):
             return
         try:
             self._exec(pod, container, agent.batch_argv("bridge", self._timeout()),
-                       stdin=agent.fdb_batch(desired, self.observed))
+                       stdin=diff.batch())
         except Exception:
             self.observed = None  # partly applied, or not at all: read again next time
             raise
