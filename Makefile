@@ -8,10 +8,11 @@ DEBS := iputils-ping iproute2
 
 venv: $(BIN)/kube-vxlan-controller
 
-$(BIN)/kube-vxlan-controller: pyproject.toml
+# The controller and, beside it, the sandbox (its own distribution in sandbox/: a development tool).
+$(BIN)/kube-vxlan-controller: pyproject.toml sandbox/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' -e ./sandbox
 	touch $@
 
 # Debian packages the tests and the demo use (ping inside pod namespaces). Only as root, only when missing.
@@ -29,7 +30,7 @@ test: venv deps lint
 	$(BIN)/pytest
 
 demo: venv deps
-	$(BIN)/kube-vxlan-controller demo
+	$(BIN)/kube-vxlan-sandbox demo
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

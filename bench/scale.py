@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from kube_vxlan_controller import logs  # noqa: E402
 from kube_vxlan_controller.controller import Controller  # noqa: E402
-from kube_vxlan_controller.sandbox import Sandbox  # noqa: E402
+from kvc_sandbox import Sandbox  # noqa: E402
 from kube_vxlan_controller.settings import Settings  # noqa: E402
 
 

@@ -16,8 +16,6 @@ COMMANDS = {
     "run": ("kube_vxlan_controller.run", "main"),
     "inspect": ("kube_vxlan_controller.queries", "inspect_main"),
     "list": ("kube_vxlan_controller.queries", "list_main"),
-    "demo": ("kube_vxlan_controller.demo", "main"),
-    "sandbox": ("kube_vxlan_controller.sandbox.runner", "main"),
 }
 
 USAGE = """usage: kube-vxlan-controller COMMAND [ARGS]
@@ -26,8 +24,6 @@ commands:
   run       run the controller (in-cluster, or --kubeconfig PATH)
   inspect   inspect nets NET...: members, options and fdb of networks (asks the running controller)
   list      list pods [PREFIX]: pods the controller knows, one line per network
-  sandbox   run a local Kubernetes API whose pods are network namespaces (root)
-  demo      the seed's example end to end on the sandbox (root; --keep to leave it running)
   version   print the version
 """
 

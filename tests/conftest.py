@@ -29,7 +29,7 @@ def sandbox(tmp_path):
     """A fresh sandbox cluster for one test: API on a free loopback port, kubeconfig in tmp_path."""
     if os.geteuid() != 0:
         pytest.skip("needs root: the sandbox's pods are network namespaces")
-    from kube_vxlan_controller.sandbox import Sandbox
+    from kvc_sandbox import Sandbox
 
     with Sandbox(workdir=tmp_path) as sb:
         yield sb

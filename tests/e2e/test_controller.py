@@ -194,7 +194,7 @@ def test_pod_whose_sidecar_agent_terminates_leaves_then_rejoins(tmp_path):
     from kubernetes.stream import stream
 
     from kube_vxlan_controller.controller import Controller
-    from kube_vxlan_controller.sandbox import Sandbox
+    from kvc_sandbox import Sandbox
 
     # A sandbox whose containers take 3 s to restart, so the agent's absence is long enough to see.
     with Sandbox(workdir=tmp_path, restart_delay=3.0) as sandbox:

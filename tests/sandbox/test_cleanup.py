@@ -17,12 +17,12 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.stream import stream
 
-from kube_vxlan_controller.sandbox import Sandbox
-from kube_vxlan_controller.sandbox.containers import READY
+from kvc_sandbox import Sandbox
+from kvc_sandbox.containers import READY
 
 pytestmark = pytest.mark.root
 
-CLI = Path(sys.executable).with_name("kube-vxlan-controller")
+CLI = Path(sys.executable).parent / "kube-vxlan-sandbox"
 
 
 def host_links() -> set[str]:
@@ -120,7 +120,7 @@ def test_a_failed_start_leaves_nothing(tmp_path):
 def test_sigterm_to_the_sandbox_command_removes_everything(tmp_path):
     links_before = host_links()
     kubeconfig = tmp_path / "kc" / "config"
-    with subprocess.Popen([str(CLI), "sandbox", "--kubeconfig", str(kubeconfig)], stdout=subprocess.PIPE,
+    with subprocess.Popen([str(CLI), "serve", "--kubeconfig", str(kubeconfig)], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True) as proc:
         prefix = f"kvcsb-{proc.pid}-"
         try:

@@ -27,9 +27,9 @@ from apihelpers import AGENT, AGENT_INIT, TERMINATE_CODES, pod_manifest
 from kubernetes import client as k8s
 from kubernetes.stream import stream
 
-from kube_vxlan_controller.sandbox.containers import ContainerError, ContainerProcess
-from kube_vxlan_controller.sandbox.execws import serve_exec
-from kube_vxlan_controller.sandbox.node import NodeNetwork
+from kvc_sandbox.containers import ContainerError, ContainerProcess
+from kvc_sandbox.execws import serve_exec
+from kvc_sandbox.node import NodeNetwork
 from polling import wait_for
 
 pytestmark = pytest.mark.root

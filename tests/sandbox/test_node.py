@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from kube_vxlan_controller.sandbox.node import NodeNetwork, ProcessRegistry
+from kvc_sandbox.node import NodeNetwork, ProcessRegistry
 from polling import wait_for
 
 pytestmark = pytest.mark.root

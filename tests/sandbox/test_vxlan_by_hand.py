@@ -15,7 +15,7 @@ from apihelpers import AGENT, AGENT_INIT, TERMINATE_CODES, pod_manifest
 from polling import wait_for
 from kubernetes.stream import stream
 
-from kube_vxlan_controller.sandbox.node import NodeNetwork
+from kvc_sandbox.node import NodeNetwork
 
 pytestmark = pytest.mark.root
 

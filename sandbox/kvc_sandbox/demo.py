@@ -1,4 +1,4 @@
-"""`kube-vxlan-controller demo [--keep]`: the seed README's example, end to end, on the sandbox.
+"""`kube-vxlan-sandbox demo [--keep]`: the seed README's example, end to end, on the sandbox.
 
 Starts the sandbox, creates the bundle's network ConfigMap and deploy/example.yaml (pods a, b, gw),
 runs the controller, shows progress while the pods converge, then prints what an operator would look
@@ -23,9 +23,10 @@ from pathlib import Path
 
 import yaml
 
-from . import logs, queries
+from kube_vxlan_controller import logs, queries
 
-ROOT = Path(__file__).resolve().parent.parent
+#: the source tree: deploy/ is read from there (the demo runs from a checkout, as `make demo` does)
+ROOT = Path(__file__).resolve().parent.parent.parent
 NETWORKS = ("vxeth1", "vxeth2")
 PINGS = (("a", "192.168.12.2"), ("b", "192.168.11.2"))
 
@@ -61,9 +62,10 @@ class Demo:
         return out.returncode == 0
 
     def run(self, keep: bool) -> int:
-        from .controller import Controller
-        from .sandbox import Sandbox
-        from .settings import Settings
+        from kube_vxlan_controller.controller import Controller
+        from kube_vxlan_controller.settings import Settings
+
+        from .runner import Sandbox
 
         say("==> starting the sandbox cluster (pods are network namespaces)")
         self.sandbox = Sandbox(workdir=self.workdir).start()
@@ -173,16 +175,16 @@ def _status(pod: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="kube-vxlan-controller demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="kube-vxlan-sandbox demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--keep", action="store_true", help="keep the sandbox and the controller running")
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for convergence")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
-        print("kube-vxlan-controller demo: needs root (the sandbox's pods are network namespaces)", file=sys.stderr)
+        print("kube-vxlan-sandbox demo: needs root (the sandbox's pods are network namespaces)", file=sys.stderr)
         return 2
     for tool in ("kubectl", "ping"):
         if shutil.which(tool) is None:
-            print(f"kube-vxlan-controller demo: `{tool}` not found (make demo installs ping: iputils-ping)",
+            print(f"kube-vxlan-sandbox demo: `{tool}` not found (make demo installs ping: iputils-ping)",
                   file=sys.stderr)
             return 2
     logs.setup("WARNING")

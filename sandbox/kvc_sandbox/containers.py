@@ -44,6 +44,7 @@ are quick synchronous calls (a vfork/exec, a few opens).
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 import os
 import signal
 import subprocess
@@ -62,7 +63,7 @@ START_TIMEOUT = 10.0
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
        "AGENT_POLL_SECONDS": "5"}
 #: the agent image's main process (shipped in the package; the Dockerfile copies the same file).
-AGENT_FILE = Path(__file__).resolve().parent.parent / "agent.sh"
+AGENT_FILE = Path(str(importlib.resources.files("kube_vxlan_controller") / "agent.sh"))
 
 
 def agent_script() -> str:

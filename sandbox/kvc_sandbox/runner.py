@@ -1,5 +1,5 @@
 """Running the sandbox: `Sandbox` (in-process, a background thread with its own event loop) and the
-`kube-vxlan-controller sandbox` command (foreground, until SIGINT/SIGTERM).
+`kube-vxlan-sandbox serve` command (foreground, until SIGINT/SIGTERM).
 
 Concurrency contract: `Sandbox.start()` starts one thread that owns an asyncio loop; the store, the
 kubelet, the deployment controller and the HTTP server live on that loop and nowhere else. The public
@@ -248,7 +248,7 @@ class Sandbox:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="kube-vxlan-controller sandbox",
+        prog="kube-vxlan-sandbox serve",
         description="Run a local Kubernetes API on 127.0.0.1 whose pods are network namespaces (needs root). "
                     "Prints the kubeconfig path once serving; SIGINT/SIGTERM remove everything it created.")
     parser.add_argument("--kubeconfig", type=Path, help="where to write the kubeconfig (default: a temporary "
@@ -256,7 +256,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
-        print("kube-vxlan-controller sandbox: needs root (it creates network namespaces)", file=sys.stderr)
+        print("kube-vxlan-sandbox serve: needs root (it creates network namespaces)", file=sys.stderr)
         return 1
     logger.remove()
     logger.add(sys.stderr, level=os.environ.get("KVC_LOG_LEVEL", "INFO"))
