@@ -1,23 +1,29 @@
-# Two images from one file (no engine runs in our CI; keep this simple):
+# Two images from one file:
 #
 #   docker build -t openvnf/kube-vxlan-controller:0.1.0 .                  # controller (default target)
 #   docker build --target agent -t openvnf/kube-vxlan-controller-agent .   # agent for VXLAN pods
 #
+# With registry access that is all. Without it, `make images` builds equivalent bases from Debian
+# packages (same release, bookworm) and passes them as PYTHON_BASE / DEBIAN_BASE, and hands the Python
+# packages over as wheels it built on the host (PIP_OPTIONS="--no-index --find-links /src/wheelhouse"),
+# so no container talks to PyPI.
+#
 # The default target of `docker build .` is the LAST stage, so the controller stage comes last.
+ARG PYTHON_BASE=python:3.11-slim
+ARG DEBIAN_BASE=debian:bookworm-slim
 
-# ---- builder: wheels of the project and its dependencies, installed into a venv ---------------------
-FROM python:3.11-slim AS builder
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY kube_vxlan_controller ./kube_vxlan_controller
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
- && python -m venv /opt/kvc \
- && /opt/kvc/bin/pip install --no-cache-dir --no-index --find-links /wheels kube-vxlan-controller
+# ---- builder: the project and its dependencies installed into a venv -------------------------------
+FROM ${PYTHON_BASE} AS builder
+ARG PIP_OPTIONS=""
+# .dockerignore lets in only pyproject.toml, README.md, kube_vxlan_controller/ and wheelhouse/ (if any)
+COPY . /src
+RUN python -m venv /opt/kvc \
+ && /opt/kvc/bin/pip install --no-cache-dir ${PIP_OPTIONS} /src
 
 # ---- agent: the container VXLAN pods run as init agent and sidecar agent ---------------------------
 # iproute2 for `ip` and `bridge`, coreutils for `timeout` (the controller wraps its execs in it),
 # procps for a `kill` binary. The main process waits for TERM (or /run/terminate) and exits 0.
-FROM debian:bookworm-slim AS agent
+FROM ${DEBIAN_BASE} AS agent
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iproute2 coreutils procps \
  && rm -rf /var/lib/apt/lists/*
@@ -26,7 +32,7 @@ RUN chmod 0755 /agent.sh
 ENTRYPOINT ["/agent.sh"]
 
 # ---- controller (default target) -------------------------------------------------------------------
-FROM python:3.11-slim AS controller
+FROM ${PYTHON_BASE} AS controller
 # tini as PID 1: it forwards SIGTERM/SIGINT to the controller (so `kill -TERM 1` in the pod, and the
 # kubelet's stop, reach the Python process and trigger its graceful shutdown), and it reaps zombies,
 # which a Python PID 1 would not do for children it did not start itself (e.g. left by `kubectl exec`).

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEBS := iputils-ping iproute2
 
-.PHONY: test demo deps venv lint clean
+.PHONY: test demo deps venv lint images test-images clean
 
 venv: $(BIN)/kube-vxlan-controller
 
@@ -26,11 +26,23 @@ deps:
 lint: venv
 	$(BIN)/lint-imports
 
-test: venv deps lint
+# Both images from the one Dockerfile, tagged as deploy/*.yaml names them (and busybox for the example's
+# app containers when none is there). As root it installs docker.io and starts dockerd when no engine
+# answers; without registry access the bases come from Debian packages (tools/build-images).
+images:
+	tools/docker-engine
+	tools/build-images
+
+# For `make test`: the images when an engine can be had; otherwise the container tests skip, saying why.
+test-images:
+	@if tools/docker-engine; then tools/build-images; \
+	else echo "no Docker engine: the container tests (tests/images, tests/docker) will skip"; fi
+
+test: venv deps lint test-images
 	$(BIN)/pytest
 
 demo: venv deps
 	$(BIN)/kube-vxlan-sandbox demo
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info sandbox/*.egg-info .pytest_cache wheelhouse
