@@ -3,7 +3,8 @@
 Serves `/version`, discovery, and for every kind of resources.py: create, get, list, watch, update,
 merge/strategic/JSON patch, delete and deletecollection, with label and field selectors; the `status`
 and `scale` subresources; pod `exec` (websocket, handed to execws.py) and `log` (empty). Every error is a
-`Status` object. kubectl's Table requests (`Accept: …;as=Table;…`) get Table responses, watches too.
+`Status` object. Every JSON answer is written as kube-apiserver writes it (`respond`, `encode`). kubectl's Table
+requests (`Accept: …;as=Table;…`) get Table responses, watches too.
 `POST /sandbox/faults` sets faults from another process (JSON body; see `Api.faults_endpoint`).
 
 Concurrency contract: every handler runs on the sandbox's event loop and touches the store, the kubelet
@@ -41,12 +42,18 @@ _SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "deletionTimest
                   "deletionGracePeriodSeconds", "generation", "managedFields", "selfLink")
 
 
-def dumps(obj) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+def encode(obj) -> bytes:
+    """One JSON value as kube-apiserver's encoder (Go's `json.Encoder`) writes it: compact, then a newline.
+    Clients rely on the newline: the Erlang original reads a body up to it."""
+    return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
 
 
 def respond(obj, status: int = 200) -> web.Response:
-    return web.Response(text=dumps(obj), status=status, content_type=JSON)
+    """A JSON response as kube-apiserver sends every object, list, Table and Status: the body from `encode`,
+    `Content-Type: application/json` exactly — no charset (aiohttp's `text=` would add one, and lightkube then
+    takes an error Status for a plain HTTP error), no `;as=Table` echoed for a Table (kube-apiserver's
+    `WriteObjectNegotiated` leaves the Accept's parameters out)."""
+    return web.Response(body=encode(obj), status=status, content_type=JSON)
 
 
 def _flag(value: str | None) -> bool:
@@ -211,7 +218,7 @@ class Api:
             return await self.exec(request, target)
         if target.sub == "log":
             self.store.require(r, target.namespace, target.name)
-            return web.Response(text="", content_type="text/plain")
+            return web.Response(body=b"", content_type="text/plain")  # as kube-apiserver: no charset
         if target.name is None:
             if method == "GET":
                 if _flag(q.get("watch")):
@@ -292,7 +299,7 @@ class Api:
         try:
             watcher = self.store.watch(target.resource, target.namespace, predicate, since)
         except errors.ApiError as e:
-            await response.write((dumps({"type": "ERROR", "object": e.status()}) + "\n").encode())
+            await response.write(encode({"type": "ERROR", "object": e.status()}))
             await response.write_eof()
             return response
         task = asyncio.current_task()
@@ -317,7 +324,7 @@ class Api:
                     obj = tables.table(target.resource, [obj], obj["metadata"]["resourceVersion"], include,
                                        with_columns=first)
                 first = False
-                await response.write((dumps({"type": kind, "object": obj}) + "\n").encode())
+                await response.write(encode({"type": kind, "object": obj}))
             await response.write_eof()
         except (ConnectionError, asyncio.CancelledError):
             pass
