@@ -1,10 +1,11 @@
 """The sandbox's HTTP API: the routes of a Kubernetes API server, in its wire format.
 
-Serves `/version`, discovery, and for every kind of resources.py: create, get, list, watch, update,
-merge/strategic/JSON patch, delete and deletecollection, with label and field selectors; the `status`
-and `scale` subresources; pod `exec` (websocket, handed to execws.py) and `log` (empty). Every error is a
-`Status` object. Every JSON answer is written as kube-apiserver writes it (`respond`, `encode`). kubectl's Table
-requests (`Accept: …;as=Table;…`) get Table responses, watches too.
+Serves `/version`, discovery, `/openapi/v2` (JSON or protobuf) and `/openapi/v3` (openapi.py), and for every
+kind of resources.py: create, get, list, watch, update, merge/strategic/JSON patch, delete and
+deletecollection, with label and field selectors; the `status` and `scale` subresources; pod `exec`
+(websocket, handed to execws.py) and `log` (empty). Every error is a `Status` object. Every JSON answer is
+written as kube-apiserver writes it (`respond`, `encode`). kubectl's Table requests (`Accept: …;as=Table;…`)
+get Table responses, watches too.
 `POST /sandbox/faults` sets faults from another process (JSON body; see `Api.faults_endpoint`).
 
 Concurrency contract: every handler runs on the sandbox's event loop and touches the store, the kubelet
@@ -26,7 +27,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from loguru import logger
 
-from . import deployments, errors, execws, openapi, patches, peers, tables
+from . import deployments, errors, execws, openapi, openapi_proto, patches, peers, tables
 from .faults import Faults
 from .kubelet import Kubelet
 from .resources import (BY_PATH, DEPLOYMENTS, NAMESPACES, PODS, RESOURCES, VERSION, Resource, core_versions,
@@ -124,6 +125,7 @@ class Api:
             app.router.add_get(path, ok)
         app.router.add_get("/api", static(core_versions))
         app.router.add_get("/apis", static(group_list))
+        app.router.add_get("/openapi/v2", self._openapi_v2)
         app.router.add_get("/openapi/v3", static(openapi.index))
         app.router.add_get("/openapi/v3/{gv:.*}", self._openapi_gv)
         app.router.add_post("/sandbox/faults", self.faults_endpoint)
@@ -152,6 +154,13 @@ class Api:
         except Exception as e:
             logger.exception("sandbox: {} {} failed", request.method, request.path_qs)
             return respond(errors.status(500, "InternalError", f"Internal error occurred: {e}"), 500)
+
+    @staticmethod
+    async def _openapi_v2(request: web.Request) -> web.Response:
+        doc = openapi.swagger()
+        if openapi_proto.wanted(request.headers.get("Accept", "")):
+            return web.Response(body=openapi_proto.encode(doc), content_type=openapi_proto.MEDIA_TYPE)
+        return respond(doc)
 
     async def _openapi_gv(self, request: web.Request) -> web.Response:
         parts = request.match_info["gv"].split("/")
