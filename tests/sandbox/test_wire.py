@@ -82,8 +82,10 @@ class Walker:
         return exchange
 
     def json(self, method: str, path: str, expected: int, body=None, **kw) -> dict:
+        """A call whose answer the walk goes on with: it must be the expected one."""
         exchange = self.call(method, path, expected, body, **kw)
-        return json.loads(exchange.body) if exchange.status == expected else {}
+        assert exchange.status == expected, f"{exchange}: {exchange.body[:300]!r}"
+        return json.loads(exchange.body)
 
     def watch(self, path: str, **kw) -> Exchange:
         sep = "&" if "?" in path else "?"
