@@ -1,9 +1,11 @@
 """The sandbox's HTTP API: the routes of a Kubernetes API server, in its wire format.
 
-Serves `/version`, discovery, and for every kind of resources.py: create, get, list, watch, update,
-merge/strategic/JSON patch, delete and deletecollection, with label and field selectors; the `status`
-and `scale` subresources; pod `exec` (websocket, handed to execws.py) and `log` (empty). Every error is a
-`Status` object. kubectl's Table requests (`Accept: …;as=Table;…`) get Table responses, watches too.
+Serves `/version`, discovery, `/openapi/v2` (JSON or protobuf) and `/openapi/v3` (openapi.py), and for every
+kind of resources.py: create, get, list, watch, update, merge/strategic/JSON patch, delete and
+deletecollection, with label and field selectors; the `status` and `scale` subresources; pod `exec`
+(websocket, handed to execws.py) and `log` (empty). Every error is a `Status` object. Every JSON answer is
+written as kube-apiserver writes it (`respond`, `encode`). kubectl's Table requests (`Accept: …;as=Table;…`)
+get Table responses, watches too.
 `POST /sandbox/faults` sets faults from another process (JSON body; see `Api.faults_endpoint`).
 
 Concurrency contract: every handler runs on the sandbox's event loop and touches the store, the kubelet
@@ -25,7 +27,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from loguru import logger
 
-from . import deployments, errors, execws, openapi, patches, peers, tables
+from . import deployments, errors, execws, openapi, openapi_proto, patches, peers, tables
 from .faults import Faults
 from .kubelet import Kubelet
 from .resources import (BY_PATH, DEPLOYMENTS, NAMESPACES, PODS, RESOURCES, VERSION, Resource, core_versions,
@@ -41,12 +43,18 @@ _SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "deletionTimest
                   "deletionGracePeriodSeconds", "generation", "managedFields", "selfLink")
 
 
-def dumps(obj) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+def encode(obj) -> bytes:
+    """One JSON value as kube-apiserver's encoder (Go's `json.Encoder`) writes it: compact, then a newline.
+    Clients rely on the newline: the Erlang original reads a body up to it."""
+    return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
 
 
 def respond(obj, status: int = 200) -> web.Response:
-    return web.Response(text=dumps(obj), status=status, content_type=JSON)
+    """A JSON response as kube-apiserver sends every object, list, Table and Status: the body from `encode`,
+    `Content-Type: application/json` exactly — no charset (aiohttp's `text=` would add one, and lightkube then
+    takes an error Status for a plain HTTP error), no `;as=Table` echoed for a Table (kube-apiserver's
+    `WriteObjectNegotiated` leaves the Accept's parameters out)."""
+    return web.Response(body=encode(obj), status=status, content_type=JSON)
 
 
 def _flag(value: str | None) -> bool:
@@ -117,6 +125,7 @@ class Api:
             app.router.add_get(path, ok)
         app.router.add_get("/api", static(core_versions))
         app.router.add_get("/apis", static(group_list))
+        app.router.add_get("/openapi/v2", self._openapi_v2)
         app.router.add_get("/openapi/v3", static(openapi.index))
         app.router.add_get("/openapi/v3/{gv:.*}", self._openapi_gv)
         app.router.add_post("/sandbox/faults", self.faults_endpoint)
@@ -145,6 +154,13 @@ class Api:
         except Exception as e:
             logger.exception("sandbox: {} {} failed", request.method, request.path_qs)
             return respond(errors.status(500, "InternalError", f"Internal error occurred: {e}"), 500)
+
+    @staticmethod
+    async def _openapi_v2(request: web.Request) -> web.Response:
+        doc = openapi.swagger()
+        if openapi_proto.wanted(request.headers.get("Accept", "")):
+            return web.Response(body=openapi_proto.encode(doc), content_type=openapi_proto.MEDIA_TYPE)
+        return respond(doc)
 
     async def _openapi_gv(self, request: web.Request) -> web.Response:
         parts = request.match_info["gv"].split("/")
@@ -211,7 +227,7 @@ class Api:
             return await self.exec(request, target)
         if target.sub == "log":
             self.store.require(r, target.namespace, target.name)
-            return web.Response(text="", content_type="text/plain")
+            return web.Response(body=b"", content_type="text/plain")  # as kube-apiserver: no charset
         if target.name is None:
             if method == "GET":
                 if _flag(q.get("watch")):
@@ -292,7 +308,7 @@ class Api:
         try:
             watcher = self.store.watch(target.resource, target.namespace, predicate, since)
         except errors.ApiError as e:
-            await response.write((dumps({"type": "ERROR", "object": e.status()}) + "\n").encode())
+            await response.write(encode({"type": "ERROR", "object": e.status()}))
             await response.write_eof()
             return response
         task = asyncio.current_task()
@@ -317,7 +333,7 @@ class Api:
                     obj = tables.table(target.resource, [obj], obj["metadata"]["resourceVersion"], include,
                                        with_columns=first)
                 first = False
-                await response.write((dumps({"type": kind, "object": obj}) + "\n").encode())
+                await response.write(encode({"type": kind, "object": obj}))
             await response.write_eof()
         except (ConnectionError, asyncio.CancelledError):
             pass

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from apihelpers import AGENT, AGENT_INIT, TERMINATE_CODES, deployment_manifest, netns_names
+from apihelpers import AGENT, AGENT_INIT, TERMINATE_CODES, deployment_manifest, netns_names, pod_manifest
 from polling import wait_for
 
 pytestmark = [pytest.mark.root,
@@ -125,3 +125,35 @@ def test_kubectl_creates_and_deletes_the_bundle_manifest(sandbox, kubectl):
     assert kubectl("get", "clusterroles", "-o", "name").stdout.strip() == ""
     wait_for(lambda: kubectl("-n", "kube-system", "get", "pods", "-o", "name").stdout.strip() == "",
              what="the controller's pod gone")
+
+
+def kind_list(*items: dict) -> str:
+    """A `kind: List` manifest, as `kubectl get -o yaml` writes one."""
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""},
+                           "items": list(items)})
+
+
+def test_kubectl_creates_a_list_of_configmaps_validating_it_against_openapi_v2(sandbox, kubectl, tmp_path):
+    manifest = tmp_path / "list.yaml"
+    manifest.write_text(kind_list(*({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n},
+                                     "data": {"k": n}} for n in ("one", "two"))))
+    created = kubectl("create", "-f", str(manifest), "-v=6")  # validation is on: kubectl's default
+    assert created.stdout.splitlines() == ["configmap/one created", "configmap/two created"]
+    assert "/openapi/v2?timeout=32s 200 OK" in created.stderr  # the schemas it validated the items against
+    assert kubectl("get", "cm", "one", "-o", "jsonpath={.data.k}").stdout == "one"
+
+
+def test_kubectl_round_trips_a_pod_through_get_o_yaml_and_create(sandbox, kubectl, tmp_path):
+    manifest = tmp_path / "list.yaml"
+    manifest.write_text(kind_list(pod_manifest("listed")))
+    assert kubectl("create", "-f", str(manifest)).stdout.strip() == "pod/listed created"
+    uid = kubectl("get", "pod", "listed", "-o", "jsonpath={.metadata.uid}").stdout
+
+    exported = kubectl("get", "pods", "-o", "yaml").stdout
+    assert yaml.safe_load(exported)["kind"] == "List"
+    kubectl("delete", "pod", "listed")  # waits until the pod is gone
+    again = subprocess.run(kubectl.base + ["create", "-f", "-"], input=exported, capture_output=True, text=True,
+                           env=kubectl.env, timeout=30)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "pod/listed created"
+    assert kubectl("get", "pod", "listed", "-o", "jsonpath={.metadata.uid}").stdout not in ("", uid)
