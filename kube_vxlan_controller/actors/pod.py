@@ -26,7 +26,7 @@ from loguru import logger
 
 from .. import agent
 from ..backoff import Backoff
-from ..k8s.errors import Cancelled, ExecTimeout, K8sError, PodGone
+from ..k8s.errors import Cancelled, ExecTimeout, Forbidden, K8sError, PodGone
 from ..messages import ChildFailed, PeersChanged, PodGone as PodGoneMessage, PodUpdate, Reconcile, Resync, Snapshot
 from ..model import ExecResult, Pod
 from ..options import NetworkSpec
@@ -167,6 +167,8 @@ class PodActor(pykka.ThreadingActor):
             logger.info("pod {}: {}", pod.key, error)
         except ExecTimeout as error:
             self._failed(pod, "hung", error)
+        except Forbidden as error:
+            self._forbidden(pod, error)
         except (K8sError, ExecFailed, agent.AgentOutputError) as error:
             self._failed(pod, "failing", error)
         else:
@@ -286,12 +288,22 @@ class PodActor(pykka.ThreadingActor):
         """`timeout N` inside the pod: a little over the exec deadline, so an abandoned exec ends itself."""
         return int(self.settings.exec_deadline) + 1
 
-    def _failed(self, pod: Pod, status: str, error: Exception) -> None:
+    def _forbidden(self, pod: Pod, error: Forbidden) -> None:
+        """RBAC denied an exec: said once per pod (log line and Event) until the denial changes, then
+        retried with backoff like any failure, so a restored role takes effect without a restart."""
+        if (self.status, self.error) != ("forbidden", str(error)):
+            logger.error("pod {}: the controller lacks a permission, retrying until it is granted: {}", pod.key,
+                         error)
+            self._event(pod, "VxlanForbidden", f"kube-vxlan-controller lacks a permission: {error}")
+        self._failed(pod, "forbidden", error, quiet=True)
+
+    def _failed(self, pod: Pod, status: str, error: Exception, quiet: bool = False) -> None:
         delay = self.backoff.next()
         self._set(status, str(error))
         if self.metrics is not None:
             self.metrics.reconcile_errors.labels(status).inc()
-        logger.warning("pod {}: {} ({}); retrying in {:.1f}s", pod.key, error, status, delay)
+        logger.log("DEBUG" if quiet else "WARNING", "pod {}: {} ({}); retrying in {:.1f}s", pod.key, error, status,
+                   delay)
         if not self.retry_scheduled:
             self.retry_scheduled = True
             self.scheduler.tell_later(delay, self.actor_ref, _Retry())

@@ -8,8 +8,10 @@ nowhere else, and callers decide by type alone:
   found / not valid". Retrying cannot help; wait for the watch to say what happened.
 - `ExecTimeout`: the command did not finish before its deadline. The pod may be hung; retry later.
 - `ApiUnavailable`: retryable. Connection refused/reset/timed out, 5xx, 429, 408, a broken stream.
-- `K8sError` itself: anything else (401, 403, 422, …). Not transient by nature, but a controller
-  keeps retrying such errors with backoff and logs them, since an operator may fix RBAC meanwhile.
+- `Forbidden`: 403, RBAC denied the request; the message names the user, verb and resource, as the
+  API server words it. Not transient by nature, but an operator may fix the role meanwhile: callers
+  say so once and keep retrying with backoff (level-triggered, no restart needed).
+- `K8sError` itself: anything else (401, 422, …), retried with backoff and logged likewise.
 
 Every error keeps the client's exception as `__cause__` and its HTTP status (when known) as `status`.
 Pure functions and immutable exceptions: safe from any thread.
@@ -45,6 +47,10 @@ class ExecTimeout(K8sError):
 
 class Cancelled(K8sError):
     """Not started: the process is stopping (an exec that waited for a slot does not run then)."""
+
+
+class Forbidden(K8sError):
+    """RBAC denied the request (403); the message says which permission is missing."""
 
 
 class ApiUnavailable(K8sError):
@@ -106,6 +112,8 @@ def _from_api_exception(exc: ApiException) -> K8sError:
         return PodGone(text, status=status)
     if status == 400 and _CONTAINER_MISSING.search(message):
         return PodGone(text, status=status)
+    if status == 403:
+        return Forbidden(text, status=status)
     if status >= 500 or status in _RETRYABLE_STATUS:
         return ApiUnavailable(text, status=status)
     return K8sError(text, status=status)

@@ -6,19 +6,21 @@ problem once per change, not at every retry.
 
 Concurrency contract: `record_event` may be called from any thread; it blocks for one REST call
 (bounded by its request timeout) and never raises: an Event is a courtesy, and failing to record one
-must not fail the work that reported it (a warning is logged instead).
+must not fail the work that reported it (a warning is logged instead). A denial (RBAC without `create`
+on `events`) is logged once, not for every Event, until recording works again.
 """
 
 from __future__ import annotations
 
 import datetime
 import socket
+import threading
 
 from kubernetes import client
 from loguru import logger
 
 from kube_vxlan_controller.k8s.client import Cluster
-from kube_vxlan_controller.k8s.errors import classify
+from kube_vxlan_controller.k8s.errors import Forbidden, classify
 from kube_vxlan_controller.model import Pod
 
 COMPONENT = "kube-vxlan-controller"
@@ -28,6 +30,8 @@ REQUEST_TIMEOUT = (5.0, 15.0)
 MAX_MESSAGE = 1024
 
 _HOST = socket.gethostname()
+_denied_lock = threading.Lock()
+_denied = False
 
 
 def record_event(cluster: Cluster, pod: Pod, *, reason: str, message: str, type: str = "Warning") -> None:
@@ -53,7 +57,18 @@ def record_event(cluster: Cluster, pod: Pod, *, reason: str, message: str, type:
         last_timestamp=now,
         count=1,
     )
+    global _denied
     try:
         cluster.core().create_namespaced_event(pod.namespace, event, _request_timeout=REQUEST_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - never raises, by contract
-        logger.warning("{}: could not record event {} ({}): {}", pod.key, reason, message[:200], classify(exc))
+        error = classify(exc)
+        if isinstance(error, Forbidden):
+            with _denied_lock:
+                first, _denied = not _denied, True
+            if first:
+                logger.error("cannot record Events (the controller still works; it logs instead): {}", error)
+            return
+        logger.warning("{}: could not record event {} ({}): {}", pod.key, reason, message[:200], error)
+    else:
+        with _denied_lock:
+            _denied = False

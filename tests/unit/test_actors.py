@@ -290,3 +290,41 @@ def test_release_counts_0_137_and_a_gone_container_as_released(scheduler, outcom
     wait_for(lambda: agent.release_argv("/run/terminate") in fake.calls, what="a release")
     state = ref.proxy().state().get(timeout=5)
     assert (state.status == "set up") == released, state
+
+
+def test_a_forbidden_exec_is_said_once_and_converges_once_the_role_is_restored(scheduler):
+    from loguru import logger
+
+    from kube_vxlan_controller.backoff import Backoff
+    from kube_vxlan_controller.k8s.errors import Forbidden
+
+    denial = ('pods "p-u1" is forbidden: User "system:serviceaccount:kube-system:kvc" cannot create resource '
+              '"pods/exec" in API group "" in the namespace "default"')
+
+    class Denying(FakePodExecutor):
+        allowed = threading.Event()
+
+        def run(self, *args, **kwargs):
+            if not self.allowed.is_set():
+                self.calls.append(["denied"])
+                raise Forbidden(f"403 {denial}", status=403)
+            return super().run(*args, **kwargs)
+
+    fake, events, lines = Denying(), [], []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="WARNING")
+    try:
+        ref = PodActor.start("u1", "default/p-u1", executor=fake, settings=Settings(resync=600),
+                             scheduler=scheduler, backoff=Backoff(initial=0.01, cap=0.02),
+                             events=lambda pod, reason, message: events.append((reason, message)))
+        ref.tell(PodUpdate(running_pod(), SPEC))
+        ref.tell(PeersChanged(snapshot(1, "10.0.0.2")))
+        wait_for(lambda: fake.calls.count(["denied"]) >= 5, what="several denied retries")
+        assert [reason for reason, _ in events] == ["VxlanForbidden"]
+        assert 'cannot create resource "pods/exec"' in events[0][1]
+        said = [line for line in lines if "lacks a permission" in line]
+        assert len(said) == 1 and "default/p-u1" in said[0] and "pods/exec" in said[0], lines
+        assert not [line for line in lines if "retrying in" in line]
+        fake.allowed.set()
+        wait_for(lambda: fake.fdb.get("vxeth0") == {"10.0.0.2"}, what="fdb == peers once allowed")
+    finally:
+        logger.remove(sink)

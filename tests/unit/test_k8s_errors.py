@@ -11,7 +11,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
-from kube_vxlan_controller.k8s.errors import ApiUnavailable, ExecTimeout, K8sError, PodGone, classify
+from kube_vxlan_controller.k8s.errors import ApiUnavailable, ExecTimeout, Forbidden, K8sError, PodGone, classify
 
 
 def status_body(code: int, reason: str, message: str) -> str:
@@ -76,7 +76,19 @@ def test_server_errors_and_throttling_are_retryable(code):
     assert isinstance(classify(handshake(code, "Oops", status_body(code, "Oops", "try later"))), ApiUnavailable)
 
 
-@pytest.mark.parametrize("code", [401, 403, 409, 422])
+DENIED = ('pods "a-0" is forbidden: User "system:serviceaccount:kube-system:kube-vxlan-controller" cannot create '
+          'resource "pods/exec" in API group "" in the namespace "default"')
+
+
+def test_rbac_denials_are_forbidden_with_the_missing_permission_named():
+    for exc in (rest(403, "Forbidden", DENIED), handshake(403, "Forbidden", status_body(403, "Forbidden", DENIED))):
+        error = classify(exc)
+        assert type(error) is Forbidden
+        assert error.status == 403
+        assert 'cannot create resource "pods/exec"' in str(error)
+
+
+@pytest.mark.parametrize("code", [401, 409, 422])
 def test_auth_and_validation_errors_are_plain_k8s_errors(code):
     error = classify(rest(code, "No", "denied"))
     assert type(error) is K8sError
