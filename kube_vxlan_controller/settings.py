@@ -14,21 +14,26 @@ from pathlib import Path
 
 from .agent import release_argv
 
+#: Where Kubernetes mounts the namespace of a pod's service account.
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+#: The seed's fallback when the controller does not run in a pod.
+DEFAULT_NAMESPACE = "kube-system"
 
 
-def _own_namespace() -> str:
+def own_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """The namespace this process runs in: the service account's when mounted, else `kube-system`."""
     try:
-        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "kube-system"
+        text = path.read_text().strip()
     except OSError:
-        return "kube-system"
+        return DEFAULT_NAMESPACE
+    return text or DEFAULT_NAMESPACE
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     kubeconfig: str | None = field(default=None, metadata={"help": "kubeconfig file; in-cluster config when unset"})
     namespace: str = field(
-        default_factory=_own_namespace,
+        default_factory=own_namespace,
         metadata={"help": "the controller's namespace, where its ConfigMap lives (default: its own, else kube-system)"},
     )
     watch_namespace: str | None = field(

@@ -14,17 +14,13 @@ Concurrency contract:
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from kubernetes import client, config
 from loguru import logger
 
 from kube_vxlan_controller.k8s.errors import K8sError
+from kube_vxlan_controller.settings import own_namespace
 
-#: Where Kubernetes mounts the namespace of a pod's service account.
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-#: The seed's fallback when the controller does not run in a pod.
-DEFAULT_NAMESPACE = "kube-system"
 
 
 class Cluster:
@@ -90,12 +86,3 @@ def connect(kubeconfig: str | None = None, *, namespace: str | None = None, cont
     cluster = Cluster(configuration, namespace or own_namespace())
     logger.info("Kubernetes API at {} (controller namespace {})", cluster.host, cluster.namespace)
     return cluster
-
-
-def own_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
-    """The namespace this process runs in: the service account's when mounted, else `kube-system`."""
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return DEFAULT_NAMESPACE
-    return text or DEFAULT_NAMESPACE
