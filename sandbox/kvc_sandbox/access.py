@@ -59,8 +59,19 @@ class Access:
         self.tokens = tokens
         self.policy = StorePolicy(store)
 
-    def check(self, request: web.Request) -> User:
-        """The request's user if it may go on; an ApiError (401, 403) otherwise."""
+    def check(self, request: web.Request) -> None:
+        """Nothing if the request may go on; an ApiError (401, 403) otherwise."""
+        user = self.authenticate(request)
+        if not user.privileged:
+            websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+            for attrs in requestinfo.checks(request.method, request.path, request.query, websocket):
+                decision = rbac.authorize(user, attrs, self.policy)
+                if not decision.allowed:
+                    message, details = rbac.forbidden(user, attrs, decision.reason)
+                    raise errors.ApiError(403, "Forbidden", message, details or None)
+
+    def authenticate(self, request: web.Request) -> User:
+        """The request's user; an ApiError (401, or 403 for another local user on plain HTTP) if none."""
         if not request.secure and not peers.same_user(request.transport):
             # Exec runs commands as root on this machine: another local user must not use the API.
             raise errors.ApiError(403, "Forbidden", "the sandbox serves only the user that runs it")
@@ -71,13 +82,6 @@ class Access:
             user = None if request.secure else ADMIN
         if user is None:
             raise unauthorized()
-        if not user.privileged:
-            websocket = request.headers.get("Upgrade", "").lower() == "websocket"
-            for attrs in requestinfo.checks(request.method, request.path, request.query, websocket):
-                decision = rbac.authorize(user, attrs, self.policy)
-                if not decision.allowed:
-                    message, details = rbac.forbidden(user, attrs, decision.reason)
-                    raise errors.ApiError(403, "Forbidden", message, details or None)
         return user
 
     def review(self, user: User, body: dict) -> dict:

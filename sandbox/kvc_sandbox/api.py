@@ -132,7 +132,7 @@ class Api:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable]):
         try:
-            request["user"] = self.access.check(request)
+            self.access.check(request)
             if (self.faults.fail_share > 0 and not request.path.startswith(_NEVER_FAIL)
                     and not request.path.endswith("/exec")
                     and self._random.random() < self.faults.fail_share):
@@ -162,7 +162,7 @@ class Api:
         return respond(doc)
 
     async def _access_review(self, request: web.Request) -> web.Response:
-        return respond(self.access.review(request["user"], await self._body(request)), 201)
+        return respond(self.access.review(self.access.authenticate(request), await self._body(request)), 201)
 
     async def faults_endpoint(self, request: web.Request) -> web.Response:
         """Body keys (all optional, applied in this order): clear, exec_latency, hang_selector, lift_hangs,

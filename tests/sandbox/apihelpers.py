@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 
+import yaml
+from kubernetes import client as k8s
+from kubernetes.config import incluster_config
 
 AGENT_INIT = "vxlan-controller-agent-init"
 AGENT = "vxlan-controller-agent"
@@ -35,3 +39,27 @@ def deployment_manifest(name: str, replicas: int) -> dict:
 def netns_names() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def incluster_api(sandbox, directory, monkeypatch, namespace: str, serviceaccount: str):
+    """An ApiClient made by the official client's `load_incluster_config()`, from the files and environment a
+    pod of this ServiceAccount gets (written to `directory`)."""
+    sandbox.in_cluster.write(directory, namespace, serviceaccount)
+    for key, value in sandbox.in_cluster.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(directory / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(directory / "ca.crt"))
+    configuration = k8s.Configuration()
+    incluster_config.load_incluster_config(client_configuration=configuration)
+    return k8s.ApiClient(configuration)
+
+
+def token_kubeconfig(sandbox, path, token: str):
+    """A kubeconfig for the sandbox's HTTPS listener that authenticates with `token`; returns its path."""
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "sandbox", "cluster": {
+            "server": sandbox.url, "certificate-authority-data": base64.b64encode(sandbox.in_cluster.ca_pem).decode()}}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "sandbox", "user": "sa", "namespace": "default"}}]}))
+    return path
