@@ -8,6 +8,7 @@ import subprocess
 import yaml
 from kubernetes import client as k8s
 from kubernetes.config import incluster_config
+from polling import wait_for
 
 AGENT_INIT = "vxlan-controller-agent-init"
 AGENT = "vxlan-controller-agent"
@@ -63,3 +64,14 @@ def token_kubeconfig(sandbox, path, token: str):
         "users": [{"name": "sa", "user": {"token": token}}],
         "contexts": [{"name": "sa", "context": {"cluster": "sandbox", "user": "sa", "namespace": "default"}}]}))
     return path
+
+
+def service_account_token(sandbox, namespace: str, name: str) -> str:
+    """The ServiceAccount's token, once the sandbox has minted it (the `default` ones come soon after start)."""
+    def token() -> str | None:
+        try:
+            return sandbox.token_for(namespace, name)
+        except KeyError:
+            return None
+
+    return wait_for(token, what=f"a token for {namespace}/{name}")

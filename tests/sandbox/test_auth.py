@@ -17,9 +17,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from apihelpers import AGENT, AGENT_INIT, incluster_api, pod_manifest, token_kubeconfig
+from apihelpers import AGENT_INIT, incluster_api, pod_manifest, service_account_token, token_kubeconfig
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
 
@@ -47,17 +46,6 @@ def request(sandbox, path: str, token: str | None = None, method: str = "GET") -
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
-
-
-def token(sandbox, namespace: str, name: str) -> str:
-    return wait_for(lambda: _token_or_none(sandbox, namespace, name), what=f"a token for {namespace}/{name}")
-
-
-def _token_or_none(sandbox, namespace: str, name: str) -> str | None:
-    try:
-        return sandbox.token_for(namespace, name)
-    except KeyError:
-        return None
 
 
 def grant(rbac: k8s.RbacAuthorizationV1Api, namespace: str, name: str, rules: list[dict],
@@ -136,21 +124,21 @@ def test_kubectl_works_over_https_with_the_kubeconfig(sandbox, core, kubectl):
 
 def test_every_namespace_gets_a_default_service_account_with_a_token(sandbox, core):
     for namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
-        assert token(sandbox, namespace, "default")
+        assert service_account_token(sandbox, namespace, "default")
     core.create_namespace({"metadata": {"name": "later"}})
-    assert token(sandbox, "later", "default")
+    assert service_account_token(sandbox, "later", "default")
     assert [a.metadata.name for a in core.list_namespaced_service_account("later").items] == ["default"]
 
 
 def test_a_service_account_token_lives_as_long_as_its_account(sandbox, core, tmp_path, monkeypatch):
     core.create_namespaced_service_account("default", {"metadata": {"name": "bot"}})
-    first = token(sandbox, "default", "bot")
+    first = service_account_token(sandbox, "default", "bot")
     bot = k8s.CoreV1Api(incluster_api(sandbox, tmp_path / "sa", monkeypatch, "default", "bot"))
     assert k8s.VersionApi(bot.api_client).get_code().major == "1"
     core.delete_namespaced_service_account("bot", "default")
     assert request(sandbox, "/version", first)[0] == 401
     core.create_namespaced_service_account("default", {"metadata": {"name": "bot"}})
-    assert token(sandbox, "default", "bot") != first
+    assert service_account_token(sandbox, "default", "bot") != first
 
 
 # RBAC through the API ----------------------------------------------------------------------------------
@@ -158,7 +146,7 @@ def test_a_service_account_through_load_incluster_config_gets_what_its_roles_gra
                                                                                    tmp_path, monkeypatch):
     core.create_namespace({"metadata": {"name": "team"}})
     core.create_namespaced_service_account("team", {"metadata": {"name": "bot"}})
-    token(sandbox, "team", "bot")
+    service_account_token(sandbox, "team", "bot")
     bot = k8s.CoreV1Api(incluster_api(sandbox, tmp_path / "sa", monkeypatch, "team", "bot"))
     assert bot.api_client.configuration.host == sandbox.in_cluster.url
     assert bot.get_api_resources().group_version == "v1"  # discovery: every authenticated user
@@ -205,7 +193,8 @@ def test_exec_needs_create_on_pods_exec(sandbox, api_client, core, tmp_path, mon
 
 
 def test_kubectl_auth_can_i_with_a_service_account_kubeconfig(sandbox, api_client, kubectl, tmp_path):
-    config = token_kubeconfig(sandbox, tmp_path / "sa.kubeconfig", token(sandbox, "default", "default"))
+    config = token_kubeconfig(sandbox, tmp_path / "sa.kubeconfig",
+                              service_account_token(sandbox, "default", "default"))
 
     def can_i(*args: str) -> str:
         proc = kubectl("--kubeconfig", str(config), "auth", "can-i", *args, check=False)
