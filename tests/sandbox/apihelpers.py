@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import os
+import shutil
 import subprocess
+import sys
 
+import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes.config import incluster_config
@@ -75,3 +79,27 @@ def service_account_token(sandbox, namespace: str, name: str) -> str:
             return None
 
     return wait_for(token, what=f"a token for {namespace}/{name}")
+
+
+def status_codes_as_nobody(urls: list[str], ca_pem: bytes | None = None) -> list[int]:
+    """The HTTP status of a GET of each URL, sent by another local user (nobody), trusting `ca_pem` for
+    https; skips the test when that cannot be arranged here."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to connect as another user")
+    cadata = ca_pem.decode() if ca_pem else None
+    probe = ("import urllib.request, urllib.error, ssl\n"
+             f"context = ssl.create_default_context(cadata={cadata!r})\n"
+             "codes = []\n"
+             f"for url in {urls!r}:\n"
+             "    try:\n"
+             "        codes.append(urllib.request.urlopen(url, timeout=5, context=context).status)\n"
+             "    except urllib.error.HTTPError as e:\n"
+             "        codes.append(e.code)\n"
+             "print(codes)\n")
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    as_nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python,
+                                "-c", probe], capture_output=True, text=True, timeout=30)
+    if "Permission denied" in as_nobody.stderr:
+        pytest.skip(f"user nobody cannot run {python} here")
+    assert as_nobody.returncode == 0, as_nobody.stderr
+    return [int(code) for code in as_nobody.stdout.strip().strip("[]").split(",")]
