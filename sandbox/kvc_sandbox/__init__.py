@@ -7,7 +7,9 @@
 Modules: runner.py (Sandbox, the `sandbox` command), api.py (routes), store.py (objects, resourceVersions,
 history, watches), kubelet.py (pod lifecycle and statuses), deployments.py (Deployments, ReplicaSets,
 cascading deletion), tables.py (kubectl's Table output), selectors.py, patches.py, resources.py (kinds and
-discovery), errors.py (Status objects), faults.py; node.py (network namespaces) and execws.py (pod exec).
+discovery), errors.py (Status objects), faults.py; node.py (network namespaces) and execws.py (pod exec); access control:
+access.py (the step before every handler), authn.py (users, tokens), requestinfo.py and rbac.py
+(authorization), tls.py (the CA and serving certificate), incluster.py (what pods get to reach the API).
 """
 
 from .faults import Faults

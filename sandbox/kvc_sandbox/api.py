@@ -6,7 +6,9 @@ deletecollection, with label and field selectors; the `status` and `scale` subre
 (websocket, handed to execws.py) and `log` (empty). Every error is a `Status` object. Every JSON answer is
 written as kube-apiserver writes it (`respond`, `encode`). kubectl's Table requests (`Accept: …;as=Table;…`)
 get Table responses, watches too.
-`POST /sandbox/faults` sets faults from another process (JSON body; see `Api.faults_endpoint`).
+`POST /sandbox/faults` sets faults from another process (JSON body; see `Api.faults_endpoint`). Before
+any handler, the middleware lets access.py authenticate and authorize the request (401/403 Status);
+SelfSubjectAccessReviews are answered there too.
 
 Concurrency contract: every handler runs on the sandbox's event loop and touches the store, the kubelet
 and the deployment controller synchronously, so each request sees and makes one consistent change. Only
@@ -27,7 +29,8 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from loguru import logger
 
-from . import deployments, errors, execws, openapi, openapi_proto, patches, peers, tables
+from . import deployments, errors, execws, openapi, openapi_proto, patches, tables
+from .access import REVIEWS_PATH, Access
 from .faults import Faults
 from .kubelet import Kubelet
 from .resources import (BY_PATH, DEPLOYMENTS, NAMESPACES, PODS, RESOURCES, VERSION, Resource, core_versions,
@@ -102,8 +105,10 @@ class Target:
 
 
 class Api:
-    def __init__(self, store: Store, kubelet: Kubelet, faults: Faults, network):
+    def __init__(self, store: Store, kubelet: Kubelet, faults: Faults, network, access: Access):
         self.store, self.kubelet, self.faults, self.network = store, kubelet, faults, network
+        #: authentication and RBAC, checked in the middleware before every handler.
+        self.access = access
         self._random = random.Random()
         #: the open watch handlers, ended on shutdown.
         self.watches: set[asyncio.Task] = set()
@@ -129,15 +134,14 @@ class Api:
         app.router.add_get("/openapi/v3", static(openapi.index))
         app.router.add_get("/openapi/v3/{gv:.*}", self._openapi_gv)
         app.router.add_post("/sandbox/faults", self.faults_endpoint)
+        app.router.add_post(REVIEWS_PATH, self._access_review)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable]):
         try:
-            if not peers.same_user(request.transport):
-                # Exec runs commands as root on this machine: another local user must not use the API.
-                raise errors.ApiError(403, "Forbidden", "the sandbox serves only the user that runs it")
+            self.access.check(request)
             if (self.faults.fail_share > 0 and not request.path.startswith(_NEVER_FAIL)
                     and not request.path.endswith("/exec")
                     and self._random.random() < self.faults.fail_share):
@@ -172,6 +176,9 @@ class Api:
         if doc is None:
             raise _not_served(request.path)
         return respond(doc)
+
+    async def _access_review(self, request: web.Request) -> web.Response:
+        return respond(self.access.review(self.access.authenticate(request), await self._body(request)), 201)
 
     async def faults_endpoint(self, request: web.Request) -> web.Response:
         """Body keys (all optional, applied in this order): clear, exec_latency, hang_selector, lift_hangs,

@@ -1,6 +1,13 @@
 """Running the sandbox: `Sandbox` (in-process, a background thread with its own event loop) and the
 `kube-vxlan-sandbox serve` command (foreground, until SIGINT/SIGTERM).
 
+Listeners (access.py says who may use each): plain HTTP on 127.0.0.1 always (`local_url`: the fast path
+of the tests and benches, the local user only, no credential); with `tls=True` or `extra_listen`, also
+HTTPS on 127.0.0.1 and every extra address, all on one port, with a CA made at start (tls.py), where
+every request needs a bearer token. The kubeconfig points at HTTPS then (the CA as
+certificate-authority-data, the admin's token; mode 0600), else at plain HTTP as before. `in_cluster`
+(incluster.py) is what pods get to reach the HTTPS listener: host, port, CA, service-account tokens.
+
 Concurrency contract: `Sandbox.start()` starts one thread that owns an asyncio loop; the store, the
 kubelet, the deployment controller and the HTTP server live on that loop and nowhere else. The public
 methods (`start`, `stop`, `pod_netns`, `pod`, `wait_pod`, `faults.*`) may be called from any thread: they
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import base64
 import concurrent.futures
 import copy
 import os
@@ -24,15 +32,19 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import yaml
 from aiohttp import web
 from loguru import logger
 
+from . import tls
+from .access import Access
 from .api import Api
+from .authn import Tokens
 from .deployments import Deployments, GarbageCollector
 from .faults import Faults
+from .incluster import InCluster
 from .kubelet import NODE_NAME, Kubelet
 from .node import NodeNetwork
 from .resources import NAMESPACES, NODES, PODS
@@ -41,12 +53,15 @@ from .store import Store
 START_TIMEOUT = 30.0
 
 
-def kubeconfig_text(url: str) -> str:
+def kubeconfig_text(url: str, ca_pem: bytes | None = None, token: str | None = None) -> str:
+    cluster: dict[str, str] = {"server": url}
+    if ca_pem is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
     return yaml.safe_dump({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "sandbox", "cluster": {"server": url}}],
-        "users": [{"name": "sandbox", "user": {}}],
+        "clusters": [{"name": "sandbox", "cluster": cluster}],
+        "users": [{"name": "sandbox", "user": {"token": token} if token else {}}],
         "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox",
                                                      "namespace": "default"}}],
         "current-context": "sandbox",
@@ -55,13 +70,22 @@ def kubeconfig_text(url: str) -> str:
 
 
 class Sandbox:
-    """A Kubernetes API on 127.0.0.1 whose pods are network namespaces; see the module docstring."""
+    """A Kubernetes API on 127.0.0.1 whose pods are network namespaces; see the module docstring.
+
+    `port`: the plain-HTTP listener's; `tls`: serve HTTPS too and point the kubeconfig at it;
+    `extra_listen`: more addresses for the HTTPS listener (implies `tls`), the first being the host pods
+    use; `https_port`: the HTTPS listener's port on every address (0: a free one)."""
 
     def __init__(self, *, port: int = 0, workdir: Path | None = None, kubeconfig: Path | None = None,
-                 restart_delay: float = 0.5, max_grace: float = 0.5):
+                 restart_delay: float = 0.5, max_grace: float = 0.5, tls: bool = False,
+                 extra_listen: Sequence[str] = (), https_port: int = 0):
         self.faults = Faults()
-        self.url = ""
+        #: the kubeconfig's server; `local_url`: the plain-HTTP loopback listener (the same without TLS).
+        self.url = self.local_url = ""
+        #: host, port, CA and tokens for pods (None without TLS).
+        self.in_cluster: InCluster | None = None
         self._port = port
+        self._tls, self._extra_listen, self._https_port = tls or bool(extra_listen), list(extra_listen), https_port
         self._workdir = Path(workdir) if workdir else None
         self._own_tmpdir: Path | None = None
         if kubeconfig is not None:
@@ -155,12 +179,13 @@ class Sandbox:
         try:
             await loop.run_in_executor(None, network.start)
             store = self.store = Store()
+            tokens = Tokens(store)
             kubelet = self.kubelet = Kubelet(store, network, restart_delay=self._restart_delay,
                                              max_grace=self._max_grace)
             Deployments(store, kubelet)
             GarbageCollector(store, kubelet)
             self._bootstrap(store)
-            api = Api(store, kubelet, self.faults, network)
+            api = Api(store, kubelet, self.faults, network, Access(store, tokens))
             self.faults.attach(drop_watches=lambda: self._on_loop(store.close_watches, quiet=True),
                                compact=lambda: self._on_loop(store.compact, quiet=True))
             runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=1.0, handle_signals=False)
@@ -168,9 +193,14 @@ class Sandbox:
             site = web.TCPSite(runner, "127.0.0.1", self._port)
             await site.start()
             port = runner.addresses[0][1]
-            self.url = f"http://127.0.0.1:{port}"
+            self.url = self.local_url = f"http://127.0.0.1:{port}"
             self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-            self.kubeconfig.write_text(kubeconfig_text(self.url))
+            if self._tls:
+                self.in_cluster = await self._serve_https(runner, tokens)
+                self.url = f"https://127.0.0.1:{self.in_cluster.port}"
+                self._write_private(kubeconfig_text(self.url, self.in_cluster.ca_pem, tokens.admin_token))
+            else:
+                self.kubeconfig.write_text(kubeconfig_text(self.url))
             self._wrote_kubeconfig = True
             self._ready.set()
             await self._stopping.wait()
@@ -184,6 +214,28 @@ class Sandbox:
                 await self.kubelet.shutdown()
             network.processes.kill_everything()
             await loop.run_in_executor(None, network.stop)
+
+    async def _serve_https(self, runner: web.AppRunner, tokens: Tokens) -> InCluster:
+        """The HTTPS sites: 127.0.0.1 first (its port, when free, is the port of the others)."""
+        addresses = ["127.0.0.1", *(a for a in self._extra_listen if a != "127.0.0.1")]
+        certificates = tls.generate(addresses)
+        ssl_context = certificates.server_context()
+        port = self._https_port
+        for address in addresses:
+            site = web.TCPSite(runner, address, port, ssl_context=ssl_context)
+            await site.start()
+            port = runner.addresses[-1][1]  # the site just started
+        return InCluster(host=self._extra_listen[0] if self._extra_listen else "127.0.0.1", port=port,
+                         ca_pem=certificates.ca_pem, tokens=tokens)
+
+    def _write_private(self, text: str) -> None:
+        """The kubeconfig holding the admin's token: mode 0600, owned by the user who ran sudo if any."""
+        fd = os.open(self.kubeconfig, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        if os.environ.get("SUDO_UID", "").isdigit() and os.geteuid() == 0:
+            os.fchown(fd, int(os.environ["SUDO_UID"]), -1)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
 
     @staticmethod
     def _bootstrap(store: Store) -> None:
@@ -222,6 +274,19 @@ class Sandbox:
         """A copy of the pod object as stored now, None if there is none."""
         return self._on_loop(lambda: copy.deepcopy(self.store.get(PODS, namespace, name)))
 
+    def token_for(self, namespace: str, serviceaccount: str) -> str:
+        """The bearer token of an existing ServiceAccount; KeyError when there is none (yet)."""
+        return self._on_loop(lambda: self._require_in_cluster().token_for(namespace, serviceaccount))
+
+    def serviceaccount_files(self, namespace: str, serviceaccount: str) -> dict[str, bytes]:
+        """What a pod of this ServiceAccount finds in /var/run/secrets/kubernetes.io/serviceaccount/."""
+        return self._on_loop(lambda: self._require_in_cluster().files(namespace, serviceaccount))
+
+    def _require_in_cluster(self) -> InCluster:
+        if self.in_cluster is None:
+            raise RuntimeError("the sandbox serves no HTTPS: start it with tls=True or extra_listen")
+        return self.in_cluster
+
     def pod_netns(self, namespace: str, name: str) -> str:
         """The network namespace of a live pod (for `ip netns exec`); KeyError if it has none (yet)."""
         def find() -> str | None:
@@ -253,7 +318,12 @@ def main(argv: list[str]) -> int:
                     "Prints the kubeconfig path once serving; SIGINT/SIGTERM remove everything it created.")
     parser.add_argument("--kubeconfig", type=Path, help="where to write the kubeconfig (default: a temporary "
                                                         "directory, removed on exit)")
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--port", type=int, default=0, help="plain-HTTP port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS too (a CA made at start, bearer tokens, "
+                                                           "RBAC for service accounts); the kubeconfig uses it")
+    parser.add_argument("--listen", action="append", default=[], metavar="ADDRESS",
+                        help="another address for the HTTPS listener (repeatable; implies --tls)")
+    parser.add_argument("--https-port", type=int, default=0, help="the HTTPS port (default: a free one)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("kube-vxlan-sandbox serve: needs root (it creates network namespaces)", file=sys.stderr)
@@ -266,7 +336,8 @@ def main(argv: list[str]) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    sandbox = Sandbox(port=args.port, kubeconfig=args.kubeconfig)
+    sandbox = Sandbox(port=args.port, kubeconfig=args.kubeconfig, tls=args.tls, extra_listen=args.listen,
+                      https_port=args.https_port)
     try:
         sandbox.start()
         print(sandbox.kubeconfig, flush=True)

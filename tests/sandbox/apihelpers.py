@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import os
+import shutil
 import subprocess
+import sys
 
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes.config import incluster_config
+from polling import wait_for
 
 AGENT_INIT = "vxlan-controller-agent-init"
 AGENT = "vxlan-controller-agent"
@@ -35,3 +44,62 @@ def deployment_manifest(name: str, replicas: int) -> dict:
 def netns_names() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def incluster_api(sandbox, directory, monkeypatch, namespace: str, serviceaccount: str):
+    """An ApiClient made by the official client's `load_incluster_config()`, from the files and environment a
+    pod of this ServiceAccount gets (written to `directory`)."""
+    sandbox.in_cluster.write(directory, namespace, serviceaccount)
+    for key, value in sandbox.in_cluster.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(directory / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(directory / "ca.crt"))
+    configuration = k8s.Configuration()
+    incluster_config.load_incluster_config(client_configuration=configuration)
+    return k8s.ApiClient(configuration)
+
+
+def token_kubeconfig(sandbox, path, token: str):
+    """A kubeconfig for the sandbox's HTTPS listener that authenticates with `token`; returns its path."""
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "sandbox", "cluster": {
+            "server": sandbox.url, "certificate-authority-data": base64.b64encode(sandbox.in_cluster.ca_pem).decode()}}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "sandbox", "user": "sa", "namespace": "default"}}]}))
+    return path
+
+
+def service_account_token(sandbox, namespace: str, name: str) -> str:
+    """The ServiceAccount's token, once the sandbox has minted it (the `default` ones come soon after start)."""
+    def token() -> str | None:
+        try:
+            return sandbox.token_for(namespace, name)
+        except KeyError:
+            return None
+
+    return wait_for(token, what=f"a token for {namespace}/{name}")
+
+
+def status_codes_as_nobody(urls: list[str], ca_pem: bytes | None = None) -> list[int]:
+    """The HTTP status of a GET of each URL, sent by another local user (nobody), trusting `ca_pem` for
+    https; skips the test when that cannot be arranged here."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to connect as another user")
+    cadata = ca_pem.decode() if ca_pem else None
+    probe = ("import urllib.request, urllib.error, ssl\n"
+             f"context = ssl.create_default_context(cadata={cadata!r})\n"
+             "codes = []\n"
+             f"for url in {urls!r}:\n"
+             "    try:\n"
+             "        codes.append(urllib.request.urlopen(url, timeout=5, context=context).status)\n"
+             "    except urllib.error.HTTPError as e:\n"
+             "        codes.append(e.code)\n"
+             "print(codes)\n")
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    as_nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python,
+                                "-c", probe], capture_output=True, text=True, timeout=30)
+    if "Permission denied" in as_nobody.stderr:
+        pytest.skip(f"user nobody cannot run {python} here")
+    assert as_nobody.returncode == 0, as_nobody.stderr
+    return [int(code) for code in as_nobody.stdout.strip().strip("[]").split(",")]
