@@ -38,11 +38,6 @@ class Cluster:
     def host(self) -> str:
         return self.configuration.host
 
-    @property
-    def api_client(self) -> client.ApiClient:
-        """The shared client: REST calls and deserialisation, never exec."""
-        return self._api_client
-
     def core(self) -> client.CoreV1Api:
         """The shared core/v1 API for REST calls; safe from any thread."""
         return self._core
