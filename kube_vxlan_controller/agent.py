@@ -5,7 +5,11 @@ retries) is the caller's business. Every word that reaches an argv or a batch li
 constant here or a value validated by `options.py` / re-validated here (interface names, IPs via
 `ipaddress`), so nothing a pod author wrote reaches a command unchecked.
 
-Protocol, one exec per step (iproute2 ≥ 4.14 for `-j`):
+Protocol (iproute2 ≥ 4.14 for `-j`). A pod nobody set up takes one exec for setup and release:
+`setup_release_argv(t, file, absent=names)` with `setup_batch(specs, {})` on stdin checks that none of the
+wanted links exists, runs the batch, and only when it succeeded releases the init agent; when a link
+exists already (a setup may have happened before: an earlier controller, a failed attempt) it changes
+nothing and exits `LINKS_EXIST`, and setup goes the long way, reading first:
 
 1. Read the links: `LINKS_ARGV`, parsed by `parse_links`. We read `ip -d -j addr show` rather than
    `ip -d -j link show`: with `-d` it carries the same `linkinfo` *and* each link's `addr_info`, so
@@ -16,7 +20,9 @@ Protocol, one exec per step (iproute2 ≥ 4.14 for `-j`):
    Order: all deletes, all adds, addresses, up, routes — a route via a gateway needs the address on a
    link that is up. A non-vxlan link holding a wanted name is never touched: `setup_conflicts` says
    so, and that network is left out of the batch.
-3. Release the init agent, in one exec: `release_argv(file)` = `sh -c 'touch FILE; kill -TERM 1'` —
+   The batch and the release go in one exec (`setup_release_argv(t, file)`), the release only after
+   the batch succeeded.
+3. Release the init agent (alone when there is nothing to set up): `release_argv(file)` = `sh -c 'touch FILE; kill -TERM 1'` —
    agent images that wait for TERM exit on the signal, older ones that wait for the file (the
    controller's `--terminate-file`, default /run/terminate) exit when it appears. Exit 137 counts as
    released too (`RELEASED_CODES`): the agent, PID 1 of the container, exited on TERM and the kernel
@@ -55,6 +61,8 @@ __all__ = [
     "RELEASED_CODES",
     "TERMINATE_ARGV",
     "release_argv",
+    "setup_release_argv",
+    "LINKS_EXIST",
     "ZERO_MAC",
     "batch_argv",
     "fdb_batch",
@@ -73,6 +81,8 @@ FDB_ARGV: list[str] = ["bridge", "-j", "fdb", "show"]
 TERMINATE_ARGV: list[str] = ["kill", "-TERM", "1"]
 #: exit codes of the release exec that mean "released" (see the module docstring, step 3).
 RELEASED_CODES = frozenset({0, 137})
+#: exit code of `setup_release_argv(…, absent=…)` when a wanted link exists: nothing was changed.
+LINKS_EXIST = 75
 #: what a terminate file path may be: it goes into a `sh -c` word, so nothing a shell would interpret.
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9_./-]{1,255}")
 #: The all-zeros entry: "flood unknown destinations to this peer", one per peer.
@@ -101,9 +111,30 @@ def release_argv(terminate_file: str = "/run/terminate") -> list[str]:
     one is given (older agent images wait for the file; a failing touch does not stop the kill)."""
     if not terminate_file:
         return list(TERMINATE_ARGV)
+    return ["sh", "-c", _release_script(terminate_file)]
+
+
+def _release_script(terminate_file: str) -> str:
+    if not terminate_file:
+        return " ".join(TERMINATE_ARGV)
     if not _SAFE_PATH.fullmatch(terminate_file):
         raise ValueError(f"terminate file must be an absolute path of [A-Za-z0-9_./-], not {terminate_file!r}")
-    return ["sh", "-c", f"touch {terminate_file} 2>/dev/null; {' '.join(TERMINATE_ARGV)}"]
+    return f"touch {terminate_file} 2>/dev/null; {' '.join(TERMINATE_ARGV)}"
+
+
+def setup_release_argv(timeout: int, terminate_file: str = "/run/terminate", *,
+                       absent: Sequence[str] = ()) -> list[str]:
+    """One exec that sets up and releases: `timeout N ip -force -batch -` (the setup batch on stdin),
+    then, only when the batch succeeded (else its exit code), the release of `release_argv`.
+
+    `absent`: interface names that must not exist (the batch was computed for a pod without them): if
+    one does, the exec changes nothing and exits `LINKS_EXIST`. Every word is validated here."""
+    for name in absent:
+        if not is_ifname(name):
+            raise ValueError(f"not an interface name: {name!r}")
+    checks = "".join(f"ip link show dev {name} >/dev/null 2>&1 && exit {LINKS_EXIST}; " for name in absent)
+    batch = " ".join(batch_argv("ip", timeout))
+    return ["sh", "-c", f"{checks}{batch} || exit; {_release_script(terminate_file)}"]
 
 
 def batch_argv(tool: str, timeout: int) -> list[str]:

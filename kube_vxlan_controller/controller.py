@@ -40,8 +40,8 @@ class Controller:
         self.synced = threading.Event()
         #: pod UIDs of the first complete list: ready once each has had a reconcile pass
         self.first_list: frozenset[str] | None = None
-        #: the watcher's per-pod state, kept here so that it outlives a crashed watcher
-        self.known_pods: dict = {}
+        #: the watcher's pod index, kept here so that it outlives a crashed watcher
+        self.pod_index: dict = {}
         self.stopping = threading.Event()
         self.board = Board()
         self.metrics = Metrics()
@@ -69,8 +69,8 @@ class Controller:
             pod_factory=lambda uid, key: PodActor.start(
                 uid, key, executor=self.executor, settings=s, scheduler=self.scheduler, events=record,
                 supervisor=self.supervisor, board=self.board, metrics=self.metrics, stopping=self.stopping),
-            network_factory=lambda name, generation: NetworkActor.start(
-                name, registry=self.registry, supervisor=self.supervisor, metrics=self.metrics, generation=generation),
+            network_factory=lambda name, synced: NetworkActor.start(
+                name, registry=self.registry, supervisor=self.supervisor, metrics=self.metrics, synced=synced),
         )
         self.supervisor = Supervisor.start(scheduler=self.scheduler, start_watcher=self._start_watcher,
                                            fatal=self.fatal)
@@ -91,7 +91,7 @@ class Controller:
         s = self.settings
         return PodWatcher.start(
             settings=s, registry=self.registry, events=self._record_event,
-            supervisor=supervisor, on_synced=self._on_synced, known=self.known_pods,
+            supervisor=supervisor, on_synced=self._on_synced, index=self.pod_index,
             pod_stream_factory=lambda on_event: pods.PodStream(
                 self.cluster, label_selector=s.selector, namespace=s.watch_namespace,
                 init_container=s.init_agent, agent_container=s.agent, on_event=on_event,

@@ -1,29 +1,94 @@
-"""Messages between actors: frozen values only (pykka does not copy messages).
+"""Every message between actors (and from the k8s streams to the watcher): frozen values only, since
+pykka does not copy messages. Each name means one thing.
 
-Flow: PodWatcher → PodUpdate/PodGone → PodActor; PodWatcher → MemberUpdate/Synced → NetworkActor;
-NetworkActor → PeersChanged → PodActor. Everything is level-based: a message carries the whole current
-value (a pod, a network's member set), never a delta to apply blindly.
+    PodStream ──PodsListed/PodChanged/PodDeleted──▶ PodWatcher ◀──ConfigChanged── ConfigMapStream
+    PodWatcher ──PodUpdate/PodRemoved──▶ NetworkActor (each network the pod names or named), PodActor
+    PodWatcher ──Synced──▶ NetworkActor          NetworkActor ──PeersChanged──▶ PodActor
+    Supervisor ──Reroute/Rebuild──▶ PodWatcher   NetworkActor ──Resend target──▶ PodActor (PeersChanged)
+    every actor ──ChildFailed──▶ Supervisor
+
+Everything is level-based: a message carries the whole current value (a pod, a network's member set),
+never a delta to apply blindly. Notes an actor sends itself (`Flush`, `Reconcile`, `Retry`, `Resync`, `Retire`)
+say "look again", nothing more.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from .model import Pod
 from .options import NetworkSpec
 
+# -- from the k8s streams to the watcher ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PodsListed:
+    """Every pod matching the selector, as of `resource_version` (after each (re)list)."""
+
+    pods: tuple[Pod, ...]
+    resource_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class PodChanged:
+    """A pod was added or modified."""
+
+    pod: Pod
+
+
+@dataclass(frozen=True, slots=True)
+class PodDeleted:
+    """A pod is gone from the API (its last state)."""
+
+    pod: Pod
+
+
+PodEvent = PodsListed | PodChanged | PodDeleted
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChanged:
+    """The network ConfigMap's whole data (empty when it is missing)."""
+
+    data: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDied:
+    """A stream thread ended although nobody stopped it: the watcher is blind and must be restarted."""
+
+    stream: str
+    error: str
+
+
+# -- from the watcher to network and pod actors -----------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class PodUpdate:
-    """The pod as last seen, with the networks its annotation resolves to under the current ConfigMap."""
+    """The pod as last seen, with the networks its annotation resolves to under the current ConfigMap.
+    To its pod actor, and to the actor of every network it names (or named until now)."""
 
     pod: Pod
     networks: tuple[NetworkSpec, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class PodGone:
+class PodRemoved:
+    """The pod is gone (deleted, no longer selected, or vanished during a relist): to its pod actor and
+    to every network it named. Not to be confused with `k8s.errors.PodGone`, an exec's outcome."""
+
     uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """The watcher has routed every pod of a complete list: membership is whole, snapshots may go out."""
+
+
+# -- from network actors to pod actors ---------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,34 +102,11 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
-class MemberUpdate:
-    """`member` None: the pod is not (or no longer) a member of this network."""
-
-    uid: str
-    member: Member | None
-
-
-@dataclass(frozen=True, slots=True)
-class Synced:
-    """The watcher has told this network about every pod of a complete list: snapshots are now whole.
-
-    `republish`: send the current snapshot to every member even if nothing changed (after a replay, so
-    that a restarted pod actor learns its peers)."""
-
-    republish: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class Snapshot:
-    network: str
-    version: int
-    members: tuple[Member, ...]
-    #: which network actor made it: a network actor retired when its last member left and one started
-    #: for the same name right after may both publish; (generation, version) orders their snapshots.
-    generation: int = 0
+    """A network's whole membership at one moment (members sorted by pod key)."""
 
-    def newer_than(self, other: "Snapshot | None") -> bool:
-        return other is None or (self.generation, self.version) > (other.generation, other.version)
+    network: str
+    members: tuple[Member, ...]
 
     def peers_of(self, uid: str) -> frozenset[str]:
         return frozenset(m.ip for m in self.members if m.uid != uid)
@@ -72,22 +114,59 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class PeersChanged:
+    """To every member of a network and every pod that just left it: the network's latest snapshot.
+    A network actor's snapshots reach a pod in the order they were made, and a successor's only after
+    its predecessor stopped, so the last one received is the current one."""
+
     snapshot: Snapshot
 
 
 @dataclass(frozen=True, slots=True)
+class Resend:
+    """To a network actor: send your snapshot to this pod again (its actor was restarted)."""
+
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
 class Retire:
-    """To a network actor whose last member left: publish what is left to publish, then stop."""
+    """A network actor's note to itself: no member and no pod left; stop unless something arrived."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """A network or pod actor's note to itself: work was deferred while its mailbox held more messages
+    (they coalesce into it); do it once they are handled."""
+
+
+# -- notes pod actors send themselves -----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Reconcile:
-    """A pod actor's note to itself: compare desired with observed and apply the difference."""
+    """The coalescing window is over: compare desired with observed and apply the difference."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """The backoff after a failure is over: try again."""
 
 
 @dataclass(frozen=True, slots=True)
 class Resync:
     """Forget what was observed: the next reconcile re-reads the pod's fdb (repairs drift)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Inspect:
+    """Ask (the query actor): read the fdb now and answer with it, device → lines as `bridge fdb show`
+    prints them. `deadline` (time.monotonic()): an ask that reaches the actor after it was given up (the
+    pod was busy) runs no exec, so abandoned asks cannot pile execs up behind a hung pod."""
+
+    deadline: float = float("inf")
+
+
+# -- supervision ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,5 +179,19 @@ class ChildFailed:
 
 
 @dataclass(frozen=True, slots=True)
-class Replay:
-    """Ask the watcher to send every pod's current state again (after an actor was restarted)."""
+class Reroute:
+    """To the watcher: a pod actor was restarted; send it its pod again, and ask its networks to resend."""
+
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuild:
+    """To the watcher: a network actor was restarted; send its successor every pod that names it."""
+
+    network: str
+
+
+@dataclass(frozen=True, slots=True)
+class RestartWatcher:
+    """The supervisor's note to itself: the watcher's restart backoff is over."""

@@ -6,16 +6,12 @@ in one interpreter do not collide. Everything here is thread-safe (prometheus-cl
 
 from __future__ import annotations
 
-import threading
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._lock = threading.Lock()
-        self._generations: dict[str, int] = {}
         r = self.registry
         self.execs = Counter("kvc_execs", "Execs in pods, by outcome (ok, failed, timeout, gone, error)",
                              ["outcome"], registry=r)
@@ -29,18 +25,12 @@ class Metrics:
         self.watch_restarts = Counter("kvc_watch_restarts", "List/watch restarts, by stream and cause",
                                       ["stream", "cause"], registry=r)
 
-    def set_members(self, network: str, generation: int, count: int) -> None:
-        """Network sizes come from network actors; a retired one must not overwrite its successor."""
-        with self._lock:
-            if generation >= self._generations.get(network, 0):
-                self._generations[network] = generation
-                self.members.labels(network).set(count)
-
-    def drop_members(self, network: str, generation: int) -> None:
-        with self._lock:
-            if self._generations.get(network) == generation:
-                del self._generations[network]
-                self.members.remove(network)
+    def drop_members(self, network: str) -> None:
+        """A retired network's gauge goes (its only writer was its network actor)."""
+        try:
+            self.members.remove(network)
+        except KeyError:
+            pass
 
     def observe_exec(self, outcome: str, seconds: float) -> None:
         self.execs.labels(outcome).inc()

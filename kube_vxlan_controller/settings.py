@@ -39,7 +39,10 @@ class Settings:
     watch_namespace: str | None = field(
         default=None, metadata={"help": "watch pods of this namespace only (default: all namespaces)"}
     )
-    label: str = field(default="vxlan.openvnf.org", metadata={"help": "pods opt in with this label set to \"true\""})
+    label: str = field(
+        default="vxlan.openvnf.org",
+        metadata={"help": "pods opt in with this label set to \"true\" (watched: pods that have it, as the "
+                          "original selects; other values are ignored)"})
     annotation: str = field(
         default="vxlan.openvnf.org/networks", metadata={"help": "annotation naming a pod's networks and options"}
     )
@@ -56,7 +59,11 @@ class Settings:
     exec_deadline: float = field(default=10.0, metadata={"help": "seconds one exec in a pod may take"})
     max_concurrent_execs: int = field(default=32, metadata={"help": "execs in flight at once, process-wide"})
     coalesce: float = field(
-        default=0.1, metadata={"help": "seconds peer changes gather before a pod's fdb is reconciled"}
+        default=0.1, metadata={"help": "seconds between two fdb syncs of a pod when its peers change again "
+                                       "(doubles while changes keep coming, up to --coalesce-max)"}
+    )
+    coalesce_max: float = field(
+        default=1.0, metadata={"help": "the longest a pod's window between two fdb syncs grows to"}
     )
     resync: float = field(default=60.0, metadata={"help": "seconds between full fdb re-reads of each pod (repairs drift)"})
     admin: str = field(
@@ -72,7 +79,9 @@ class Settings:
 
     @property
     def selector(self) -> str:
-        return f"{self.label}=true"
+        """What pods are listed and watched by: the label's existence, as the original's selector (its
+        value is checked by the watcher, so a pod relabelled to "false" is seen leaving)."""
+        return self.label
 
 
 def _flag(f: dataclasses.Field) -> str:

@@ -1,60 +1,71 @@
-"""NetworkActor: one per network name; owns that network's membership.
+"""NetworkActor: one per network name; the only owner of that network's membership.
 
-A member is a pod whose sidecar agent runs, whose IP is known, that is not being deleted, and whose
-annotation names this network validly. On a change the actor publishes a new immutable `Snapshot` to
-every pod actor concerned — the members and any pod that just left — which then reconcile their fdb
-against it (level-based: they read the whole set, they never apply a delta).
+The watcher routes every update of a pod that names this network (or named it until now) here. A member
+is a pod whose sidecar agent runs, whose IP is known, that is not being deleted, and whose annotation
+names this network validly. When membership changes the actor publishes a new immutable `Snapshot` to
+the pod actors concerned — the members and any pod that just left — which then sync their fdb against
+it (level-based: they read the whole set, they never apply a delta).
 
-Concurrency contract: owns `members`; never blocks (tells only). Bursts coalesce: changes mark the
-network dirty and one `_Publish` note goes to itself, so a burst of updates yields one snapshot.
-Snapshots wait for the watcher's first `Synced`, so a restarted controller never publishes a partial
-membership that would make pods drop entries of peers not yet seen.
+Retirement is this actor's own decision: when no pod names the network any more it tells itself
+`Retire`, and stops if nothing arrived meanwhile (`Registry.retire_network` makes that check and the
+removal atomic with the watcher's tells); the next pod naming the network starts a new actor. A crashed
+actor's successor is rebuilt by the watcher from its pod index, then `Synced`.
+
+Concurrency contract: owns `pods` (every pod naming the network, with its `Member` when it is one);
+never blocks (tells only). Bursts coalesce with no timer: a snapshot is made when the mailbox is empty
+(else a `Flush` note goes behind what is queued), so the updates that piled up yield one snapshot. Snapshots wait for `Synced` (the first complete
+list), so a restarted controller never publishes a partial membership that would make pods drop
+entries of peers not yet seen.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pykka
 from loguru import logger
 
-from ..messages import ChildFailed, Member, MemberUpdate, PeersChanged, Retire, Snapshot, Synced
-
-
-@dataclass(frozen=True, slots=True)
-class _Publish:
-    pass
+from ..messages import ChildFailed, Flush, Member, PeersChanged, PodRemoved, PodUpdate, Resend, Retire, Snapshot, Synced
 
 
 class NetworkActor(pykka.ThreadingActor):
-    def __init__(self, name: str, *, registry, supervisor=None, metrics=None, generation: int = 0) -> None:
+    def __init__(self, name: str, *, registry, supervisor=None, metrics=None, synced: bool = False) -> None:
         super().__init__()
-        self.name, self.metrics, self.generation = name, metrics, generation
-        self.registry = registry
-        self.supervisor = supervisor
-        self.members: dict[str, Member] = {}
-        self.version = 0
-        self.synced = False
+        self.name, self.registry, self.supervisor, self.metrics = name, registry, supervisor, metrics
+        self.synced = synced
+        #: every pod that names this network: its Member while it is one, else None
+        self.pods: dict[str, Member | None] = {}
+        self.snapshot = Snapshot(name, ())
         self.dirty = False
-        self.publish_pending = False
+        #: pods that left since the last snapshot: they hear of it too, to drop their peers
         self.left: set[str] = set()
-        self.snapshot = Snapshot(name, 0, (), generation)
+        self.retiring = False
+        self.flush_noted = False
 
     def on_receive(self, message):
         try:
-            if isinstance(message, MemberUpdate):
+            if isinstance(message, PodUpdate):
                 self._update(message)
+            elif isinstance(message, PodRemoved):
+                self._set(message.uid, None, named=False)
             elif isinstance(message, Synced):
                 self.synced = True
-                self.dirty = self.dirty or message.republish
-                self._schedule_publish()
-            elif isinstance(message, _Publish):
-                self._publish()
+            elif isinstance(message, Flush):
+                self.flush_noted = False
+            elif isinstance(message, Resend):
+                if self.synced:
+                    self._tell(message.uid, PeersChanged(self.snapshot))
             elif isinstance(message, Retire):
-                self._publish()  # the last leaver's peers hear of it before this actor goes
-                if self.metrics is not None:
-                    self.metrics.drop_members(self.name, self.generation)
-                self.actor_ref.stop(block=False)
+                self.retiring = False
+                if not self.pods and self.registry.retire_network(self.name, self.actor_ref, self.actor_inbox.empty):
+                    logger.info("network {}: no pod names it any more: retired", self.name)
+                    if self.metrics is not None:
+                        self.metrics.drop_members(self.name)
+                    self.actor_ref.stop(block=False)
+                    return
+            if self.actor_inbox.empty():
+                self._settle()
+            elif not self.flush_noted:  # after what is queued now (a burst coalesces)
+                self.flush_noted = True
+                self.actor_ref.tell(Flush())
         except Exception:
             logger.exception("network {}: failed to handle {}", self.name, message)
 
@@ -62,48 +73,57 @@ class NetworkActor(pykka.ThreadingActor):
         """The latest published snapshot (for the query actor and tests: ask, never from a tell handler)."""
         return self.snapshot
 
-    def _update(self, message: MemberUpdate) -> None:
-        old = self.members.get(message.uid)
-        if message.member == old:
-            return
-        if message.member is None:
-            del self.members[message.uid]
-            self.left.add(message.uid)
-            logger.info("network {}: pod {} left ({} members)", self.name, old.pod_key, len(self.members))
-        else:
-            self.members[message.uid] = message.member
-            self.left.discard(message.uid)
-            if old is None:
-                logger.info("network {}: pod {} joined with {} ({} members)", self.name,
-                            message.member.pod_key, message.member.ip, len(self.members))
-        self.dirty = True
-        self._schedule_publish()
-
-    def _schedule_publish(self) -> None:
-        if self.synced and self.dirty and not self.publish_pending:
-            self.publish_pending = True
-            self.actor_ref.tell(_Publish())
-
-    def _publish(self) -> None:
-        self.publish_pending = False
-        if not self.dirty:
-            return
-        self.dirty = False
-        self.version += 1
-        self.snapshot = Snapshot(self.name, self.version,
-                                 tuple(sorted(self.members.values(), key=lambda m: m.pod_key)), self.generation)
-        if self.metrics is not None:
-            self.metrics.set_members(self.name, self.generation, len(self.members))
-        message = PeersChanged(self.snapshot)
-        for uid in list(self.members) + sorted(self.left):
-            ref = self.registry.existing_pod(uid)
-            if ref is not None:
-                try:
-                    ref.tell(message)
-                except pykka.ActorDeadError:
-                    pass
-        self.left.clear()
-
     def on_failure(self, exception_type, exception_value, traceback) -> None:
         if self.supervisor is not None:
             self.supervisor.tell(ChildFailed("network", self.name, repr(exception_value)))
+
+    def _update(self, message: PodUpdate) -> None:
+        pod = message.pod
+        spec = next((s for s in message.networks if s.network == self.name), None)
+        member = pod.agent_running and pod.ip and not pod.deleting and spec is not None
+        self._set(pod.uid, Member(pod.uid, pod.key, pod.ip, spec.name) if member else None, named=spec is not None)
+
+    def _set(self, uid: str, member: Member | None, *, named: bool) -> None:
+        old = self.pods.get(uid)
+        if named:
+            self.pods[uid] = member
+        else:
+            self.pods.pop(uid, None)
+        if member == old:
+            return
+        if member is None:
+            self.left.add(uid)
+            logger.info("network {}: pod {} left ({} members)", self.name, old.pod_key, self._size())
+        else:
+            self.left.discard(uid)
+            if old is None:
+                logger.info("network {}: pod {} joined with {} ({} members)", self.name, member.pod_key,
+                            member.ip, self._size())
+        self.dirty = True
+
+    def _settle(self) -> None:
+        """At the end of a burst: publish what changed, and retire when no pod names the network."""
+        if self.dirty and self.synced:
+            self.dirty = False
+            members = tuple(sorted((m for m in self.pods.values() if m is not None), key=lambda m: m.pod_key))
+            self.snapshot = Snapshot(self.name, members)
+            if self.metrics is not None:
+                self.metrics.members.labels(self.name).set(len(members))
+            message = PeersChanged(self.snapshot)
+            for uid in [m.uid for m in members] + sorted(self.left):
+                self._tell(uid, message)
+            self.left.clear()
+        if not self.pods and not self.retiring:
+            self.retiring = True
+            self.actor_ref.tell(Retire())
+
+    def _tell(self, uid: str, message) -> None:
+        ref = self.registry.existing_pod(uid)
+        if ref is not None:
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                pass
+
+    def _size(self) -> int:
+        return sum(1 for m in self.pods.values() if m is not None)

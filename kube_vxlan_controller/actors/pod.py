@@ -1,21 +1,33 @@
 """PodActor: one per pod UID (never per name: a pod re-created with the same name is a new pod).
 
-Owns everything executed in its pod, one exec at a time, each with the executor's hard deadline:
-1. setup, while the init agent container runs: read the links, apply the idempotent `ip -batch` that
-   creates/configures one VXLAN interface per network, then `kill -TERM 1` the init agent so the pod's
-   other containers start with the interfaces in place;
-2. then, while the sidecar agent runs, reconcile the fdb: desired peers of all its networks (from the
-   network actors' snapshots) against the pod's actual all-zeros entries, the difference in one
-   `bridge -batch` exec.
+Owns everything executed in its pod, one exec at a time (the operations are in `podexec`):
+1. setup, when the watcher says the init agent runs: one exec creates the pod's VXLAN interfaces and
+   releases the init agent, so the pod's other containers start with the interfaces in place;
+2. fdb sync, when a network says the pod's peers changed: the desired peers of all its networks against
+   the pod's all-zeros entries, the difference in one `bridge -batch` exec.
 
-Concurrency contract: the actor blocks only inside an exec (at most the exec deadline, plus the wait
-for a process-wide exec slot), so a hung pod delays only itself. Requests that arrive meanwhile
-coalesce: each marks the actor dirty and at most one `Reconcile` waits in the mailbox. Failures retry
-with this pod's own backoff; a periodic `Resync` forgets what was observed so drift is repaired.
+It is a state machine (`Status`; the allowed transitions are `TRANSITIONS`, entered only by `_enter`):
+
+    waiting ──▶ setting up ──▶ set up ──▶ ready          any ──▶ failing | forbidden | hung | gone
+       └───────────────────────────────────┘ (a pod whose sidecar runs, set up before we saw it)
+    failing | forbidden | hung | gone ──▶ (after a retry or the next event) what the pass achieved
+
+Coalescing: a handler records what it learnt; the work runs when the mailbox is empty (a lone event:
+at once, no extra hop; else a `Flush` note goes behind what is queued), so a burst of changes that
+arrived during an exec becomes one sync. Peer changes
+also wait for this pod's window (`settings.coalesce`): it doubles while changes keep coming, up to
+`settings.coalesce_max`, and starts over after a quiet spell, so a lone join is synced at once and a
+burst of joins costs each member a few syncs instead of one per joining pod.
+
+Concurrency contract: the actor blocks only inside an exec (at most the exec deadline, plus the wait for
+a process-wide exec slot), so a hung pod delays only itself. Failures retry with this pod's own
+backoff; a periodic `Resync` forgets what was observed so drift is repaired. State the query actor may
+show is posted to the board after every change.
 """
 
 from __future__ import annotations
 
+import enum
 import random
 import threading
 import time
@@ -27,20 +39,37 @@ from loguru import logger
 from .. import agent
 from ..backoff import Backoff
 from ..k8s.errors import Cancelled, ExecTimeout, Forbidden, K8sError, PodGone
-from ..messages import ChildFailed, PeersChanged, PodGone as PodGoneMessage, PodUpdate, Reconcile, Resync, Snapshot
-from ..model import ExecResult, Pod
+from ..messages import ChildFailed, Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync, Retry, Snapshot
+from ..model import Pod
 from ..options import NetworkSpec
+from . import podexec
 
 #: setup attempts before the init agent is released anyway, so that a pod with a network that cannot
 #: be set up (say, a route via an unreachable gateway) still starts; the failure is in an Event.
 SETUP_ATTEMPTS = 3
 
 
-class ExecFailed(Exception):
-    def __init__(self, container: str, argv: list[str], result: ExecResult) -> None:
-        self.container, self.argv, self.result = container, argv, result
-        detail = (result.stderr or result.stdout).strip().replace("\n", "; ")[:500]
-        super().__init__(f"container {container}: `{' '.join(argv)}` exited {result.exit_code}: {detail}")
+class Status(enum.Enum):
+    WAITING = "waiting"
+    SETTING_UP = "setting up"
+    RELEASED = "set up"
+    WIRED = "ready"
+    FAILING = "failing"
+    FORBIDDEN = "forbidden"
+    HUNG = "hung"
+    GONE = "gone"
+
+
+_FAILED = frozenset({Status.FAILING, Status.FORBIDDEN, Status.HUNG, Status.GONE})
+#: the one place that says which status may follow which (a status may always be re-entered).
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.WAITING: frozenset({Status.SETTING_UP, Status.WIRED}) | _FAILED,
+    Status.SETTING_UP: frozenset({Status.RELEASED}) | _FAILED,
+    Status.RELEASED: frozenset({Status.SETTING_UP, Status.WIRED}) | _FAILED,
+    Status.WIRED: frozenset({Status.SETTING_UP}) | _FAILED,
+    **{failed: frozenset({Status.WAITING, Status.SETTING_UP, Status.RELEASED, Status.WIRED}) | _FAILED
+       for failed in _FAILED},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,37 +84,43 @@ class PodState:
     fdb: dict[str, frozenset[str]] | None = field(default=None)
     error: str = ""
     execs: int = 0
-    #: reconcile passes done (readiness waits for one pass of every pod of the first list)
+    #: whole passes done (readiness waits for one pass of every pod of the first list)
     passes: int = 0
 
 
 class PodActor(pykka.ThreadingActor):
     def __init__(self, uid: str, pod_key: str, *, executor, settings, scheduler, events=None,
                  supervisor=None, backoff: Backoff | None = None, board=None, metrics=None,
-                 stopping: threading.Event | None = None) -> None:
+                 stopping: threading.Event | None = None, clock=time.monotonic) -> None:
         super().__init__()
         self.uid, self.pod_key = uid, pod_key
         self.executor, self.settings, self.scheduler = executor, settings, scheduler
         self.events, self.supervisor, self.board, self.metrics = events, supervisor, board, metrics
         self.stopping = stopping or threading.Event()
         self.backoff = backoff or Backoff()
+        self.clock = clock
+        self.status, self.error = Status.WAITING, ""
         self.pod: Pod | None = None
         self.networks: tuple[NetworkSpec, ...] = ()
         self.snapshots: dict[str, Snapshot] = {}
         #: the init agent instance this actor set up and released (`Pod.init_agent_id`); None: none yet
         self.released: str | None = None
-        #: interfaces whose fdb is kept (see `_managed_interfaces`); None: not known yet
-        self.managed: frozenset[str] | None = None
         self.setup_attempts = 0
+        #: interfaces whose fdb is kept; None: not known yet (read from the pod before the first sync)
+        self.managed: frozenset[str] | None = None
         self.observed: dict[str, frozenset[str]] | None = None
-        self.pending = False
+        # -- what is owed, and when ------------------------------------------------------------------
+        self.setup_due = False
+        self.sync_due = False
         self.retry_scheduled = False
-        self.status = "waiting"
-        self.error = ""
+        self.reconcile_scheduled = False
+        self.flush_noted = False
+        self.window = settings.coalesce
+        self.last_sync = float("-inf")
+        #: the last pass ended with a timed-out exec: the next uses the executor's suspect slots
+        self.timed_out = False
         self.execs = 0
         self.passes = 0
-        #: the last pass ended with a timed-out exec: this pass uses the executor's suspect slots
-        self.suspect = False
 
     # -- mailbox ---------------------------------------------------------------------------------
 
@@ -96,193 +131,179 @@ class PodActor(pykka.ThreadingActor):
         if self.board is not None:
             self.board.remove(self.uid)
 
-    def on_receive(self, message):
-        if isinstance(message, Inspect):
-            # An ask: errors go back to the asker.
-            return self._inspect() if time.monotonic() < message.deadline else None
-        try:
-            if isinstance(message, PodUpdate):
-                self.pod, self.networks = message.pod, message.networks
-                self._set(self.status, self.error)
-                self._request()
-            elif isinstance(message, PeersChanged):
-                snapshot = message.snapshot
-                if snapshot.newer_than(self.snapshots.get(snapshot.network)):
-                    self.snapshots[snapshot.network] = snapshot
-                    self._request(self.settings.coalesce)
-            elif isinstance(message, Reconcile):
-                self.pending = False
-                self._reconcile()
-            elif isinstance(message, _Retry):
-                self.retry_scheduled = False
-                self._request()
-            elif isinstance(message, Resync):
-                self.observed = None
-                self.scheduler.tell_later(self.settings.resync, self.actor_ref, Resync())
-                self._request()
-            elif isinstance(message, PodGoneMessage):
-                self.status = "gone"
-                self.actor_ref.stop(block=False)
-        except Exception as error:
-            logger.exception("pod {}: failed to handle {}: {}", self.pod_key, type(message).__name__, error)
-
-    def state(self) -> PodState:
-        return PodState(self.uid, self.pod_key, self.pod.ip if self.pod else None, self.status,
-                        self.networks, self.observed, self.error, self.execs, self.passes)
-
     def on_failure(self, exception_type, exception_value, traceback) -> None:
         if self.supervisor is not None:
             self.supervisor.tell(ChildFailed("pod", self.uid, repr(exception_value)))
 
-    def _request(self, delay: float = 0.0) -> None:
-        """Ask for one reconcile; requests made before it runs are folded into it. A delay (peer
-        changes) widens that window: during a burst of joins a member reconciles once per window
-        instead of once per joining pod."""
-        if not self.pending:
-            self.pending = True
-            if delay > 0:
-                self.scheduler.tell_later(delay, self.actor_ref, Reconcile())
+    def on_receive(self, message):
+        if isinstance(message, Inspect):
+            # An ask: errors go back to the asker. Work owed is done after it.
+            if self.sync_due or self.setup_due:
+                self._note_flush()
+            return self._inspect() if time.monotonic() < message.deadline else None
+        try:
+            if isinstance(message, PodUpdate):
+                self._updated(message.pod, message.networks)
+            elif isinstance(message, PeersChanged):
+                self.snapshots[message.snapshot.network] = message.snapshot
+                self.sync_due = True
+            elif isinstance(message, Flush):
+                self.flush_noted = False
+            elif isinstance(message, Reconcile):
+                self.reconcile_scheduled = False
+            elif isinstance(message, Retry):
+                self.retry_scheduled = False
+                self.setup_due, self.sync_due = True, True
+            elif isinstance(message, Resync):
+                self.observed, self.sync_due = None, True
+                self.scheduler.tell_later(self.settings.resync, self.actor_ref, Resync())
+            elif isinstance(message, PodRemoved):
+                self.actor_ref.stop(block=False)
+                return None
+            if self.actor_inbox.empty():  # the last of a burst does the work of all
+                self._work()
             else:
-                self.actor_ref.tell(Reconcile())
+                self._note_flush()
+        except Exception as error:
+            logger.exception("pod {}: failed to handle {}: {}", self.pod_key, type(message).__name__, error)
+        return None
+
+    def _note_flush(self) -> None:
+        if not self.flush_noted:
+            self.flush_noted = True
+            self.actor_ref.tell(Flush())
+
+    def state(self) -> PodState:
+        return PodState(self.uid, self.pod_key, self.pod.ip if self.pod else None, self.status.value,
+                        self.networks, self.observed, self.error, self.execs, self.passes)
+
+    def _updated(self, pod: Pod, networks: tuple[NetworkSpec, ...]) -> None:
+        if networks != self.networks and self.pod is not None:
+            self.sync_due = True  # the devices to keep changed
+        self.pod, self.networks = pod, networks
+        if pod.init_agent_running and pod.init_agent_id != self.released:
+            self.setup_due = True
+        elif pod.deleting or not (pod.agent_running and networks):
+            self._pass_done()  # nothing to sync until a network says who the peers are
+        self._post()
 
     # -- the work ---------------------------------------------------------------------------------
 
-    def _reconcile(self) -> None:
+    def _work(self) -> None:
         pod = self.pod
-        if pod is None or pod.deleting or self.stopping.is_set():
-            self._pass_done()
+        if pod is None or pod.deleting or self.stopping.is_set() or self.retry_scheduled:
             return
-        # Decided once per pass: the status changes ("setting up") before the first exec.
-        self.suspect = self.status == "hung"
+        if self.setup_due and not (pod.init_agent_running and pod.init_agent_id != self.released):
+            self.setup_due = False
+        sync = self.sync_due and pod.agent_running and self._window_open()
+        if not (self.setup_due or sync):
+            return
+        run = podexec.PodExec(self.executor, pod, suspect=self.timed_out)
         try:
-            if pod.init_agent_running and pod.init_agent_id != self.released:
-                self._setup(pod)
-            if pod.agent_running:
-                self._sync_fdb(pod)
+            if self.setup_due:
+                self._enter(Status.SETTING_UP)
+                self._setup(run, pod)
+            if sync:
+                self._sync(run, pod)
         except Cancelled:
             return  # the controller is stopping
         except PodGone as error:
             # Terminal for now: the pod or its container is gone; the watcher says what comes next.
-            self._set("gone", str(error))
+            self._enter(Status.GONE, str(error))
             logger.info("pod {}: {}", pod.key, error)
         except ExecTimeout as error:
-            self._failed(pod, "hung", error)
+            self._failed(pod, Status.HUNG, error)
         except Forbidden as error:
             self._forbidden(pod, error)
-        except (K8sError, ExecFailed, agent.AgentOutputError) as error:
-            self._failed(pod, "failing", error)
+        except (K8sError, podexec.ExecFailed, agent.AgentOutputError) as error:
+            self._failed(pod, Status.FAILING, error)
         else:
             self.backoff.reset()
-            self._set("ready" if pod.agent_running else ("set up" if self.released is not None else "waiting"))
-        if not pod.agent_running or all(spec.network in self.snapshots for spec in self.networks):
+            self.timed_out = False
+            if self.status in _FAILED:
+                self._enter(Status.WIRED if self.last_sync > float("-inf") and pod.agent_running
+                            else Status.RELEASED if self.released is not None else Status.WAITING)
+        finally:
+            self.execs += run.count
+            self._post()
+
+    def _window_open(self) -> bool:
+        """Whether a peer sync may run now; if not, a `Reconcile` is scheduled for when it may."""
+        if self.reconcile_scheduled:
+            return False
+        wait = self.last_sync + self.window - self.clock()
+        if wait > 0:
+            self.reconcile_scheduled = True
+            self.scheduler.tell_later(wait, self.actor_ref, Reconcile())
+            return False
+        return True
+
+    def _setup(self, run: podexec.PodExec, pod: Pod) -> None:
+        self.setup_attempts += 1
+        outcome = podexec.setup_and_release(
+            run, self.networks, container=self.settings.init_agent, terminate_file=self.settings.terminate_file,
+            timeout=self._timeout(), last_attempt=self.setup_attempts >= SETUP_ATTEMPTS)
+        for conflict in outcome.conflicts:
+            logger.error("pod {}: {}", pod.key, conflict)
+            self._event(pod, "VxlanSetupConflict", conflict)
+        if outcome.gave_up is not None:
+            logger.error("pod {}: setup failed {} times, releasing the init agent anyway: {}", pod.key,
+                         self.setup_attempts, outcome.gave_up)
+            self._event(pod, "VxlanSetupFailed", str(outcome.gave_up))
+        for spec in self.networks:
+            if outcome.managed is not None and spec.name in outcome.managed:
+                logger.info("pod {} network {}: interface {} set up ({})", pod.key, spec.network, spec.name,
+                            spec.describe())
+        self.released, self.setup_attempts, self.setup_due = pod.init_agent_id, 0, False
+        self.managed = outcome.managed
+        self.observed = {name: frozenset() for name in outcome.managed} if outcome.fresh and outcome.managed \
+            else None
+        logger.info("pod {}: init agent terminated", pod.key)
+        self._enter(Status.RELEASED)
+        if not (pod.agent_running and self.networks):
             self._pass_done()
 
-    def _pass_done(self) -> None:
-        """One whole pass: the pod was worked on against the complete membership of its networks (or
-        is not a member at all), whatever the outcome. Readiness counts these."""
-        self.passes += 1
-        self._set(self.status, self.error)
-
-    def _setup(self, pod: Pod) -> None:
-        self._set("setting up")
-        container = self.settings.init_agent
-        names: frozenset[str] | None = frozenset()
-        if self.networks:
-            self.setup_attempts += 1
-            links = agent.parse_links(self._exec(pod, container, agent.LINKS_ARGV).stdout)
-            conflicts = agent.setup_conflicts(self.networks, links)
-            for conflict in conflicts:
-                logger.error("pod {}: {}", pod.key, conflict)
-                self._event(pod, "VxlanSetupConflict", conflict)
-            names = frozenset(spec.name for spec in self.networks
-                              if spec.name not in links or links[spec.name].kind == "vxlan")
-            batch = agent.setup_batch(self.networks, links, underlay=pod.ip)
-            if batch:
-                try:
-                    self._exec(pod, container, agent.batch_argv("ip", self._timeout()), stdin=batch)
-                except ExecFailed as error:
-                    if self.setup_attempts < SETUP_ATTEMPTS:
-                        raise
-                    logger.error("pod {}: setup failed {} times, releasing the init agent anyway: {}",
-                                 pod.key, self.setup_attempts, error)
-                    self._event(pod, "VxlanSetupFailed", str(error))
-                    names = None  # partly applied: which interfaces exist is read before the fdb is kept
-            for spec in self.networks:
-                if names is not None and spec.name in names:
-                    logger.info("pod {} network {}: interface {} set up ({})", pod.key, spec.network, spec.name,
-                                spec.describe())
-            if names is not None and not any(spec.name in links for spec in self.networks):
-                # Every interface was created just now, so every fdb is empty: no need to read it.
-                self.observed = {name: frozenset() for name in names}
-        self._release(pod, container)
-        self.released = pod.init_agent_id
-        self.setup_attempts = 0
-        self.managed = names
-        logger.info("pod {}: init agent terminated", pod.key)
-
-    def _managed_interfaces(self, pod: Pod) -> frozenset[str]:
-        """The interfaces whose fdb this actor keeps: those it set up, or — when it did not set the pod
-        up itself (a restarted controller) or the setup half failed — the VXLAN links of the pod's
-        networks that exist with the right VNI, read once. A network that became valid after setup
-        (its id added to the ConfigMap later) gets no fdb until the pod is set up again."""
-        if self.managed is None:
-            links = agent.parse_links(self._exec(pod, self.settings.agent, agent.LINKS_ARGV).stdout)
-            self.managed = frozenset(spec.name for spec in self.networks if spec.name in links
-                                     and links[spec.name].kind == "vxlan" and links[spec.name].vni == spec.vni)
-        return self.managed
-
-    def _release(self, pod: Pod, container: str) -> None:
-        """Release the init agent; it is released when the exec says so or the container is gone."""
-        try:
-            self._exec(pod, container, agent.release_argv(self.settings.terminate_file), ok=agent.RELEASED_CODES)
-        except PodGone:
-            pass  # the init agent is not running any more: that is what we wanted
-
-    def _sync_fdb(self, pod: Pod) -> None:
-        if not any(spec.network in self.snapshots for spec in self.networks):
+    def _sync(self, run: podexec.PodExec, pod: Pod) -> None:
+        self.sync_due = False
+        known = [spec for spec in self.networks if spec.network in self.snapshots]
+        if not known:
             return  # no network has published its members yet
-        managed = self._managed_interfaces(pod)
-        desired = {spec.name: self.snapshots[spec.network].peers_of(self.uid)
-                   for spec in self.networks if spec.network in self.snapshots and spec.name in managed}
-        if not desired:
-            return
+        now = self.clock()
+        # The window doubles while syncs follow each other closely, and starts over after a quiet spell.
+        busy = now - self.last_sync < 2 * self.window
+        self.window = min(self.settings.coalesce_max, self.window * 2) if busy else self.settings.coalesce
+        self.last_sync = now
         container = self.settings.agent
-        if self.observed is None:
-            self.observed = agent.parse_fdb(self._exec(pod, container, agent.FDB_ARGV).stdout)
-        diff = agent.fdb_diff(desired, self.observed)
-        for dev, ip in diff.invalid:
-            logger.error("pod {}: not adding peer {!r} on {!r}: not a valid device/address", pod.key, ip, dev)
-        if diff.empty:
-            return
-        try:
-            self._exec(pod, container, agent.batch_argv("bridge", self._timeout()),
-                       stdin=diff.batch())
-        except Exception:
-            self.observed = None  # partly applied, or not at all: read again next time
-            raise
-        self.observed = {**self.observed, **desired}
-        by_dev = {spec.name: spec.network for spec in self.networks}
-        for dev, ip in diff.add:
-            logger.info("pod {} network {}: fdb += {} on {}", pod.key, by_dev.get(dev, "?"), ip, dev)
-        for dev, ip in diff.delete:
-            logger.info("pod {} network {}: fdb -= {} on {}", pod.key, by_dev.get(dev, "?"), ip, dev)
+        if self.managed is None:
+            self.managed = podexec.managed_interfaces(run, self.networks, container=container)
+        desired = {spec.name: self.snapshots[spec.network].peers_of(self.uid)
+                   for spec in known if spec.name in self.managed}
+        if desired:
+            observed, self.observed = self.observed, None  # unknown while the batch runs (it may fail)
+            self.observed = podexec.sync_fdb(run, desired, observed, container=container, timeout=self._timeout(),
+                                             networks={spec.name: spec.network for spec in self.networks})
+        self._enter(Status.WIRED)
+        if len(known) == len(self.networks):
+            self._pass_done()
 
     def _inspect(self) -> dict[str, list[str]]:
         """A fresh read of the pod's fdb, as the pod reports it (device → lines); refreshes `observed`."""
         pod = self.pod
         if pod is None or not pod.agent_running:
             return {}
-        stdout = self._exec(pod, self.settings.agent, agent.FDB_ARGV).stdout
-        self.observed = agent.parse_fdb(stdout)
-        return agent.fdb_lines(stdout)
+        run = podexec.PodExec(self.executor, pod, suspect=self.timed_out)
+        try:
+            self.observed, lines = podexec.read_fdb(run, container=self.settings.agent)
+        finally:
+            self.execs += run.count
+        return lines
 
-    def _exec(self, pod: Pod, container: str, argv: list[str], stdin: str | None = None,
-              ok: frozenset[int] = frozenset({0})) -> ExecResult:
-        self.execs += 1
-        result = self.executor.run(pod.namespace, pod.name, container, argv, stdin=stdin, suspect=self.suspect)
-        if result.exit_code not in ok:
-            raise ExecFailed(container, argv, result)
-        return result
+    # -- outcomes ---------------------------------------------------------------------------------
+
+    def _pass_done(self) -> None:
+        """One whole pass: the pod was worked on against the complete membership of its networks (or
+        is not a member at all), whatever the outcome. Readiness counts these."""
+        self.passes += 1
 
     def _timeout(self) -> int:
         """`timeout N` inside the pod: a little over the exec deadline, so an abandoned exec ends itself."""
@@ -291,43 +312,34 @@ class PodActor(pykka.ThreadingActor):
     def _forbidden(self, pod: Pod, error: Forbidden) -> None:
         """RBAC denied an exec: said once per pod (log line and Event) until the denial changes, then
         retried with backoff like any failure, so a restored role takes effect without a restart."""
-        if (self.status, self.error) != ("forbidden", str(error)):
+        if (self.status, self.error) != (Status.FORBIDDEN, str(error)):
             logger.error("pod {}: the controller lacks a permission, retrying until it is granted: {}", pod.key,
                          error)
             self._event(pod, "VxlanForbidden", f"kube-vxlan-controller lacks a permission: {error}")
-        self._failed(pod, "forbidden", error, quiet=True)
+        self._failed(pod, Status.FORBIDDEN, error, quiet=True)
 
-    def _failed(self, pod: Pod, status: str, error: Exception, quiet: bool = False) -> None:
+    def _failed(self, pod: Pod, status: Status, error: Exception, quiet: bool = False) -> None:
         delay = self.backoff.next()
-        self._set(status, str(error))
+        self._enter(status, str(error))
+        self.timed_out = status is Status.HUNG
+        if not (pod.agent_running and self.networks) or all(s.network in self.snapshots for s in self.networks):
+            self._pass_done()
         if self.metrics is not None:
-            self.metrics.reconcile_errors.labels(status).inc()
-        logger.log("DEBUG" if quiet else "WARNING", "pod {}: {} ({}); retrying in {:.1f}s", pod.key, error, status,
-                   delay)
-        if not self.retry_scheduled:
-            self.retry_scheduled = True
-            self.scheduler.tell_later(delay, self.actor_ref, _Retry())
+            self.metrics.reconcile_errors.labels(status.value).inc()
+        logger.log("DEBUG" if quiet else "WARNING", "pod {}: {} ({}); retrying in {:.1f}s", pod.key, error,
+                   status.value, delay)
+        self.retry_scheduled = True
+        self.scheduler.tell_later(delay, self.actor_ref, Retry())
+
+    def _enter(self, status: Status, error: str = "") -> None:
+        if status is not self.status and status not in TRANSITIONS[self.status]:
+            raise RuntimeError(f"pod {self.pod_key}: {self.status.value} → {status.value} is not a transition")
+        self.status, self.error = status, error
 
     def _event(self, pod: Pod, reason: str, message: str) -> None:
         if self.events is not None:
             self.events(pod, reason=reason, message=message)
 
-    def _set(self, status: str, error: str = "") -> None:
-        self.status, self.error = status, error
+    def _post(self) -> None:
         if self.board is not None:
             self.board.post(self.state())
-
-
-@dataclass(frozen=True, slots=True)
-class Inspect:
-    """Ask: read the fdb now and answer with it, device → lines as `bridge fdb show` prints them.
-
-    `deadline` (time.monotonic()): an ask that reaches the actor after it was given up (the pod was
-    busy) runs no exec, so abandoned asks cannot pile execs up behind a hung pod."""
-
-    deadline: float = float("inf")
-
-
-@dataclass(frozen=True, slots=True)
-class _Retry:
-    """The backoff after a failure is over: try again."""

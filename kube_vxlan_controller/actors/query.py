@@ -17,8 +17,7 @@ import time
 import pykka
 from loguru import logger
 
-from ..messages import Snapshot
-from .pod import Inspect
+from ..messages import Inspect, Snapshot
 
 
 class QueryActor(pykka.ThreadingActor):
@@ -34,7 +33,7 @@ class QueryActor(pykka.ThreadingActor):
             ref = networks.get(net)
             try:
                 remaining = max(0.0, self.deadline - (time.monotonic() - started))
-                snapshots[net] = ref.proxy().current().get(timeout=remaining) if ref else Snapshot(net, 0, ())
+                snapshots[net] = ref.proxy().current().get(timeout=remaining) if ref else Snapshot(net, ())
             except (pykka.Timeout, pykka.ActorDeadError):
                 snapshots[net] = None
         by_key = {state.pod_key: state for state in self.board.all()}

@@ -1,32 +1,33 @@
 """Who is running: the pod actors by pod UID and the network actors by network name.
 
 Owned by the controller so that it outlives any one actor. Concurrency contract: a plain object behind
-one lock, never held while an actor starts or stops for longer than pykka's start (sub-millisecond); any
-thread may call it. A dead actor found here is replaced on the next `pod()`/`network()` call.
+one lock, held for a dict operation, an actor start (pykka's start: sub-millisecond) or a `tell` (a queue
+put), never longer; any thread may call it. A dead actor found here is replaced on the next call.
+
+Network actors retire themselves (`retire_network`): the check that nothing waits in their mailbox and
+the removal happen under the same lock as `tell_network`'s lookup and tell, so a message is either in
+the old actor's mailbox before it decides (and it stays) or goes to a successor.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from typing import Callable
 
 import pykka
 
-from ..messages import Retire
-
 
 class Registry:
     def __init__(self, *, pod_factory: Callable[[str, str], pykka.ActorRef],
-                 network_factory: Callable[[str, int], pykka.ActorRef]) -> None:
+                 network_factory: Callable[[str, bool], pykka.ActorRef]) -> None:
         self._pod_factory = pod_factory
+        #: (name, synced): a network actor that may publish from its first message, or must wait for
+        #: `Synced` (before the first complete list, and as the successor of a crashed one)
         self._network_factory = network_factory
         self._pods: dict[str, pykka.ActorRef] = {}
         self._networks: dict[str, pykka.ActorRef] = {}
         self._lock = threading.Lock()
-        #: each network actor started gets the next number (see `Snapshot.generation`)
-        self._generations = itertools.count(1)
 
     def pod(self, uid: str, pod_key: str) -> pykka.ActorRef:
         with self._lock:
@@ -39,27 +40,26 @@ class Registry:
         with self._lock:
             return self._pods.get(uid)
 
-    def network(self, name: str) -> pykka.ActorRef:
-        with self._lock:
-            ref = self._networks.get(name)
-            if ref is None or not ref.is_alive():
-                ref = self._networks[name] = self._network_factory(name, next(self._generations))
-            return ref
-
     def forget_pod(self, uid: str) -> pykka.ActorRef | None:
         with self._lock:
             return self._pods.pop(uid, None)
 
-    def retire_network(self, name: str) -> None:
-        """A network with no members left: its actor publishes what is pending and stops (`Retire`
-        comes after every message already sent to it); the next member of that name starts a new one."""
+    def tell_network(self, name: str, message, *, synced: bool) -> None:
+        """Tell the network's actor, starting one when there is none (`synced`: whether a new one may
+        publish at once). The successor of a crashed actor always waits for `Synced`."""
         with self._lock:
-            ref = self._networks.pop(name, None)
-        if ref is not None:
-            try:
-                ref.tell(Retire())
-            except pykka.ActorDeadError:
-                pass
+            ref = self._networks.get(name)
+            if ref is None or not ref.is_alive():
+                ref = self._networks[name] = self._network_factory(name, synced and ref is None)
+            ref.tell(message)
+
+    def retire_network(self, name: str, ref: pykka.ActorRef, idle: Callable[[], bool]) -> bool:
+        """Called by a network actor with nothing left: forget it if `idle()` (its mailbox is empty)."""
+        with self._lock:
+            if self._networks.get(name) is not ref or not idle():
+                return False
+            del self._networks[name]
+            return True
 
     def pods(self) -> dict[str, pykka.ActorRef]:
         with self._lock:

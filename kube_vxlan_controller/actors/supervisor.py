@@ -4,8 +4,8 @@ pykka has no supervision: an exception escaping a `tell` handler stops that acto
 catch what they expect, so what reaches `on_failure` is a bug; the failed actor tells the supervisor
 (`ChildFailed`) and the supervisor decides:
 - the pod watcher is restarted (after a backoff); its fresh list rebuilds every pod's state;
-- a pod or network actor is restarted lazily by the registry on its next message, and the watcher is
-  asked to `Replay` every pod so the new actor learns the whole current state (level-based);
+- a pod or network actor is restarted by the watcher from its pod index (level-based): a network's
+  successor learns every pod naming it (`Rebuild`), a pod's successor its pod and its peers (`Reroute`);
 - more than `max_restarts` within `window` seconds: the process gives up (`fatal` is set) and exits
   non-zero, so Kubernetes restarts it — better than limping on.
 
@@ -17,19 +17,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable
 
 import pykka
 from loguru import logger
 
 from ..backoff import Backoff
-from ..messages import ChildFailed, Replay
-
-
-@dataclass(frozen=True, slots=True)
-class _RestartWatcher:
-    pass
+from ..messages import ChildFailed, Rebuild, Reroute, RestartWatcher
 
 
 class Supervisor(pykka.ThreadingActor):
@@ -55,7 +49,7 @@ class Supervisor(pykka.ThreadingActor):
         try:
             if isinstance(message, ChildFailed):
                 self._failed(message)
-            elif isinstance(message, _RestartWatcher):
+            elif isinstance(message, RestartWatcher):
                 logger.info("supervisor: restarting the pod watcher")
                 self.watcher = self.start_watcher(self.actor_ref)
         except Exception:
@@ -77,9 +71,9 @@ class Supervisor(pykka.ThreadingActor):
             self.fatal.set()
             return
         if message.kind == "watcher":
-            self.scheduler.tell_later(self.backoff.next(), self.actor_ref, _RestartWatcher())
+            self.scheduler.tell_later(self.backoff.next(), self.actor_ref, RestartWatcher())
         elif self.watcher is not None:
             try:
-                self.watcher.tell(Replay())
+                self.watcher.tell(Rebuild(message.key) if message.kind == "network" else Reroute(message.key))
             except pykka.ActorDeadError:
                 pass

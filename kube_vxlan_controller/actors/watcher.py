@@ -1,18 +1,24 @@
-"""PodWatcher: turns the API's pod and ConfigMap streams into messages for pod and network actors.
+"""PodWatcher: routes the API's pod and ConfigMap streams to pod and network actors; keeps no membership.
 
 Two threads of its own block on the API (`k8s` list+watch loops with relist on 410 and backoff); they
 only `tell` this actor what they saw, so all routing happens in the actor's thread, one event at a time.
-For each pod it resolves the annotation against the current ConfigMap, tells the pod's actor the whole
-pod (PodUpdate), and tells each network whether the pod is a member now (MemberUpdate). After each
-complete list it also treats pods it knew but that are no longer listed as gone, then tells every
-network `Synced`. Bad annotations are logged and recorded as a Kubernetes Event on the pod, once per
-distinct error (not on every pod event).
+For each pod it resolves the annotation against the current ConfigMap and tells the whole pod
+(`PodUpdate`) to the pod's actor and to the actor of every network the pod names or named until now;
+whether the pod is a member is each network actor's business. A pod whose opt-in label is not "true"
+(pods are selected by the label's existence, as the original did) is treated as gone. After each
+complete list it treats pods it knew but that are no longer listed as gone, then tells every network
+`Synced`. Bad annotations are logged and recorded as a Kubernetes Event on the pod, once per distinct
+error (not on every pod event).
 
-Concurrency contract: works on `known` (last state per pod UID), which the controller owns and hands
-to each watcher it starts, so a watcher restarted after a crash still knows which pods existed and
-its first list drops those deleted meanwhile; one watcher at a time. Owns the ConfigMap data; never
-blocks on other actors (tells only); Events are recorded by the callable it is given (which must not
-block); the stream threads stop when the actor stops.
+Its pod index (pod UID → the pod and its networks as last routed) is routing state: which actors to
+tell. The controller owns it and hands it to each watcher it starts, so a watcher restarted after a
+crash still knows which pods existed, and its first list drops those deleted meanwhile. From it the
+watcher rebuilds a restarted network actor (`Rebuild`: every pod naming the network, then `Synced`)
+and a restarted pod actor (`Reroute`: its pod, and its networks resend their snapshots).
+
+Concurrency contract: one watcher at a time works on the index. Owns the ConfigMap data; never blocks
+on other actors (tells only); Events are recorded by the callable it is given (which must not block);
+the stream threads stop when the actor stops.
 """
 
 from __future__ import annotations
@@ -25,50 +31,30 @@ import pykka
 from loguru import logger
 
 from .. import options
-from ..k8s.pods import PodChanged, PodDeleted, PodsListed
-from ..messages import ChildFailed, Member, MemberUpdate, PodGone, PodUpdate, Replay, Synced
+from ..messages import (ChildFailed, ConfigChanged, PodChanged, PodDeleted, PodRemoved, PodsListed, PodUpdate,
+                        Rebuild, Reroute, Resend, StreamDied, Synced)
 from ..model import Pod
 
 
 @dataclass(frozen=True, slots=True)
-class ConfigChanged:
-    data: Mapping[str, str]
+class Routed:
+    """One pod as last routed: the pod, the networks it resolved to, the annotation errors reported."""
 
-
-@dataclass(frozen=True, slots=True)
-class StreamDied:
-    """A stream thread ended although nobody stopped it: the watcher is blind and must be restarted."""
-
-    stream: str
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Known:
     pod: Pod
     networks: tuple[options.NetworkSpec, ...]
-    members: Mapping[str, Member | None]
     errors: tuple[str, ...]
 
 
 class PodWatcher(pykka.ThreadingActor):
     def __init__(self, *, settings, registry, pod_stream_factory, configmap_stream_factory=None,
-                 events=None, supervisor=None, on_synced=None, known: dict | None = None) -> None:
+                 events=None, supervisor=None, on_synced=None, index: dict | None = None) -> None:
         super().__init__()
         self.settings, self.registry = settings, registry
         self.pod_stream_factory = pod_stream_factory
         self.configmap_stream_factory = configmap_stream_factory
         self.events, self.supervisor, self.on_synced = events, supervisor, on_synced
-        self.known: dict[str, _Known] = {} if known is None else known
-        #: members per network: a network actor whose last member left is retired (pod annotations
-        #: may name any number of networks over time; their actors must not pile up).
-        self.members_of: dict[str, set[str]] = {}
-        for uid, k in self.known.items():
-            for network, member in k.members.items():
-                if member is not None:
-                    self.members_of.setdefault(network, set()).add(uid)
-        #: after the first complete list every membership change is whole on its own: networks that
-        #: appear later (a new name in a new pod) are synced from their first member on.
+        self.index: dict[str, Routed] = {} if index is None else index
+        #: after the first complete list every network actor started may publish from its first pod on
         self.synced_once = False
         self.configmap: Mapping[str, str] = {}
         #: pod events wait until the ConfigMap has been read once: a pod resolved without its network
@@ -83,7 +69,7 @@ class PodWatcher(pykka.ThreadingActor):
         tell = self.actor_ref.tell
         if self.configmap_stream_factory is not None:
             # ConfigMap first: pods listed before it is read would resolve against no defaults.
-            stream = self.configmap_stream_factory(on_change=lambda data: tell(ConfigChanged(dict(data))))
+            stream = self.configmap_stream_factory(on_change=lambda data: tell(ConfigChanged(data)))
             self._spawn("configmap-stream", stream)
         self._spawn("pod-stream", self.pod_stream_factory(on_event=tell))
 
@@ -129,48 +115,52 @@ class PodWatcher(pykka.ThreadingActor):
             elif isinstance(message, PodsListed):
                 self._listed(message.pods)
             elif isinstance(message, PodChanged):
-                self._upsert(message.pod)
+                self._route(message.pod)
             elif isinstance(message, PodDeleted):
                 self._gone(message.pod.uid)
             elif isinstance(message, ConfigChanged):
-                if not self.configmap_read:
-                    self.configmap_read = True
-                    self.configmap = message.data
-                    held, self.held = self.held, []
-                    for event in held:
-                        self.on_receive(event)
-                elif message.data != self.configmap:
-                    logger.info("network ConfigMap {}/{}: {} networks", self.settings.namespace,
-                                self.settings.configmap, len(message.data))
-                    self.configmap = message.data
-                    for known in list(self.known.values()):
-                        self._upsert(known.pod)
-            elif isinstance(message, Replay):
-                for known in list(self.known.values()):
-                    self._upsert(known.pod)
-                self._synced(republish=True)
+                self._configmap(message.data)
+            elif isinstance(message, Rebuild):
+                self._rebuild(message.network)
+            elif isinstance(message, Reroute):
+                self._reroute(message.uid)
         except Exception:
             logger.exception("pod watcher: failed to handle {}", type(message).__name__)
 
     # -- routing ----------------------------------------------------------------------------------
 
+    def _configmap(self, data: Mapping[str, str]) -> None:
+        if not self.configmap_read:
+            self.configmap_read, self.configmap = True, data
+            held, self.held = self.held, []
+            for event in held:
+                self.on_receive(event)
+        elif data != self.configmap:
+            logger.info("network ConfigMap {}/{}: {} networks", self.settings.namespace, self.settings.configmap,
+                        len(data))
+            self.configmap = data
+            for routed in list(self.index.values()):
+                self._route(routed.pod)
+
     def _listed(self, pods: tuple[Pod, ...]) -> None:
         listed = {pod.uid for pod in pods}
-        for uid in [uid for uid in self.known if uid not in listed]:
+        for uid in [uid for uid in self.index if uid not in listed]:
             self._gone(uid)
         for pod in pods:
-            self._upsert(pod)
-        self._synced()
-
-    def _synced(self, republish: bool = False) -> None:
+            self._route(pod)
         self.synced_once = True
         for network in self.registry.networks().values():
-            network.tell(Synced(republish))
+            network.tell(Synced())
         if self.on_synced is not None:
             self.on_synced()
 
-    def _upsert(self, pod: Pod) -> None:
-        previous = self.known.get(pod.uid)
+    def _route(self, pod: Pod) -> None:
+        previous = self.index.get(pod.uid)
+        if pod.labels.get(self.settings.label) != "true":
+            if previous is not None:
+                logger.info("pod {}: label {} is no longer \"true\": leaving", pod.key, self.settings.label)
+                self._gone(pod.uid)
+            return
         resolution = options.resolve(pod.annotations.get(self.settings.annotation), self.configmap,
                                      pod_key=pod.key)
         if resolution.errors and (previous is None or previous.errors != resolution.errors):
@@ -178,47 +168,46 @@ class PodWatcher(pykka.ThreadingActor):
                 logger.error("{}", error)
             if self.events is not None:
                 self.events(pod, reason="VxlanNetworkInvalid", message="; ".join(resolution.errors)[:1000])
-        member_now = pod.agent_running and bool(pod.ip) and not pod.deleting
-        members = {spec.network: (Member(pod.uid, pod.key, pod.ip, spec.name) if member_now else None)
-                   for spec in resolution.networks}
         if previous is None:
             logger.info("pod {}: seen ({}, ip {}, networks {})", pod.key, pod.phase or "no phase",
                         pod.ip or "none", ", ".join(spec.network for spec in resolution.networks) or "none")
-        self.registry.pod(pod.uid, pod.key).tell(PodUpdate(pod, resolution.networks))
-        old_members = previous.members if previous is not None else {}
-        for network in old_members.keys() - members.keys():
-            if old_members[network] is not None:
-                self._tell_network(network, MemberUpdate(pod.uid, None))
-        for network, member in members.items():
-            if old_members.get(network) != member:
-                self._tell_network(network, MemberUpdate(pod.uid, member))
-        self.known[pod.uid] = _Known(pod, resolution.networks, members, resolution.errors)
-
-    def _tell_network(self, network: str, message: MemberUpdate) -> None:
-        ref = self.registry.network(network)
-        ref.tell(message)
-        if self.synced_once:
-            ref.tell(Synced())
-        members = self.members_of.setdefault(network, set())
-        if message.member is not None:
-            members.add(message.uid)
-        else:
-            members.discard(message.uid)
-            if not members:
-                del self.members_of[network]
-                self.registry.retire_network(network)
+        update = PodUpdate(pod, resolution.networks)
+        self.registry.pod(pod.uid, pod.key).tell(update)
+        named = {spec.network for spec in resolution.networks}
+        if previous is not None:
+            named |= {spec.network for spec in previous.networks}
+        for network in sorted(named):
+            self.registry.tell_network(network, update, synced=self.synced_once)
+        self.index[pod.uid] = Routed(pod, resolution.networks, resolution.errors)
 
     def _gone(self, uid: str) -> None:
-        known = self.known.pop(uid, None)
-        if known is None:
+        routed = self.index.pop(uid, None)
+        if routed is None:
             return
-        logger.info("pod {}: gone", known.pod.key)
-        for network, member in known.members.items():
-            if member is not None:
-                self._tell_network(network, MemberUpdate(uid, None))
+        logger.info("pod {}: gone", routed.pod.key)
+        for spec in routed.networks:
+            self.registry.tell_network(spec.network, PodRemoved(uid), synced=self.synced_once)
         ref = self.registry.forget_pod(uid)
         if ref is not None:
             try:
-                ref.tell(PodGone(uid))
+                ref.tell(PodRemoved(uid))
             except pykka.ActorDeadError:
                 pass
+
+    def _rebuild(self, network: str) -> None:
+        """A network actor crashed: its successor learns every pod naming the network, then `Synced`."""
+        logger.info("network {}: rebuilding its membership from the pod index", network)
+        routed = [r for r in self.index.values() if any(spec.network == network for spec in r.networks)]
+        for r in routed:
+            self.registry.tell_network(network, PodUpdate(r.pod, r.networks), synced=False)
+        if self.synced_once and routed:
+            self.registry.tell_network(network, Synced(), synced=False)
+
+    def _reroute(self, uid: str) -> None:
+        """A pod actor crashed: its successor gets its pod, and its networks send it their snapshots."""
+        routed = self.index.get(uid)
+        if routed is None:
+            return
+        self.registry.pod(uid, routed.pod.key).tell(PodUpdate(routed.pod, routed.networks))
+        for spec in routed.networks:
+            self.registry.tell_network(spec.network, Resend(uid), synced=self.synced_once)

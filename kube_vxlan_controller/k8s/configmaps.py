@@ -79,8 +79,6 @@ class ConfigMapStream:
                 self.namespace,
                 field_selector=f"metadata.name={name}",
             ),
-            item_type="V1ConfigMap",
-            api_client=cluster.api_client,
             on_list=self._listed,
             on_change=self._changed,
             backoff=backoff,
@@ -96,19 +94,19 @@ class ConfigMapStream:
         """End `run()`, and the current watch at once; callable from any thread."""
         self._loop.stop()
 
-    def _listed(self, items: list[Any], resource_version: str) -> None:
+    def _listed(self, items: list[dict], resource_version: str) -> None:
         # The server may ignore the field selector: match the name here too.
-        mine = [item for item in items if item.metadata and item.metadata.name == self.name]
+        mine = [item for item in items if _name(item) == self.name]
         if mine:
             _found(f"{self.namespace}/{self.name}")
         else:
             _log_missing(f"{self.namespace}/{self.name}")
-        self._publish(_data(mine[0]) if mine else _EMPTY)
+        self._publish(_json_data(mine[0]) if mine else _EMPTY)
 
-    def _changed(self, kind: str, item: Any) -> None:
-        if item.metadata is None or item.metadata.name != self.name:
+    def _changed(self, kind: str, item: dict) -> None:
+        if _name(item) != self.name:
             return
-        self._publish(_EMPTY if kind == "DELETED" else _data(item))
+        self._publish(_EMPTY if kind == "DELETED" else _json_data(item))
 
     def _publish(self, data: Mapping[str, str]) -> None:
         if self._last is not None and dict(data) == dict(self._last):
@@ -120,6 +118,17 @@ class ConfigMapStream:
 
 def _data(configmap: Any) -> Mapping[str, str]:
     return MappingProxyType(dict(configmap.data or {}))
+
+
+def _name(item: dict) -> str | None:
+    meta = item.get("metadata")
+    return meta.get("name") if isinstance(meta, dict) else None
+
+
+def _json_data(item: dict) -> Mapping[str, str]:
+    """A ConfigMap's `data` as the API wrote it; values that are not strings are not options."""
+    data = item.get("data")
+    return MappingProxyType({k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {})
 
 
 def _found(key: str) -> None:

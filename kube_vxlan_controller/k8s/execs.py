@@ -4,8 +4,8 @@ How one exec goes (the measured client behaviour, see KUBERNETES-CLIENT-NOTES.md
 1. wait for a slot: a process-wide semaphore bounds concurrent execs (`max_concurrent`, default 32), so
    a thousand pods starting together do not open a thousand websockets. Waiting for a slot is not part
    of the deadline and never a timeout: a pod waiting for its turn is not hung;
-2. open the websocket (`stream(connect_get_namespaced_pod_exec, …, _preload_content=False)`) on this
-   thread's own ApiClient (stream() is not thread-safe);
+2. open the websocket (`stream(connect_get_namespaced_pod_exec, …, _preload_content=False)`) on an
+   ApiClient lent for the call (stream() is not thread-safe; the websocket lives on without it);
 3. write stdin, then close channel 0 (EOF; only the v5 channel protocol can say it, so stdin on an
    older server is refused up front rather than hanging until the deadline);
 4. `run_forever(timeout=remaining)`; then read stdout/stderr without blocking (`timeout=0`) and the
@@ -143,18 +143,19 @@ class Executor:
     ) -> ExecResult:
         where = f"{namespace}/{pod} [{container}]"
         try:
-            ws = stream(
-                self._cluster.exec_core().connect_get_namespaced_pod_exec,
-                pod,
-                namespace,
-                container=container,
-                command=list(argv),
-                stdin=stdin is not None,
-                stdout=True,
-                stderr=True,
-                tty=False,
-                _preload_content=False,
-            )
+            with self._cluster.exec_core() as core:
+                ws = stream(
+                    core.connect_get_namespaced_pod_exec,
+                    pod,
+                    namespace,
+                    container=container,
+                    command=list(argv),
+                    stdin=stdin is not None,
+                    stdout=True,
+                    stderr=True,
+                    tty=False,
+                    _preload_content=False,
+                )
         except Exception as exc:  # noqa: BLE001 - sorted by classify
             if time.monotonic() >= deadline_at:
                 raise ExecTimeout(f"exec in {where} could not start before its deadline: {exc}") from exc

@@ -5,6 +5,8 @@
       │ 410 Gone (relist)               └──── re-watch from the last rv seen ◀─────────┘
       └──── list failed: backoff, relist        watch failed: backoff, re-watch from the last rv
 
+- Items reach the callbacks as the API server wrote them (parsed JSON: dicts), never as client models:
+  the consumer turns them into its own values in one step.
 - Watches carry `timeoutSeconds` (the server ends them normally) and bookmarks; a bookmark only moves
   the resourceVersion. Every event moves it too, so a re-watch after a dropped connection misses
   nothing: it resumes exactly after the last event delivered.
@@ -32,7 +34,6 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from loguru import logger
 
@@ -49,8 +50,8 @@ SHORT_WATCH = 1.0
 
 CHANGE_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED"})
 
-ListCallback = Callable[[list[Any], str], None]
-ChangeCallback = Callable[[str, Any], None]
+ListCallback = Callable[[list[dict], str], None]
+ChangeCallback = Callable[[str, dict], None]
 
 
 class _Expired(Exception):
@@ -62,7 +63,7 @@ class ListWatch:
 
     `list_call` is a client method with its selectors bound, e.g.
     `functools.partial(core.list_namespaced_pod, "default", label_selector="app=x")`; it is called
-    once per list and once per watch. `item_type` names the client model of one item (`"V1Pod"`).
+    once per list and once per watch, always with `_preload_content=False` (the body is parsed here).
     `observer`, when given, hears `"listed"`, `"expired"` and `"error"` (for metrics).
     """
 
@@ -71,8 +72,6 @@ class ListWatch:
         *,
         what: str,
         list_call: Callable[..., Any],
-        item_type: str,
-        api_client: ApiClient,
         on_list: ListCallback,
         on_change: ChangeCallback,
         backoff: Backoff | None = None,
@@ -81,8 +80,6 @@ class ListWatch:
     ) -> None:
         self.what = what
         self._list_call = list_call
-        self._item_type = item_type
-        self._api_client = api_client
         self._on_list = on_list
         self._on_change = on_change
         self._backoff = backoff or Backoff()
@@ -160,11 +157,15 @@ class ListWatch:
     # -- one attempt: a generator of ("LISTED", (items, rv)) or (change type, object) -------------
 
     def _list(self) -> Iterator[tuple[str, Any]]:
-        result = self._list_call(_request_timeout=LIST_TIMEOUT)
-        rv = (result.metadata.resource_version if result.metadata else None) or ""
+        response = self._list_call(_preload_content=False, _request_timeout=LIST_TIMEOUT)
+        try:
+            body = json.loads(response.data)
+        finally:
+            response.release_conn()
+        rv = (body.get("metadata") or {}).get("resourceVersion") or ""
         self._backoff.healthy_since()
         self._notify("listed")
-        yield "LISTED", (list(result.items or []), rv)
+        yield "LISTED", ([item for item in body.get("items") or () if isinstance(item, dict)], rv)
         self._rv = rv
 
     def _watch(self) -> Iterator[tuple[str, Any]]:
@@ -219,14 +220,12 @@ class ListWatch:
         if kind not in CHANGE_TYPES:
             logger.warning("Watching {}: ignored an event of unknown type {!r}", self.what, kind)
             return None
-        try:
-            obj = self._api_client.deserialize(json.dumps(raw), self._item_type, "application/json")
-        except Exception as exc:  # noqa: BLE001 - one malformed object must not stall the stream
-            logger.error("Watching {}: skipped a {} event the client cannot read: {}", self.what, kind, exc)
-            obj = None
         if rv:
             self._rv = rv
-        return (kind, obj) if obj is not None else None
+        if not isinstance(raw, dict) or not raw:
+            logger.error("Watching {}: skipped a {} event without an object", self.what, kind)
+            return None
+        return kind, raw
 
     # -- outcomes ------------------------------------------------------------------------------------
 

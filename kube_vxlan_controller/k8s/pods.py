@@ -1,8 +1,9 @@
 """Pods as domain values, and the stream of pod events the controller runs on.
 
-`to_pod` turns a client `V1Pod` into an immutable `model.Pod`; no client model leaves `k8s/`.
-`PodStream` lists the pods matching a label selector, then watches them (the loop is `ListWatch`), and
-hands each outcome to `on_event` as a domain event:
+`pod_from_json` turns a pod as the API server writes it (parsed JSON) into an immutable `model.Pod` in
+one step: no client model is built for it, and none leaves `k8s/`. `PodStream` lists the pods matching
+a label selector, then watches them (the loop is `ListWatch`), and hands each outcome to `on_event` as
+a domain event (`messages.py`):
 
 - `PodsListed(pods, resource_version)` after every (re)list: the complete set of matching pods. Pods
   the consumer knows that are not in it are gone (they vanished while nobody watched).
@@ -17,72 +18,50 @@ from __future__ import annotations
 
 import functools
 import threading
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
-
-from kubernetes import client
 
 from kube_vxlan_controller.backoff import Backoff
 from kube_vxlan_controller.k8s.client import Cluster
 from kube_vxlan_controller.k8s.listwatch import ListWatch
+from kube_vxlan_controller.messages import PodChanged, PodDeleted, PodEvent, PodsListed
 from kube_vxlan_controller.model import Pod
+
+__all__ = ["AGENT_CONTAINER", "INIT_AGENT_CONTAINER", "PodChanged", "PodDeleted", "PodStream", "PodsListed",
+           "pod_from_json"]
 
 #: the seed's container names.
 INIT_AGENT_CONTAINER = "vxlan-controller-agent-init"
 AGENT_CONTAINER = "vxlan-controller-agent"
 
 
-@dataclass(frozen=True, slots=True)
-class PodsListed:
-    """Every pod matching the selector, as of `resource_version`."""
-
-    pods: tuple[Pod, ...]
-    resource_version: str
-
-
-@dataclass(frozen=True, slots=True)
-class PodChanged:
-    """A pod was added or modified."""
-
-    pod: Pod
-
-
-@dataclass(frozen=True, slots=True)
-class PodDeleted:
-    """A pod is gone from the API (its last state)."""
-
-    pod: Pod
-
-
-PodEvent = PodsListed | PodChanged | PodDeleted
-
-
-def to_pod(
-    v1: client.V1Pod,
+def pod_from_json(
+    raw: Mapping[str, Any],
     *,
     init_container: str = INIT_AGENT_CONTAINER,
     agent_container: str = AGENT_CONTAINER,
 ) -> Pod:
-    """The domain value of a client pod; the two agent containers are looked up by name."""
-    meta = v1.metadata or client.V1ObjectMeta()
-    status = v1.status or client.V1PodStatus()
-    init = _status_of(status.init_container_statuses, init_container)
-    agent = _status_of(status.container_statuses, agent_container)
+    """The domain value of a pod as the API writes it; the two agent containers are looked up by name.
+    Missing or oddly typed fields read as absent."""
+    meta = _dict(raw.get("metadata"))
+    status = _dict(raw.get("status"))
+    init = _status_of(status.get("initContainerStatuses"), init_container)
+    agent = _status_of(status.get("containerStatuses"), agent_container)
     return Pod(
-        uid=meta.uid or "",
-        namespace=meta.namespace or "",
-        name=meta.name or "",
-        ip=status.pod_ip or None,
-        resource_version=meta.resource_version or "",
-        labels=_frozen(meta.labels),
-        annotations=_frozen(meta.annotations),
+        uid=_str(meta.get("uid")),
+        namespace=_str(meta.get("namespace")),
+        name=_str(meta.get("name")),
+        ip=_str(status.get("podIP")) or None,
+        resource_version=_str(meta.get("resourceVersion")),
+        labels=_frozen(meta.get("labels")),
+        annotations=_frozen(meta.get("annotations")),
         init_agent_running=_running(init),
-        init_agent_id=(init.container_id or f"restarts:{init.restart_count or 0}") if init is not None else "",
+        init_agent_id=(_str(init.get("containerID")) or f"restarts:{_int(init.get('restartCount'))}")
+        if init is not None else "",
         agent_running=_running(agent),
-        agent_restarts=(agent.restart_count or 0) if agent is not None else 0,
-        deleting=meta.deletion_timestamp is not None,
-        phase=status.phase or "",
+        agent_restarts=_int(agent.get("restartCount")) if agent is not None else 0,
+        deleting=meta.get("deletionTimestamp") is not None,
+        phase=_str(status.get("phase")),
     )
 
 
@@ -109,13 +88,11 @@ class PodStream:
             list_call = functools.partial(core.list_namespaced_pod, namespace, label_selector=label_selector)
         self._on_event = on_event
         self._convert = functools.partial(
-            to_pod, init_container=init_container, agent_container=agent_container
+            pod_from_json, init_container=init_container, agent_container=agent_container
         )
         self._loop = ListWatch(
             what=f"pods (selector: {label_selector})",
             list_call=list_call,
-            item_type="V1Pod",
-            api_client=cluster.api_client,
             on_list=self._listed,
             on_change=self._changed,
             backoff=backoff,
@@ -135,24 +112,37 @@ class PodStream:
         """End `run()`, and the current watch at once; callable from any thread."""
         self._loop.stop()
 
-    def _listed(self, items: list[client.V1Pod], resource_version: str) -> None:
+    def _listed(self, items: list[dict], resource_version: str) -> None:
         self._on_event(PodsListed(tuple(self._convert(item) for item in items), resource_version))
 
-    def _changed(self, kind: str, item: client.V1Pod) -> None:
+    def _changed(self, kind: str, item: dict) -> None:
         pod = self._convert(item)
         self._on_event(PodDeleted(pod) if kind == "DELETED" else PodChanged(pod))
 
 
-def _status_of(statuses: list[Any] | None, name: str) -> Any:
-    for status in statuses or ():
-        if status.name == name:
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _status_of(statuses: Any, name: str) -> dict | None:
+    for status in statuses if isinstance(statuses, list) else ():
+        if isinstance(status, dict) and status.get("name") == name:
             return status
     return None
 
 
-def _running(status: Any) -> bool:
-    return status is not None and status.state is not None and status.state.running is not None
+def _running(status: dict | None) -> bool:
+    return status is not None and isinstance(_dict(status.get("state")).get("running"), dict)
 
 
-def _frozen(values: Mapping[str, str] | None) -> Mapping[str, str]:
-    return MappingProxyType(dict(values or {}))
+def _frozen(values: Any) -> Mapping[str, str]:
+    return MappingProxyType({k: v for k, v in values.items() if isinstance(v, str)} if isinstance(values, dict)
+                            else {})

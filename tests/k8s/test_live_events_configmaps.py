@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from kubernetes.client import ApiClient
 
 from kube_vxlan_controller.backoff import Backoff
 from kube_vxlan_controller.k8s.configmaps import ConfigMapStream, read_configmap
 from kube_vxlan_controller.k8s.events import COMPONENT, record_event
-from kube_vxlan_controller.k8s.pods import to_pod
+from kube_vxlan_controller.k8s.pods import pod_from_json
 
 from .conftest import Recorder
 from polling import wait_for
@@ -22,7 +23,7 @@ def configmap(data: dict[str, str]) -> dict:
 
 
 def test_record_event_creates_an_event_on_the_pod(cluster, make_pod):
-    pod = to_pod(make_pod("p1"))
+    pod = pod_from_json(ApiClient().sanitize_for_serialization(make_pod("p1")))
     record_event(cluster, pod, reason="VxlanNetworkInvalid", message="vxeth1: id=abc is not a VNI")
     events = cluster.core().list_namespaced_event("default").items
     assert len(events) == 1
@@ -35,7 +36,7 @@ def test_record_event_creates_an_event_on_the_pod(cluster, make_pod):
 
 
 def test_record_event_never_raises_and_logs_a_warning(sandbox, cluster, make_pod, logs):
-    pod = to_pod(make_pod("p1"))
+    pod = pod_from_json(ApiClient().sanitize_for_serialization(make_pod("p1")))
     sandbox.faults.fail_requests(1.0)
     record_event(cluster, pod, reason="VxlanNetworkInvalid", message="bad", type="Normal")
     sandbox.faults.fail_requests(0.0)

@@ -56,13 +56,14 @@ def test_own_namespace_defaults_to_kube_system(tmp_path):
     assert own_namespace(tmp_path / "missing") == DEFAULT_NAMESPACE == "kube-system"
 
 
-def test_exec_clients_are_one_per_thread_and_never_the_shared_one(kubeconfig):
+def test_exec_clients_are_lent_one_per_call_at_a_time_and_never_the_shared_one(kubeconfig):
     cluster = connect(str(kubeconfig))
-    mine = cluster.exec_core()
-    assert cluster.exec_core() is mine
-    assert mine.api_client is not cluster.core().api_client
+    with cluster.exec_core() as mine:
+        assert mine.api_client is not cluster.core().api_client
+        with cluster.exec_core() as meanwhile:  # another thread's exec at the same time
+            assert meanwhile.api_client is not mine.api_client
     other: list = []
-    thread = threading.Thread(target=lambda: other.append(cluster.exec_core()))
+    thread = threading.Thread(target=lambda: other.append(cluster.exec_core().__enter__()))
     thread.start()
     thread.join()
-    assert other[0].api_client is not mine.api_client
+    assert other[0] in (mine, meanwhile)  # reused from the pool, not one more per thread

@@ -12,7 +12,6 @@ import time
 
 import pytest
 import urllib3
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kube_vxlan_controller.k8s.listwatch import ListWatch
@@ -62,11 +61,21 @@ class Response:
         pass
 
 
-def listing(rv: str, *names: str) -> client.V1PodList:
-    return client.ApiClient().deserialize(
-        json.dumps({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": rv},
-                    "items": [pod(n, rv) for n in names]}),
-        "V1PodList", "application/json")
+class Listing:
+    """A list call's raw response (`_preload_content=False`)."""
+
+    for_list = True
+
+    def __init__(self, body: dict) -> None:
+        self.data = json.dumps(body).encode()
+
+    def release_conn(self) -> None:
+        pass
+
+
+def listing(rv: str, *names: str) -> Listing:
+    return Listing({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": rv},
+                    "items": [pod(n, rv) for n in names]})
 
 
 class Api:
@@ -79,7 +88,7 @@ class Api:
     def __call__(self, **kwargs):
         self.calls.append(kwargs)
         answer = self.answers.pop(0)
-        expects_watch = not isinstance(answer, client.V1PodList) and not getattr(answer, "for_list", False)
+        expects_watch = not getattr(answer, "for_list", False)
         assert kwargs.get("watch", False) == expects_watch, (kwargs, answer)
         if isinstance(answer, Exception):
             raise answer
@@ -97,10 +106,10 @@ class Recorder:
         self.seen: list = []
 
     def on_list(self, items, rv) -> None:
-        self.seen.append(("LISTED", tuple(i.metadata.name for i in items), rv))
+        self.seen.append(("LISTED", tuple(i["metadata"]["name"] for i in items), rv))
 
     def on_change(self, kind, obj) -> None:
-        self.seen.append((kind, obj.metadata.name, obj.metadata.resource_version))
+        self.seen.append((kind, obj["metadata"]["name"], obj["metadata"]["resourceVersion"]))
 
 
 class Delays:
@@ -123,8 +132,8 @@ class Delays:
 
 def make(api: Api, recorder: Recorder | None = None, backoff: Delays | None = None, **kwargs):
     recorder = recorder or Recorder()
-    loop = ListWatch(what="pods (selector: app=x)", list_call=api, item_type="V1Pod",
-                     api_client=client.ApiClient(), on_list=recorder.on_list, on_change=recorder.on_change,
+    loop = ListWatch(what="pods (selector: app=x)", list_call=api, on_list=recorder.on_list,
+                     on_change=recorder.on_change,
                      backoff=backoff or Delays(), watch_timeout=5, **kwargs)
     return loop, recorder
 
@@ -268,7 +277,7 @@ def test_consumer_exception_ends_run_and_closes_the_watch():
     def on_change(kind, obj):
         raise RuntimeError("consumer is dead")
 
-    loop = ListWatch(what="pods", list_call=api, item_type="V1Pod", api_client=client.ApiClient(),
+    loop = ListWatch(what="pods", list_call=api,
                      on_list=lambda items, rv: None, on_change=on_change, backoff=Delays())
     with pytest.raises(RuntimeError, match="consumer is dead"):
         loop.run()
@@ -304,7 +313,7 @@ def test_stop_event_set_before_run_makes_no_call():
 
 def test_stop_ends_a_backoff_wait_at_once():
     api = Api(list_error(ApiException(status=503, reason="Unavailable")))
-    loop = ListWatch(what="pods", list_call=api, item_type="V1Pod", api_client=client.ApiClient(),
+    loop = ListWatch(what="pods", list_call=api,
                      on_list=lambda items, rv: None, on_change=lambda kind, obj: None)  # real backoff: 0.8 s
     stop = threading.Event()
     runner = threading.Thread(target=loop.run, args=(stop,))

@@ -1,18 +1,15 @@
-"""V1Pod → model.Pod, from API-shaped JSON through the client's own deserialiser."""
+"""Pod JSON as the API writes it → model.Pod, in one step (no client model)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import pytest
-from kubernetes import client
-
-from kube_vxlan_controller.k8s.pods import PodChanged, PodDeleted, PodsListed, to_pod
+from kube_vxlan_controller.k8s.pods import PodChanged, PodDeleted, PodsListed, pod_from_json
 from kube_vxlan_controller.model import Pod
 
 
-def v1pod(**status) -> client.V1Pod:
+def v1pod(**status) -> dict:
     body = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -30,7 +27,7 @@ def v1pod(**status) -> client.V1Pod:
         },
         "status": status,
     }
-    return client.ApiClient().deserialize(json.dumps(body), "V1Pod", "application/json")
+    return body
 
 
 def container(name: str, state: str, restarts: int = 0) -> dict:
@@ -44,7 +41,7 @@ def container(name: str, state: str, restarts: int = 0) -> dict:
 
 
 def test_pending_pod_without_status_has_no_ip_and_no_agents():
-    pod = to_pod(v1pod())
+    pod = pod_from_json(v1pod())
     assert pod == Pod(
         uid="1b6c2a4e-0000-4000-8000-000000000001",
         namespace="default",
@@ -57,7 +54,7 @@ def test_pending_pod_without_status_has_no_ip_and_no_agents():
 
 
 def test_init_agent_running_while_main_containers_wait():
-    pod = to_pod(v1pod(
+    pod = pod_from_json(v1pod(
         phase="Pending",
         podIP="10.66.0.7",
         initContainerStatuses=[container("vxlan-controller-agent-init", "running")],
@@ -68,7 +65,7 @@ def test_init_agent_running_while_main_containers_wait():
 
 
 def test_sidecar_agent_running_after_init_agent_terminated_with_its_restart_count():
-    pod = to_pod(v1pod(
+    pod = pod_from_json(v1pod(
         phase="Running",
         podIP="10.66.0.7",
         initContainerStatuses=[container("vxlan-controller-agent-init", "terminated")],
@@ -80,7 +77,7 @@ def test_sidecar_agent_running_after_init_agent_terminated_with_its_restart_coun
 
 
 def test_other_containers_running_do_not_count_as_agents():
-    pod = to_pod(v1pod(
+    pod = pod_from_json(v1pod(
         initContainerStatuses=[container("other-init", "running")],
         containerStatuses=[container("app", "running")],
     ))
@@ -88,7 +85,7 @@ def test_other_containers_running_do_not_count_as_agents():
 
 
 def test_agent_container_names_are_parameters():
-    pod = to_pod(
+    pod = pod_from_json(
         v1pod(
             initContainerStatuses=[container("my-init", "running")],
             containerStatuses=[container("my-agent", "running", restarts=1)],
@@ -101,28 +98,31 @@ def test_agent_container_names_are_parameters():
 
 def test_deletion_timestamp_means_deleting():
     v1 = v1pod(phase="Running")
-    v1.metadata.deletion_timestamp = client.ApiClient().deserialize(
-        json.dumps("2024-05-01T10:00:00Z"), "datetime", "application/json"
-    )
-    assert to_pod(v1).deleting
+    assert not pod_from_json(v1).deleting
+    v1["metadata"]["deletionTimestamp"] = "2024-05-01T10:00:00Z"
+    assert pod_from_json(v1).deleting
 
 
-def test_pod_values_do_not_share_the_client_models_dicts():
+def test_pod_values_do_not_share_the_parsed_json():
     v1 = v1pod()
-    pod = to_pod(v1)
-    v1.metadata.labels["app"] = "changed"
+    pod = pod_from_json(v1)
+    v1["metadata"]["labels"]["app"] = "changed"
     assert pod.labels["app"] == "a"
     with pytest.raises(TypeError):
         pod.labels["app"] = "x"  # type: ignore[index]
 
 
-def test_a_pod_built_from_models_without_metadata_or_status_converts():
-    pod = to_pod(client.V1Pod())
+def test_a_pod_without_metadata_or_status_or_with_odd_types_converts():
+    pod = pod_from_json({})
     assert (pod.uid, pod.name, pod.ip, pod.agent_running) == ("", "", None, False)
+    odd = pod_from_json({"metadata": {"name": 7, "labels": {"a": 1, "b": "x"}}, "status": {
+        "containerStatuses": [None, {"name": "vxlan-controller-agent", "state": {"running": None},
+                                     "restartCount": "3"}]}})
+    assert (odd.name, dict(odd.labels), odd.agent_running, odd.agent_restarts) == ("", {"b": "x"}, False, 0)
 
 
 def test_events_are_frozen_values():
-    pod = to_pod(v1pod())
+    pod = pod_from_json(v1pod())
     listed = PodsListed((pod,), "5")
     assert listed == PodsListed((pod,), "5")
     with pytest.raises(dataclasses.FrozenInstanceError):
