@@ -366,13 +366,11 @@ MB = 1 << 20
         " ," * (MB // 2),
     ],
 )
-def test_megabyte_annotation_is_handled_quickly_and_keeps_valid_networks(hostile):
+def test_megabyte_annotation_keeps_valid_networks(hostile):
+    """Speed is the linearity test's job below (a ratio, not a wall-clock bound a loaded machine breaks)."""
     annotation = "vxeth0 ip=10.0.0.1/24\nvxeth1\n" + hostile + "\nvxeth2"
-    started = time.perf_counter()
     result = resolve(annotation, CONFIGMAP, pod_key=POD)
     names = network_names(annotation)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 2.0, elapsed
     assert [n.network for n in result.networks][:2] == ["vxeth0", "vxeth1"]
     assert names[:2] == ("vxeth0", "vxeth1")
     assert all(len(e) < 400 for e in result.errors)
