@@ -43,9 +43,29 @@ def processes_with(marker: str) -> list[int]:
     return pids
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
+def _ours(pid: int) -> bool:
+    """Started by this test process (a descendant), or orphaned (its parent is init): not a container of
+    another sandbox running on this machine at the same time."""
+    parent = _parent(pid)
+    if parent == 1:
+        return True
+    while parent > 1:
+        if parent == os.getpid():
+            return True
+        parent = _parent(parent)
+    return False
+
+
 def container_processes() -> list[int]:
-    """Processes of sandbox containers (their main process carries the start marker in its command line),
-    and zombies whose parent is this process (a container or exec process not reaped)."""
+    """Processes of this test's sandbox containers (their main process carries the start marker in its
+    command line), and zombies whose parent is this process (a container or exec process not reaped)."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -54,7 +74,7 @@ def container_processes() -> list[int]:
                 stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if READY.encode() in cmdline or (stat[0] == "Z" and int(stat[1]) == os.getpid()):
+            if (READY.encode() in cmdline and _ours(int(entry))) or (stat[0] == "Z" and int(stat[1]) == os.getpid()):
                 pids.append(int(entry))
     return pids
 
