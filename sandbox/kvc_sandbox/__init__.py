@@ -7,7 +7,9 @@
 Modules: runner.py (Sandbox, the `sandbox` command), api.py (routes), store.py (objects, resourceVersions,
 history, watches), kubelet.py (pod lifecycle and statuses), deployments.py (Deployments, ReplicaSets,
 cascading deletion), tables.py (kubectl's Table output), selectors.py, patches.py, resources.py (kinds and
-discovery), errors.py (Status objects), faults.py; node.py (network namespaces) and execws.py (pod exec).
+discovery), errors.py (Status objects), faults.py, execws.py (pod exec's websocket protocol); runtime.py
+(what the kubelet asks of a runtime) and netnsruntime.py, over node.py (network namespaces) and
+containers.py (processes).
 """
 
 from .faults import Faults

@@ -1,12 +1,12 @@
 """Running the sandbox: `Sandbox` (in-process, a background thread with its own event loop) and the
 `kube-vxlan-sandbox serve` command (foreground, until SIGINT/SIGTERM).
 
-Concurrency contract: `Sandbox.start()` starts one thread that owns an asyncio loop; the store, the
-kubelet, the deployment controller and the HTTP server live on that loop and nowhere else. The public
-methods (`start`, `stop`, `pod_netns`, `pod`, `wait_pod`, `faults.*`) may be called from any thread: they
-hand work to the loop and wait for it (bounded by a timeout). `stop()` is idempotent and also runs from
-`atexit`; it removes every namespace, link, process and file the sandbox created, also when start failed
-halfway.
+Concurrency contract: `Sandbox.start()` checks the runtime (`preflight`, in the caller's thread), then
+starts one thread that owns an asyncio loop; the store, the kubelet, the runtime, the deployment controller
+and the HTTP server live on that loop and nowhere else. The public methods (`start`, `stop`, `pod_netns`,
+`pod`, `wait_pod`, `faults.*`) may be called from any thread: they hand work to the loop and wait for it
+(bounded by a timeout). `stop()` is idempotent and also runs from `atexit`; it removes every namespace,
+link, process, container, network and file the sandbox created, also when start failed halfway.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ from .api import Api
 from .deployments import Deployments, GarbageCollector
 from .faults import Faults
 from .kubelet import NODE_NAME, Kubelet
+from .netnsruntime import NetnsPod, NetnsRuntime
 from .node import NodeNetwork
 from .resources import NAMESPACES, NODES, PODS
+from .runtime import ContainerRuntime
 from .store import Store
 
 START_TIMEOUT = 30.0
@@ -59,6 +61,8 @@ class Sandbox:
 
     def __init__(self, *, port: int = 0, workdir: Path | None = None, kubeconfig: Path | None = None,
                  restart_delay: float = 0.5, max_grace: float = 0.5):
+        """`restart_delay`: seconds before a container that ended is started again. `max_grace`: the longest
+        wait before a deleted pod's processes are killed."""
         self.faults = Faults()
         self.url = ""
         self._port = port
@@ -81,13 +85,16 @@ class Sandbox:
         self._stopped = False
         self.store: Store | None = None
         self.kubelet: Kubelet | None = None
+        self.runtime: ContainerRuntime | None = None
         self.network: NodeNetwork | None = None
 
     # lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> "Sandbox":
         if self._thread is not None:
             return self
-        NodeNetwork.remove_stale()
+        self.network = NodeNetwork()
+        self.runtime = NetnsRuntime(self.network, max_grace=self._max_grace)
+        self.runtime.preflight()
         self._thread = threading.Thread(target=self._thread_main, name="sandbox-api", daemon=True)
         self._thread.start()
         atexit.register(self.stop)
@@ -111,9 +118,8 @@ class Sandbox:
         if self._thread is not None:
             self._thread.join(START_TIMEOUT)
             if self._thread.is_alive():
-                logger.error("sandbox: the server thread did not end; removing its network anyway")
-                if self.network is not None:
-                    self.network.stop()
+                logger.error("sandbox: the server thread did not end; removing its pods and network anyway")
+                self.runtime.stop_from_thread()
         self._remove_files()
 
     def __enter__(self) -> "Sandbox":
@@ -147,20 +153,18 @@ class Sandbox:
                 loop.close()
 
     async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        network = self.network = NodeNetwork()
+        runtime = self.runtime
         runner: web.AppRunner | None = None
         api: Api | None = None
         try:
-            await loop.run_in_executor(None, network.start)
+            await runtime.start()
             store = self.store = Store()
-            kubelet = self.kubelet = Kubelet(store, network, restart_delay=self._restart_delay,
-                                             max_grace=self._max_grace)
+            kubelet = self.kubelet = Kubelet(store, runtime, restart_delay=self._restart_delay)
             Deployments(store, kubelet)
             GarbageCollector(store, kubelet)
             self._bootstrap(store)
-            api = Api(store, kubelet, self.faults, network)
+            api = Api(store, kubelet, self.faults)
             self.faults.attach(drop_watches=lambda: self._on_loop(store.close_watches, quiet=True),
                                compact=lambda: self._on_loop(store.compact, quiet=True))
             runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=1.0, handle_signals=False)
@@ -182,8 +186,7 @@ class Sandbox:
                 await runner.cleanup()
             if self.kubelet is not None:
                 await self.kubelet.shutdown()
-            network.processes.kill_everything()
-            await loop.run_in_executor(None, network.stop)
+            await runtime.stop()
 
     @staticmethod
     def _bootstrap(store: Store) -> None:
@@ -226,7 +229,7 @@ class Sandbox:
         """The network namespace of a live pod (for `ip netns exec`); KeyError if it has none (yet)."""
         def find() -> str | None:
             runtime = self.kubelet.runtime(namespace, name)
-            return runtime.netns if runtime else None
+            return runtime.sandbox.netns if runtime and isinstance(runtime.sandbox, NetnsPod) else None
 
         netns = self._on_loop(find)
         if netns is None:

@@ -29,6 +29,7 @@ from kubernetes.stream import stream
 
 from kvc_sandbox.containers import ContainerError, ContainerProcess
 from kvc_sandbox.execws import serve_exec
+from kvc_sandbox.netnsruntime import NetnsExec
 from kvc_sandbox.node import NodeNetwork
 from polling import wait_for
 
@@ -108,9 +109,9 @@ class ExecServer:
 
         try:
             return await serve_exec(
-                request, container=self.containers[name], argv=q.getall("command"), stdin=flag("stdin"),
-                stdout=flag("stdout"), stderr=flag("stderr"), latency=self.latency,
-                is_hung=lambda: name in self.hung, processes=self.node.processes, target=name)
+                request, container=NetnsExec(self.containers[name], self.node.processes), argv=q.getall("command"),
+                stdin=flag("stdin"), stdout=flag("stdout"), stderr=flag("stderr"), latency=self.latency,
+                is_hung=lambda: name in self.hung, target=name)
         finally:
             self.finished += 1
 
@@ -520,7 +521,7 @@ def test_sandbox_container_sees_only_its_own_processes(sandbox, core):
 def test_sandbox_main_process_killed_from_outside_is_an_error_then_restarted(sandbox, core):
     pod = sandbox_pod(core, "p")
     container = sandbox.kubelet.runtime("default", pod).container(AGENT)
-    os.kill(container.process.pid1, 9)
+    os.kill(container.instance.process.pid1, 9)
 
     def restarted():
         status = core.read_namespaced_pod(pod, "default").status.container_statuses[0]
