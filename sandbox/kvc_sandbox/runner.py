@@ -1,6 +1,9 @@
 """Running the sandbox: `Sandbox` (in-process, a background thread with its own event loop) and the
 `kube-vxlan-sandbox serve` command (foreground, until SIGINT/SIGTERM).
 
+The runtime is chosen by name: `netns` (the default: netnsruntime.py, pods are network namespaces and
+containers processes; fast, image-free) or `docker` (dockerruntime.py, real containers from local images).
+
 Concurrency contract: `Sandbox.start()` checks the runtime (`preflight`, in the caller's thread), then
 starts one thread that owns an asyncio loop; the store, the kubelet, the runtime, the deployment controller
 and the HTTP server live on that loop and nowhere else. The public methods (`start`, `stop`, `pod_netns`,
@@ -32,15 +35,17 @@ from loguru import logger
 
 from .api import Api
 from .deployments import Deployments, GarbageCollector
+from .dockerruntime import DockerRuntime
 from .faults import Faults
 from .kubelet import NODE_NAME, Kubelet
 from .netnsruntime import NetnsPod, NetnsRuntime
 from .node import NodeNetwork
 from .resources import NAMESPACES, NODES, PODS
-from .runtime import ContainerRuntime
+from .runtime import ContainerRuntime, RuntimeUnavailable
 from .store import Store
 
 START_TIMEOUT = 30.0
+RUNTIMES = ("netns", "docker")
 
 
 def kubeconfig_text(url: str) -> str:
@@ -57,12 +62,16 @@ def kubeconfig_text(url: str) -> str:
 
 
 class Sandbox:
-    """A Kubernetes API on 127.0.0.1 whose pods are network namespaces; see the module docstring."""
+    """A Kubernetes API on 127.0.0.1 whose pods are network namespaces or Docker containers; see the module
+    docstring."""
 
     def __init__(self, *, port: int = 0, workdir: Path | None = None, kubeconfig: Path | None = None,
-                 restart_delay: float = 0.5, max_grace: float = 0.5):
-        """`restart_delay`: seconds before a container that ended is started again. `max_grace`: the longest
-        wait before a deleted pod's processes are killed."""
+                 runtime: str = "netns", restart_delay: float = 0.5, max_grace: float = 0.5):
+        """`restart_delay`: seconds before a container that ended is started again. `max_grace`: the netns
+        runtime's longest wait before a deleted pod's processes are killed (the docker runtime gives
+        containers their whole grace period: see dockerruntime.py)."""
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         self.faults = Faults()
         self.url = ""
         self._port = port
@@ -75,6 +84,7 @@ class Sandbox:
         else:
             self._own_tmpdir = Path(tempfile.mkdtemp(prefix="kvc-sandbox-"))
             self.kubeconfig = self._own_tmpdir / "kubeconfig"
+        self._runtime_name = runtime
         self._restart_delay, self._max_grace = restart_delay, max_grace
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -86,14 +96,18 @@ class Sandbox:
         self.store: Store | None = None
         self.kubelet: Kubelet | None = None
         self.runtime: ContainerRuntime | None = None
+        #: the netns runtime's node network (None on the docker runtime)
         self.network: NodeNetwork | None = None
 
     # lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> "Sandbox":
         if self._thread is not None:
             return self
-        self.network = NodeNetwork()
-        self.runtime = NetnsRuntime(self.network, max_grace=self._max_grace)
+        if self._runtime_name == "docker":
+            self.runtime = DockerRuntime()
+        else:
+            self.network = NodeNetwork()
+            self.runtime = NetnsRuntime(self.network, max_grace=self._max_grace)
         self.runtime.preflight()
         self._thread = threading.Thread(target=self._thread_main, name="sandbox-api", daemon=True)
         self._thread.start()
@@ -226,7 +240,8 @@ class Sandbox:
         return self._on_loop(lambda: copy.deepcopy(self.store.get(PODS, namespace, name)))
 
     def pod_netns(self, namespace: str, name: str) -> str:
-        """The network namespace of a live pod (for `ip netns exec`); KeyError if it has none (yet)."""
+        """The network namespace of a live pod (for `ip netns exec`); KeyError if it has none (yet), or
+        no named one (the docker runtime)."""
         def find() -> str | None:
             runtime = self.kubelet.runtime(namespace, name)
             return runtime.sandbox.netns if runtime and isinstance(runtime.sandbox, NetnsPod) else None
@@ -252,14 +267,19 @@ class Sandbox:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="kube-vxlan-sandbox serve",
-        description="Run a local Kubernetes API on 127.0.0.1 whose pods are network namespaces (needs root). "
-                    "Prints the kubeconfig path once serving; SIGINT/SIGTERM remove everything it created.")
+        description="Run a local Kubernetes API on 127.0.0.1 whose pods are network namespaces or Docker "
+                    "containers (needs root). Prints the kubeconfig path once serving; SIGINT/SIGTERM remove "
+                    "everything it created.")
     parser.add_argument("--kubeconfig", type=Path, help="where to write the kubeconfig (default: a temporary "
                                                         "directory, removed on exit)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="netns",
+                        help="netns (default): pods are network namespaces, every container runs the agent "
+                             "script; docker: real containers from local images on a Docker network of its own")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
-        print("kube-vxlan-sandbox serve: needs root (it creates network namespaces)", file=sys.stderr)
+        print("kube-vxlan-sandbox serve: needs root (it creates network namespaces and runs commands in pods "
+              "as root)", file=sys.stderr)
         return 1
     logger.remove()
     logger.add(sys.stderr, level=os.environ.get("KVC_LOG_LEVEL", "INFO"))
@@ -269,9 +289,13 @@ def main(argv: list[str]) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    sandbox = Sandbox(port=args.port, kubeconfig=args.kubeconfig)
+    sandbox = Sandbox(port=args.port, kubeconfig=args.kubeconfig, runtime=args.runtime)
     try:
-        sandbox.start()
+        try:
+            sandbox.start()
+        except RuntimeUnavailable as exc:
+            print(f"kube-vxlan-sandbox serve: {exc}", file=sys.stderr)
+            return 1
         print(sandbox.kubeconfig, flush=True)
         while not stop.wait(1.0):
             pass
