@@ -26,8 +26,11 @@ CLI = Path(sys.executable).parent / "kube-vxlan-sandbox"
 
 
 def host_links() -> set[str]:
+    """The host's links, but those Docker makes for its networks and containers (as other tests and
+    sandboxes on the machine start and stop them)."""
     out = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+    return {name for line in out.splitlines() if line.strip()
+            if not (name := line.split()[0]).startswith(("veth", "br-", "docker0"))}
 
 
 def processes_with(marker: str) -> list[int]:
@@ -126,13 +129,13 @@ def test_stop_runs_when_the_with_block_raises(tmp_path):
 
 
 def test_a_failed_start_leaves_nothing(tmp_path):
-    before = netns_names()
+    before = ours(f"kvcsb-{os.getpid()}-")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         with pytest.raises(OSError):
             Sandbox(port=busy.getsockname()[1], workdir=tmp_path).start()
-    assert netns_names() <= before
+    assert ours(f"kvcsb-{os.getpid()}-") <= before
     assert not (tmp_path / "kubeconfig").exists()
 
 
