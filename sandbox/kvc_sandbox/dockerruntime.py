@@ -17,8 +17,9 @@ securityContext's `capabilities.add/drop` (and `runAsUser/runAsGroup`), its env 
 workingDir, and command/args as the kubelet maps them: `command` replaces the image's ENTRYPOINT (and drops
 its CMD), `args` replace its CMD; with neither, the image's own. Images are never pulled: the pod spec's
 name (`:latest` when untagged), except that the seed's agent image (`openvnf/kube-vxlan-controller-agent`,
-any tag, or `kube-vxlan-controller-agent`) is the local `AGENT_IMAGE`. A missing image: ImageMissing
-(ErrImageNeverPull, the kubelet's message for pull policy Never); the kubelet looks again later.
+any tag, or `kube-vxlan-controller-agent`) is the local `AGENT_IMAGE`. A missing image: the container
+waits (ErrImageNeverPull, the kubelet's message for pull policy Never; a configuration the engine refuses:
+CreateContainerError with its message), and the kubelet tries again later.
 
 Restarts: each start is a new container; the instance before it is kept (for `logs --previous`) and
 removed at the next start, as the kubelet does.
@@ -41,8 +42,8 @@ Leftovers: `start` removes containers and networks whose `kvcsb` label names a p
 sandbox that crashed), never those of a live one; `stop` removes everything with this instance's label.
 
 Concurrency contract: everything runs on the sandbox's loop, talking to the engine asynchronously; calls
-for different pods run concurrently. A container's start (image check, create, start) runs in a task of
-its own, shielded: a pod deleted meanwhile waits for it and then removes what it made.
+for different pods run concurrently. A container's start (create, start) runs in a task of its own,
+shielded: a pod deleted meanwhile waits for it and then removes what it made.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ from loguru import logger
 from .dockerengine import Engine, EngineError, frames, get_sync, socket_path
 from .execws import OCI_EXEC_FAILED, STDERR, STDOUT, ExecError, ExecSession, exec_start_error
 from .node import PREFIX
-from .runtime import ContainerRuntime, ImageMissing, RuntimeUnavailable, StartFailed
+from .runtime import ContainerRuntime, ContainerWaiting, RuntimeUnavailable, StartFailed
 
 AGENT_IMAGE = "openvnf/kube-vxlan-controller-agent:latest"
 #: repositories that name the agent image in manifests (the seed's and ours, with or without the org)
@@ -208,16 +209,15 @@ class DockerRuntime(ContainerRuntime):
         engine = self._engine
         image = resolve_image(spec["image"])
         try:
-            await engine.call("GET", f"/images/{image}/json")
+            created = await engine.call("POST", "/containers/create", {
+                "name": f"{self._container_name(pod.namespace, pod.name, pod.uid, name)}_{attempt}"},
+                self._config(pod, name, spec, image))
         except EngineError as exc:
-            if exc.status != 404:
-                raise
-            logger.debug("sandbox: image {} (pod spec: {}) is not on this machine", image, spec["image"])
-            raise ImageMissing("ErrImageNeverPull", f'Container image "{spec["image"]}" is not present with '
-                                                    f"pull policy of Never") from None
-        created = await engine.call("POST", "/containers/create", {
-            "name": f"{self._container_name(pod.namespace, pod.name, pod.uid, name)}_{attempt}"},
-            self._config(pod, name, spec, image))
+            if exc.status == 404 and "no such image" in exc.message.lower():
+                logger.debug("sandbox: image {} (pod spec: {}) is not on this machine", image, spec["image"])
+                raise ContainerWaiting("ErrImageNeverPull", f'Container image "{spec["image"]}" is not present '
+                                                            f"with pull policy of Never") from None
+            raise ContainerWaiting("CreateContainerError", exc.message) from None
         instances = pod.instances.setdefault(name, [])
         instances.append(created["Id"])
         while len(instances) > 2:  # the instance before the previous one: no `logs --previous` reaches it

@@ -24,8 +24,9 @@ Lifecycle:
   then a new instance after `restart_delay`, restartCount + 1, as restartPolicy says (Always: every time,
   OnFailure: on a non-zero exit, Never: not at all; once no container will run again the phase is
   Succeeded, or Failed if one ended non-zero). An instance that cannot start: terminated, exit 128,
-  StartError, and retried the same way. An image not on this machine: waiting (ErrImageNeverPull), tried
-  again every `IMAGE_RETRY` seconds, no restart counted.
+  StartError, and retried the same way. One that cannot be created (its image not on this machine:
+  ErrImageNeverPull): waiting with the runtime's reason, tried again every `WAITING_RETRY` seconds, no
+  restart counted.
 - delete: deletionTimestamp set (MODIFIED); the pod's tasks stop (nothing starts or restarts any more),
   the runtime stops its containers with the grace period (each runtime its way, see its docstring) and
   removes them and the pod's network namespace, then the object is DELETED.
@@ -45,12 +46,12 @@ from loguru import logger
 
 from . import errors
 from .resources import PODS
-from .runtime import ContainerRuntime, ImageMissing, StartFailed
+from .runtime import ContainerRuntime, ContainerWaiting, StartFailed
 from .store import Event, Store, now_rfc3339
 
 NODE_NAME = "sandbox-node"
-#: seconds between two looks for a missing image
-IMAGE_RETRY = 2.0
+#: seconds between two tries of a container that could not be created (its image missing…)
+WAITING_RETRY = 2.0
 
 
 @dataclass
@@ -294,11 +295,12 @@ class Kubelet:
     # containers ----------------------------------------------------------------------------------------
     async def _run_container(self, runtime: PodRuntime, container: Container) -> Any:
         """Start an instance of the container; the container is running once the runtime started it. None
-        if it did not: the container is then terminated (exit 128, StartError), or waiting for its image."""
+        if it did not: the container is then terminated (exit 128, StartError), or waiting (its image is
+        missing…)."""
         try:
             instance = await self._runtime.start_container(runtime.sandbox, container.name, container.spec,
                                                            init=container.init, attempt=container.restart_count)
-        except ImageMissing as exc:
+        except ContainerWaiting as exc:
             if (container.waiting_reason, container.waiting_message) != (exc.reason, exc.message):
                 logger.warning("sandbox: pod {}/{} container {}: {}", runtime.namespace, runtime.name,
                                container.name, exc.message)
@@ -322,7 +324,7 @@ class Kubelet:
 
     async def _supervise(self, runtime: PodRuntime, container: Container, instance: Any) -> bool:
         """Turn each exit of the container's instances into its status, and start a new one after
-        `restart_delay` as restartPolicy says; look for a missing image again every IMAGE_RETRY seconds.
+        `restart_delay` as restartPolicy says; try a waiting one (its image missing…) every WAITING_RETRY s.
         True once an init container exited 0; False when the container will not run again (or the pod is
         being deleted)."""
         while True:
@@ -336,10 +338,10 @@ class Kubelet:
                 self._publish(runtime)
                 if container.init and code == 0:
                     return True
-            waiting = container.state == "waiting"  # for its image
+            waiting = container.state == "waiting"  # for its image…
             if not waiting and not self._restarts(runtime, container):
                 return False
-            await asyncio.sleep(IMAGE_RETRY if waiting else self._restart_delay)
+            await asyncio.sleep(WAITING_RETRY if waiting else self._restart_delay)
             if runtime.deleting:
                 return False
             if not waiting:

@@ -5,7 +5,7 @@ dockerruntime.py implement it.
     runtime.preflight()                                       # before the loop: RuntimeUnavailable
     await runtime.start()                                     # its node network
     pod = await runtime.add_pod(uid, namespace, name)         # the pod's sandbox: network namespace, pod.ip
-    instance = await runtime.start_container(pod, name, spec, init=…, attempt=…)   # ImageMissing, StartFailed
+    instance = await runtime.start_container(pod, name, spec, init=…, attempt=…)   # ContainerWaiting, StartFailed
     code = await runtime.wait(pod, instance)                  # its main process's exit code
     exec = runtime.exec(pod, instance)                        # runs commands in it (execws.ContainerExec)
     async for chunk in runtime.logs(pod, name, previous=…, …)
@@ -35,8 +35,9 @@ class RuntimeUnavailable(RuntimeError):
     """The runtime cannot run here (e.g. no Docker engine answers); the message says why in one line."""
 
 
-class ImageMissing(Exception):
-    """The container's image is not on this machine (the sandbox never pulls): it waits with `reason`."""
+class ContainerWaiting(Exception):
+    """The container cannot be created now (its image is not on this machine: the sandbox never pulls;
+    the engine refused its configuration): it waits with `reason` and `message`, and is tried again later."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -102,7 +103,7 @@ class ContainerRuntime(abc.ABC):
     @abc.abstractmethod
     async def start_container(self, pod: PodSandbox, name: str, spec: dict, *, init: bool, attempt: int) -> Any:
         """Start a container of the pod from its spec (`attempt`: its restart count); returns the running
-        instance (an `Instance`). ImageMissing: its image is not here; StartFailed: it could not start."""
+        instance (an `Instance`). ContainerWaiting: it cannot be created now; StartFailed: it could not start."""
 
     @abc.abstractmethod
     async def wait(self, pod: PodSandbox, instance: Any) -> int:

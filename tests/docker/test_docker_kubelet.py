@@ -117,12 +117,18 @@ def test_a_missing_image_waits_with_err_image_never_pull_and_the_pod_stays_pendi
     missing = {"name": "app", "image": "kvc-test/no-such-image"}
     core.create_namespaced_pod("default", pod_manifest("main", init=[], containers=[missing]))
     core.create_namespaced_pod("default", pod_manifest("init", init=[dict(missing, name="prepare")]))
+    refused = {"name": "app", "image": "busybox", "securityContext": {"capabilities": {"add": ["NO_SUCH_CAP"]}}}
+    core.create_namespaced_pod("default", pod_manifest("refused", init=[], containers=[refused]))
     core.create_namespaced_pod("default", pod_manifest("fine", init=[]))
 
     message = 'Container image "kvc-test/no-such-image" is not present with pull policy of Never'
     for pod, name in (("main", "app"), ("init", "prepare")):
         wait_for(lambda: container_status(sandbox, pod, name)["state"] == {
             "waiting": {"reason": "ErrImageNeverPull", "message": message}}, what=f"{pod}'s image error")
+    waiting = wait_for(lambda: container_status(sandbox, "refused", "app")["state"].get("waiting", {}).get(
+        "reason") == "CreateContainerError" and container_status(sandbox, "refused", "app")["state"]["waiting"],
+        what="the engine's refusal")
+    assert "NO_SUCH_CAP" in waiting["message"]  # the engine's own words
     wait_for(lambda: running(sandbox, "fine", AGENT), what="the other pod running")  # the sandbox carries on
     assert status_of(sandbox, "main")["phase"] == status_of(sandbox, "init")["phase"] == "Pending"
     assert container_status(sandbox, "init", AGENT)["state"] == {"waiting": {"reason": "PodInitializing"}}
