@@ -221,6 +221,16 @@ def test_restart_policy_of_main_containers(sandbox, core):
     assert (terminated["exitCode"], terminated["reason"]) == (3, "Error")
 
 
+def test_a_command_that_cannot_start_is_a_start_error(sandbox, core):
+    manifest = pod_manifest("p", init=[], containers=[{"name": "app", "image": "busybox", "command": ["/no/such"]}])
+    manifest["spec"]["restartPolicy"] = "Never"
+    core.create_namespaced_pod("default", manifest)
+    wait_for(lambda: status_of(sandbox, "p")["phase"] == "Failed", what="the pod failed")
+    terminated = container_status(sandbox, "p", "app")["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (128, "StartError")
+    assert "/no/such" in terminated["message"] and terminated["containerID"].startswith("docker://")
+
+
 def test_logs_as_kubectl_reads_them(sandbox, core, kubectl):
     talker = {"name": "talker", "image": "busybox", "command": ["sh", "-c", "echo one; sleep 1; echo two >&2"]}
     manifest = pod_manifest("p", init=[AGENT_INIT], containers=[talker])
