@@ -196,9 +196,10 @@ class Kubelet:
         pod = self._store.get(PODS, namespace, name)
         return self._pods.get(pod["metadata"]["uid"]) if pod else None
 
-    def exec_target(self, namespace: str, name: str, container: str | None) -> tuple[Container, Any]:
-        """The container an exec goes to and what runs commands in it (an `execws.ContainerExec`), or the
-        API server's 404/400."""
+    def _target(self, namespace: str, name: str, container: str | None, *,
+                list_init: bool = False) -> tuple[PodRuntime, Container]:
+        """The pod and the container a request names (the pod's only container when none is named), or the
+        API server's 404/400; `list_init`: that 400 also names the init containers (as for logs)."""
         pod = self._store.require(PODS, namespace, name)
         runtime = self._pods.get(pod["metadata"]["uid"])
         if runtime is None:
@@ -206,13 +207,19 @@ class Kubelet:
         if container is None:
             if len(runtime.containers) > 1:
                 names = " ".join(c.name for c in runtime.containers)
-                raise errors.bad_request(f"a container name must be specified for pod {name}, choose one "
-                                         f"of: [{names}]")
-            target = runtime.containers[0]
-        else:
-            target = runtime.container(container)
-            if target is None:
-                raise errors.bad_request(f"container {container} is not valid for pod {name}")
+                init = " ".join(c.name for c in runtime.init_containers) if list_init else ""
+                raise errors.bad_request(f"a container name must be specified for pod {name}, choose one of: "
+                                         f"[{names}]" + (f" or one of the init containers: [{init}]" if init else ""))
+            return runtime, runtime.containers[0]
+        target = runtime.container(container)
+        if target is None:
+            raise errors.bad_request(f"container {container} is not valid for pod {name}")
+        return runtime, target
+
+    def exec_target(self, namespace: str, name: str, container: str | None) -> tuple[Container, Any]:
+        """The container an exec goes to and what runs commands in it (an `execws.ContainerExec`), or the
+        API server's 404/400."""
+        runtime, target = self._target(namespace, name, container)
         if target.state != "running" or target.instance is None or runtime.sandbox is None:
             raise errors.bad_request(f'container not found ("{target.name}")')
         return target, self._runtime.exec(runtime.sandbox, target.instance)
@@ -220,21 +227,7 @@ class Kubelet:
     def logs(self, namespace: str, name: str, container: str | None, *, previous: bool, follow: bool,
              tail: int | None, timestamps: bool) -> AsyncGenerator[bytes, None]:
         """The output of a pod's container as `GET …/log` serves it, or the API server's 404/400."""
-        pod = self._store.require(PODS, namespace, name)
-        runtime = self._pods.get(pod["metadata"]["uid"])
-        if runtime is None:
-            raise errors.not_found(PODS, name)
-        if container is None:
-            if len(runtime.containers) > 1:
-                names = " ".join(c.name for c in runtime.containers)
-                init = " ".join(c.name for c in runtime.init_containers)
-                raise errors.bad_request(f"a container name must be specified for pod {name}, choose one of: "
-                                         f"[{names}]" + (f" or one of the init containers: [{init}]" if init else ""))
-            target = runtime.containers[0]
-        else:
-            target = runtime.container(container)
-            if target is None:
-                raise errors.bad_request(f"container {container} is not valid for pod {name}")
+        runtime, target = self._target(namespace, name, container, list_init=True)
         if previous and target.restart_count == 0:
             raise errors.bad_request(f'previous terminated container "{target.name}" in pod "{name}" not found')
         if target.container_id is None or runtime.sandbox is None:
