@@ -100,9 +100,10 @@ async def frames(reader: Any) -> AsyncIterator[tuple[int, bytes]]:
     while True:
         try:
             header = await reader.readexactly(8)
-        except asyncio.IncompleteReadError:
+            data = await reader.readexactly(int.from_bytes(header[4:8], "big"))
+        except asyncio.IncompleteReadError:  # the end (a frame cut short by a connection lost: dropped)
             return
-        yield header[0], await reader.readexactly(int.from_bytes(header[4:8], "big"))
+        yield header[0], data
 
 
 class Engine:

@@ -26,8 +26,9 @@ removed at the next start, as the kubelet does.
 
 Exec: Docker's exec API, the connection hijacked (dockerengine.py): output is sent as the process writes
 it, stdin is fed as the client sends it, and the client's EOF half-closes the socket, which closes the
-process's stdin. A binary that cannot start is answered by runc on the stdout stream with the exec never
-having had a process (its Pid stays 0): that becomes the kubelet's InternalError. A command outlives its
+process's stdin. A process that cannot start (a missing binary, a container stopping) is answered by runc
+on the stdout stream with the exec never having had a process (its Pid stays 0): that becomes the
+kubelet's InternalError. A command outlives its
 client (as under a kubelet) and ends at the latest with its container.
 
 Deletion: each running container is stopped with the pod's grace period (its stop signal, TERM, then KILL
@@ -295,12 +296,17 @@ class DockerExec:
     async def run(self, session: ExecSession, argv: list[str], *, stdin: bool, stdout: bool,
                   stderr: bool) -> int:
         try:
-            exec_id = (await self.engine.call("POST", f"/containers/{self.container}/exec", body={
-                "AttachStdin": stdin, "AttachStdout": stdout, "AttachStderr": stderr, "Tty": False,
-                "Cmd": argv}))["Id"]
-            reader, writer = await self.engine.hijack(f"/exec/{exec_id}/start", {"Detach": False, "Tty": False})
-        except EngineError as exc:  # 409: the container is not running (any more); 404: it is gone
-            raise ExecError(f"error executing command in container: {exc.message}") from None
+            return await self._run(session, argv, stdin=stdin, stdout=stdout, stderr=stderr)
+        except (EngineError, aiohttp.ClientError, ConnectionError) as exc:
+            # 409: the container is not running (any more); 404: it, and its execs, are gone
+            message = exc.message if isinstance(exc, EngineError) else str(exc)
+            raise ExecError(f"error executing command in container: {message}") from None
+
+    async def _run(self, session: ExecSession, argv: list[str], *, stdin: bool, stdout: bool,
+                   stderr: bool) -> int:
+        exec_id = (await self.engine.call("POST", f"/containers/{self.container}/exec", body={
+            "AttachStdin": stdin, "AttachStdout": stdout, "AttachStderr": stderr, "Tty": False, "Cmd": argv}))["Id"]
+        reader, writer = await self.engine.hijack(f"/exec/{exec_id}/start", {"Detach": False, "Tty": False})
         feeder = asyncio.create_task(_feed(session, writer)) if stdin else None
         try:
             first = True

@@ -57,8 +57,9 @@ PROTOCOLS = (V5, V4, V1)
 
 STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 HANG_POLL = 0.05
-#: what runc says when an exec'd binary cannot start (after `exec: "prog": `).
-OCI_EXEC_FAILED = "OCI runtime exec failed: exec failed: unable to start container process: "
+#: how runc's message starts when an exec's process cannot start (`unable to start container process:
+#: exec: "prog": …: unknown`, `cannot exec in a stopped container: unknown`)
+OCI_EXEC_FAILED = "OCI runtime exec failed: exec failed: "
 
 _EOF = object()
 

@@ -185,7 +185,8 @@ def _start_error(argv: list[str]) -> str | None:
             if os.path.isfile(p) and os.access(p, os.X_OK):
                 return None
         problem = f'exec: "{prog}": executable file not found in $PATH'
-    return exec_start_error(secrets.token_hex(32), f"{OCI_EXEC_FAILED}{problem}: unknown")
+    return exec_start_error(secrets.token_hex(32), f"{OCI_EXEC_FAILED}unable to start container process: {problem}: "
+                                                   f"unknown")
 
 
 async def _run(s: ExecSession, netns: str, namespaces: list[int], argv: list[str], *, stdin: bool,

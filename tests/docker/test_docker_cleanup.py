@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,18 @@ def test_stop_runs_when_the_with_block_raises(tmp_path):
             wait_for(lambda: labelled(instance) >= 4, what="containers")
             raise RuntimeError("test body failed")
     assert docker_leftovers(instance) == []
+
+
+def test_a_failed_start_leaves_nothing(tmp_path):
+    require("docker")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        sandbox = Sandbox(port=busy.getsockname()[1], workdir=tmp_path, runtime="docker")
+        with pytest.raises(OSError):
+            sandbox.start()
+    assert docker_leftovers(sandbox.runtime.instance) == []  # its network was made, then removed
+    assert not (tmp_path / "kubeconfig").exists()
 
 
 @pytest.mark.skipif(not CLI.exists(), reason="the console script is not installed")

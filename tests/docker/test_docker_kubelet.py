@@ -9,7 +9,8 @@ import ipaddress
 import time
 
 import pytest
-from apihelpers import AGENT, AGENT_IMAGE, AGENT_INIT, TERMINATE_CODES, agent_container, exit_code, pod_manifest, run
+from apihelpers import (AGENT, AGENT_IMAGE, AGENT_INIT, TERMINATE_CODES, agent_container, close, exit_code, finish,
+                        open_exec, pod_manifest, run)
 from kubernetes.client.rest import ApiException
 from polling import wait_for
 from runtimes import docker_client, docker_containers, sandbox_on
@@ -111,6 +112,22 @@ def test_deletion_stops_containers_with_the_grace_period_then_removes_them(sandb
     with docker_client() as client:
         left = {c["Id"] for c in client.api.containers(all=True)}
     assert not (held["agent"] | held["sleeper"]) & left
+
+
+def test_an_exec_running_when_its_pod_is_deleted_ends_with_a_status(sandbox, core):
+    core.create_namespaced_pod("default", pod_manifest("p", init=[]))
+    wait_for(lambda: running(sandbox, "p", AGENT), what="the agent running")
+    start = time.monotonic()
+    resp = open_exec(core, "p", ["sleep", "300"], container=AGENT)
+    try:
+        core.delete_namespaced_pod("p", "default")
+        out = finish(resp, 30, start)
+        # the agent's stop takes the exec along (137), or the container is gone when it is asked (InternalError)
+        assert out.status is not None
+        assert out.status.get("reason") == "InternalError" or exit_code(out.status) == 137, out
+    finally:
+        close(resp)
+    wait_for(lambda: sandbox.pod("default", "p") is None, what="the pod gone")
 
 
 def test_a_missing_image_waits_with_err_image_never_pull_and_the_pod_stays_pending(sandbox, core):
