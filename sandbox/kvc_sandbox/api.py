@@ -3,7 +3,8 @@
 Serves `/version`, discovery, `/openapi/v2` (JSON or protobuf) and `/openapi/v3` (openapi.py), and for every
 kind of resources.py: create, get, list, watch, update, merge/strategic/JSON patch, delete and
 deletecollection, with label and field selectors; the `status` and `scale` subresources; pod `exec`
-(websocket, handed to execws.py) and `log` (empty). Every error is a `Status` object. Every JSON answer is
+(websocket, handed to execws.py) and `log` (the runtime's, through the kubelet; empty on the netns runtime).
+Every error is a `Status` object. Every JSON answer is
 written as kube-apiserver writes it (`respond`, `encode`). kubectl's Table requests (`Accept: …;as=Table;…`)
 get Table responses, watches too.
 `POST /sandbox/faults` sets faults from another process (JSON body; see `Api.faults_endpoint`). Before
@@ -12,7 +13,8 @@ SelfSubjectAccessReviews are answered there too.
 
 Concurrency contract: every handler runs on the sandbox's event loop and touches the store, the kubelet
 and the deployment controller synchronously, so each request sees and makes one consistent change. Only
-exec processes and node network calls leave the loop (execws.py, kubelet.py). A watch is one handler
+the runtime's work leaves the loop (execws.py, kubelet.py); exec and log streams are awaited in their
+handler task. A watch is one handler
 task reading its own queue, fed by the store; it ends on `timeoutSeconds`, a dropped connection,
 `drop_watches` or shutdown.
 """
@@ -20,6 +22,7 @@ task reading its own queue, fed by the store; it ends on `timeoutSeconds`, a dro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import random
@@ -105,8 +108,8 @@ class Target:
 
 
 class Api:
-    def __init__(self, store: Store, kubelet: Kubelet, faults: Faults, network, access: Access):
-        self.store, self.kubelet, self.faults, self.network = store, kubelet, faults, network
+    def __init__(self, store: Store, kubelet: Kubelet, faults: Faults, access: Access):
+        self.store, self.kubelet, self.faults = store, kubelet, faults
         #: authentication and RBAC, checked in the middleware before every handler.
         self.access = access
         self._random = random.Random()
@@ -233,8 +236,7 @@ class Api:
                                                                "requested resource")
             return await self.exec(request, target)
         if target.sub == "log":
-            self.store.require(r, target.namespace, target.name)
-            return web.Response(body=b"", content_type="text/plain")  # as kube-apiserver: no charset
+            return await self.log(request, target)
         if target.name is None:
             if method == "GET":
                 if _flag(q.get("watch")):
@@ -546,7 +548,7 @@ class Api:
         argv = q.getall("command", [])
         if not argv:
             raise errors.bad_request("you must specify at least 1 command")
-        _, container = self.kubelet.exec_target(target.namespace, target.name, q.get("container"))
+        container, runner = self.kubelet.exec_target(target.namespace, target.name, q.get("container"))
         if request.headers.get("Upgrade", "").lower() != "websocket":
             raise errors.ApiError(400, "BadRequest", "Upgrade request required")
         labels = dict((self.store.get(PODS, target.namespace, target.name) or {}).get("metadata", {})
@@ -557,10 +559,30 @@ class Api:
             return faults.hangs(labels)
 
         return await execws.serve_exec(
-            request, container=container.process, argv=argv,
+            request, container=runner, argv=argv,
             stdin=_flag(q.get("stdin")), stdout=_flag(q.get("stdout", "true")), stderr=_flag(q.get("stderr", "true")),
-            latency=faults.exec_latency, is_hung=is_hung, processes=self.network.processes,
-            target=f"{target.namespace}/{target.name}:{container.name}")
+            latency=faults.exec_latency, is_hung=is_hung, target=f"{target.namespace}/{target.name}:{container.name}")
+
+    # log -----------------------------------------------------------------------------------------------
+    async def log(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """`GET …/pods/NAME/log`: `container`, `previous`, `follow`, `tailLines`, `timestamps`."""
+        q = request.query
+        try:
+            tail = int(q["tailLines"]) if q.get("tailLines") else None
+        except ValueError:
+            raise errors.bad_request(f"invalid tailLines {q['tailLines']!r}") from None
+        chunks = self.kubelet.logs(target.namespace, target.name, q.get("container"), previous=_flag(q.get("previous")),
+                                   follow=_flag(q.get("follow")), tail=tail, timestamps=_flag(q.get("timestamps")))
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        async with contextlib.aclosing(chunks):
+            try:
+                async for chunk in chunks:
+                    await response.write(chunk)
+                await response.write_eof()
+            except ConnectionError:
+                pass  # the client went away (a `kubectl logs -f` ended)
+        return response
 
     async def close(self) -> None:
         """End every open watch (shutdown)."""

@@ -1,11 +1,15 @@
-"""Pod exec over websocket, as a Kubernetes API server (proxying to a kubelet and containerd) speaks it.
+"""Pod exec over websocket, as a Kubernetes API server (proxying to a kubelet and a container runtime)
+speaks it; the same for every runtime.
 
     ws = await serve_exec(request, container=…, argv=[…], stdin=…, stdout=…, stderr=…,
-                          latency=…, is_hung=…, processes=…, target="ns/name:container")
+                          latency=…, is_hung=…, target="ns/name:container")
 
 The caller (the API server's exec route) has already checked the pod and container and parsed the query
 (`command` repeated, `stdin`, `stdout`, `stderr`); `serve_exec` does the websocket upgrade and everything
-after it, and returns the closed `WebSocketResponse` for the handler to return.
+after it, and returns the closed `WebSocketResponse` for the handler to return. `container` is the
+runtime's `ContainerExec` for the target container (netnsruntime.py: nsenter into its namespaces;
+dockerruntime.py: Docker's exec API): it runs the command, streaming through the `ExecSession`, and
+returns its exit code, or raises `ExecError` when the command cannot start.
 
 Protocol. Subprotocols `v5.channel.k8s.io`, `v4.channel.k8s.io`, `channel.k8s.io` (the client's order
 decides; the chosen one is echoed). Every frame starts with a channel byte: 0 stdin (TEXT or BINARY frames:
@@ -15,21 +19,12 @@ carries the API server's Status JSON (v4/v5; v1 carries a plain error text, noth
 - exit 0: `{"metadata":{},"status":"Success"}`;
 - exit N: Failure, reason NonZeroExitCode, `details.causes[0]` = `{"reason":"ExitCode","message":"N"}`;
   a process killed by signal S exits 128+S, as containerd reports it;
-- a binary that does not exist or cannot run: what kubelet + containerd send, an InternalError (code 500)
-  whose message ends in `OCI runtime exec failed: exec failed: unable to start container process: exec:
-  "nosuch": executable file not found in $PATH: unknown`, and whose `details.causes[0]` holds only a
-  message: the official client's `returncode` then raises ValueError (`int()` of that text); an exec
-  into a container whose main process ended meanwhile is an InternalError too;
+- a command that cannot start (`ExecError`: a binary that does not exist or cannot run, a container whose
+  main process ended meanwhile): what kubelet + containerd send, an InternalError (code 500) whose message
+  ends, for a missing binary, in `OCI runtime exec failed: exec failed: unable to start container process:
+  exec: "nosuch": executable file not found in $PATH: unknown`, and whose `details.causes[0]` holds only a
+  message: the official client's `returncode` then raises ValueError (`int()` of that text);
 then the server closes the websocket.
-
-Safety. The argv runs as root, inside the target container: `nsenter` joins the PID, mount and network
-namespaces of the container's main process (containers.py: `ContainerProcess.enter` opens them and
-checks they are that process's, never the sandbox's own PID namespace) and forks the command there. So the
-command sees only the container's processes (`ps`, /proc), `kill -TERM 1` signals the container's main
-process (the kubelet emulation sees it exit: containers terminate because their process ended, no argv is
-interpreted here), /run and /tmp are the container's own tmpfs, and nothing it runs can see or signal a
-process of the host. Everything else of the filesystem (the binaries) is this machine's. An exec into a
-container whose main process is gone meanwhile is an InternalError ("container is not running").
 
 Faults. `latency` seconds pass before the command runs; then, while `is_hung()` (polled every 50 ms) is
 true, the exec neither runs nor answers — the handshake is done, the client waits. A client that goes away
@@ -37,31 +32,23 @@ while waiting is let go quietly; nothing runs.
 
 Lifetime. Output is streamed as it comes. When the client goes away while the command runs, the command
 keeps running, as under a real kubelet (its stdin gets EOF, its output is drained and dropped): wrap
-long-running commands in `timeout N`. The process (`nsenter`, which waits for the command) is tracked in
-`processes` (a `ProcessRegistry`); when the server shuts down (the handler is cancelled), the command is
-killed, and `nsenter` with it.
-The command itself lives in the container's PID namespace: it ends at the latest with the container's main
-process, which the pod's removal kills (and with it every process of that namespace).
+long-running commands in `timeout N`. It ends at the latest with its container. When the server shuts
+down (the handler is cancelled), the runtime's `run` is cancelled (the netns runtime kills the command).
 
-Concurrency contract: `serve_exec` runs on the API server's event loop and never blocks it: the process is
-an asyncio subprocess, `is_hung` must be quick. Any number of execs run at once, each in its own handler
-task.
+Concurrency contract: `serve_exec` runs on the API server's event loop and never blocks it (`is_hung` must
+be quick, a `ContainerExec` never blocks). Any number of execs run at once, each in its own handler task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
 import shlex
 from collections.abc import Callable
+from typing import Protocol
 
 from aiohttp import WSMsgType, web
 from loguru import logger
-
-from .containers import ContainerProcess, NotRunning, exec_argv, kill_exec
-from .node import ProcessRegistry
 
 V5 = "v5.channel.k8s.io"
 V4 = "v4.channel.k8s.io"
@@ -70,8 +57,9 @@ PROTOCOLS = (V5, V4, V1)
 
 STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 HANG_POLL = 0.05
-#: the environment of every exec'd command: what a container image's config typically gives.
-EXEC_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
+#: how runc's message starts when an exec's process cannot start (`unable to start container process:
+#: exec: "prog": …: unknown`, `cannot exec in a stopped container: unknown`)
+OCI_EXEC_FAILED = "OCI runtime exec failed: exec failed: "
 
 _EOF = object()
 
@@ -103,38 +91,26 @@ def status_internal_error(err: str) -> dict:
     }
 
 
-def _start_error(argv: list[str]) -> str | None:
-    """runc's reason why `argv[0]` cannot be exec'd (looked up on this machine's filesystem), or None."""
-    prog = argv[0] if argv else ""
-    if not prog:
-        problem = 'exec: "": executable file not found in $PATH'
-    elif "/" in prog:
-        if not os.path.exists(prog):
-            problem = f'exec: "{prog}": stat {prog}: no such file or directory'
-        elif os.path.isdir(prog) or not os.access(prog, os.X_OK):
-            problem = f'exec: "{prog}": permission denied'
-        else:
-            return None
-    else:
-        for d in EXEC_ENV["PATH"].split(":"):
-            p = os.path.join(d, prog)
-            if os.path.isfile(p) and os.access(p, os.X_OK):
-                return None
-        problem = f'exec: "{prog}": executable file not found in $PATH'
-    exec_id = secrets.token_hex(32)
+def exec_start_error(exec_id: str, oci_error: str) -> str:
+    """The kubelet's text for an exec whose process the OCI runtime could not start (`oci_error`: runc's
+    message, `OCI runtime exec failed: …: unknown`)."""
     return (f'error executing command in container: failed to exec in container: failed to start exec '
-            f'"{exec_id}": OCI runtime exec failed: exec failed: unable to start container process: '
-            f'{problem}: unknown')
+            f'"{exec_id}": {oci_error}')
 
 
-class _Session:
+class ExecError(Exception):
+    """The command could not start; the message is the kubelet's text of the InternalError."""
+
+
+class ExecSession:
     """One exec: the websocket, the reader of client frames, and the writers of output frames."""
 
     def __init__(self, ws: web.WebSocketResponse, protocol: str, target: str) -> None:
         self.ws = ws
         self.protocol = protocol
+        #: "namespace/name:container", for log lines
         self.target = target
-        self.stdin: asyncio.Queue[bytes | object] = asyncio.Queue()
+        self._stdin: asyncio.Queue[bytes | object] = asyncio.Queue()
         self._send_lock = asyncio.Lock()
         self.reader = asyncio.create_task(self._read(), name=f"exec-reader {target}")
 
@@ -156,14 +132,20 @@ class _Session:
                     continue
                 if data[0] == STDIN:
                     if len(data) > 1:
-                        self.stdin.put_nowait(data[1:])
+                        self._stdin.put_nowait(data[1:])
                 elif data[0] == CLOSE and self.protocol == V5 and data[1:2] == bytes([STDIN]):
-                    self.stdin.put_nowait(_EOF)
+                    self._stdin.put_nowait(_EOF)
                 # RESIZE (no tty here) and anything else: ignored, as the API server does.
         finally:
-            self.stdin.put_nowait(_EOF)  # a client that went away closes stdin, as under a kubelet
+            self._stdin.put_nowait(_EOF)  # a client that went away closes stdin, as under a kubelet
+
+    async def read_stdin(self) -> bytes | None:
+        """The next chunk the client wrote to stdin; None at its EOF (v5 close, or the client gone)."""
+        data = await self._stdin.get()
+        return None if data is _EOF else data
 
     async def send(self, channel: int, data: bytes) -> None:
+        """Send output on `channel` (STDOUT, STDERR); dropped once the client is gone."""
         if self.gone:
             return
         try:
@@ -189,24 +171,33 @@ class _Session:
         return self.gone
 
 
+class ContainerExec(Protocol):
+    """How a runtime runs an exec'd command in one container."""
+
+    async def run(self, session: ExecSession, argv: list[str], *, stdin: bool, stdout: bool,
+                  stderr: bool) -> int:
+        """Run `argv` to its end in the container, streaming output with `session.send` while the client
+        listens and feeding it `session.read_stdin()` (if `stdin`); its exit code (128 + S when killed by
+        signal S). ExecError if it cannot start."""
+
+
 async def serve_exec(
     request: web.Request,
     *,
-    container: ContainerProcess,
+    container: ContainerExec,
     argv: list[str],
     stdin: bool,
     stdout: bool,
     stderr: bool,
     latency: float = 0.0,
     is_hung: Callable[[], bool] = lambda: False,
-    processes: ProcessRegistry | None = None,
     target: str = "",
 ) -> web.WebSocketResponse:
     """Upgrade `request` to the exec websocket and run `argv` in `container`; see the module docstring.
     `target` ("namespace/name:container") only names the exec in log lines."""
     ws = web.WebSocketResponse(protocols=PROTOCOLS, timeout=5.0, autoping=True)
     await ws.prepare(request)
-    s = _Session(ws, ws.ws_protocol or V1, target)
+    s = ExecSession(ws, ws.ws_protocol or V1, target)
     try:
         if await s.wait_gone(latency):
             return ws
@@ -214,24 +205,11 @@ async def serve_exec(
             if await s.wait_gone(HANG_POLL):
                 logger.debug("exec {}: client left a hung exec: {}", target, shlex.join(argv))
                 return ws
-        error = _start_error(argv)
-        if error is not None:
-            logger.info("exec {}: {}", target, error)
-            await s.finish(status_internal_error(error), error)
-            return ws
         try:
-            namespaces = container.enter()
-        except NotRunning as exc:
-            error = f"error executing command in container: {exc}"
-            await s.finish(status_internal_error(error), error)
-            return ws
-        try:
-            code = await _run(s, container.netns, namespaces, argv, stdin=stdin, stdout=stdout, stderr=stderr,
-                              processes=processes)
-        except OSError as exc:  # could not even start `nsenter` (out of fds, processes…)
-            logger.error("exec {}: cannot start {}: {}", target, shlex.join(argv), exc)
-            error = f"error executing command in container: {exc}"
-            await s.finish(status_internal_error(error), error)
+            code = await container.run(s, argv, stdin=stdin, stdout=stdout, stderr=stderr)
+        except ExecError as exc:
+            logger.info("exec {}: {}", target, exc)
+            await s.finish(status_internal_error(str(exc)), str(exc))
             return ws
         logger.debug("exec {}: exit {}: {}", target, code, shlex.join(argv))
         if code == 0:
@@ -241,54 +219,3 @@ async def serve_exec(
         return ws
     finally:
         s.reader.cancel()
-
-
-async def _run(s: _Session, netns: str, namespaces: list[int], argv: list[str], *, stdin: bool, stdout: bool,
-               stderr: bool, processes: ProcessRegistry | None) -> int:
-    """Run the command to its end in the container whose `namespaces` (fds, closed here) are given,
-    streaming while the client listens; returns containerd's exit code."""
-    pipe, null = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *exec_argv(namespaces, argv), stdin=pipe if stdin else null, stdout=pipe if stdout else null,
-            stderr=pipe if stderr else null, env=EXEC_ENV, cwd="/", start_new_session=True, pass_fds=namespaces)
-    finally:
-        for fd in namespaces:
-            os.close(fd)
-    if processes is not None and not processes.add(netns, proc.pid):
-        logger.info("exec {}: pod is being removed, command killed: {}", s.target, shlex.join(argv))
-    tasks = [asyncio.create_task(_pump(s, proc.stdout, STDOUT)) if stdout else None,
-             asyncio.create_task(_pump(s, proc.stderr, STDERR)) if stderr else None,
-             asyncio.create_task(_feed(s, proc.stdin)) if stdin else None]
-    try:
-        await asyncio.gather(*(t for t in tasks[:2] if t))  # both output pipes at EOF
-        code = await proc.wait()
-    except asyncio.CancelledError:
-        if proc.returncode is None:
-            kill_exec(proc.pid)
-        raise
-    finally:
-        for t in tasks:
-            if t:
-                t.cancel()
-        if processes is not None:
-            processes.discard(netns, proc.pid)
-    if s.gone:
-        logger.debug("exec {}: finished after its client left, exit {}: {}", s.target, code, shlex.join(argv))
-    return 128 - code if code < 0 else code
-
-
-async def _pump(s: _Session, stream: asyncio.StreamReader, channel: int) -> None:
-    while chunk := await stream.read(65536):
-        await s.send(channel, chunk)
-
-
-async def _feed(s: _Session, pipe: asyncio.StreamWriter) -> None:
-    try:
-        while (data := await s.stdin.get()) is not _EOF:
-            pipe.write(data)
-            await pipe.drain()
-    except (BrokenPipeError, ConnectionResetError):
-        return  # the command stopped reading its stdin
-    finally:
-        pipe.close()

@@ -1,33 +1,35 @@
-"""Kubelet emulation: each pod's lifecycle, from network namespace to container statuses to deletion.
+"""Kubelet emulation: each pod's lifecycle, from network namespace to container statuses to deletion,
+over a container runtime (runtime.py: netnsruntime.py or dockerruntime.py).
 
-Concurrency contract: everything here runs on the sandbox's event loop, except the node network calls
-(`add_pod`, `remove_pod`: blocking `ip` commands), which run in the loop's default executor. One asyncio
-task per pod drives its start (network, then init containers in order, then main containers), and one per
-running main container watches its main process; a pod's state lives in its `PodRuntime` and every change
-is published by rebuilding the whole `status` from it (level-based: the published status is always a
-function of the runtime, never a patch of the last one).
+Concurrency contract: everything here runs on the sandbox's event loop; the runtime's coroutines never
+block it. One asyncio task per pod drives its start (network, then init containers in order, then main
+containers), and one per started main container watches its instances; a pod's state lives in its
+`PodRuntime` and every change is published by rebuilding the whole `status` from it (level-based: the
+published status is always a function of the runtime, never a patch of the last one).
 
-Containers are processes (containers.py): a running container has a main process, PID 1 of its own PID
-namespace in the pod's network namespace, running the agent script (exit 0 on TERM/INT or once
-/run/terminate exists in the container). The kubelet learns of a container's end only by that process
-exiting (a pidfd watched by the loop): exit code 0 is `Completed`, anything else `Error` (a main process
-killed by a signal from outside: 128 + S, or 1 with util-linux < 2.39). Execs (execws.py) join the
-container's namespaces; nothing they run is interpreted here.
+The kubelet learns of a container's end only by its main process exiting (the runtime's `wait`): exit code
+0 is `Completed`, anything else `Error` (a main process killed by a signal: 128 + S). Execs (execws.py)
+go through the runtime; nothing they run is interpreted here.
 
 Lifecycle:
 - created: Pending, PodScheduled; containers waiting.
-- network ready: podIP/podIPs/hostIP; init containers run in order. One named `vxlan-controller-agent-init`
-  gets a main process and runs until it exits (`kill -TERM 1` executed in it, or `touch /run/terminate`);
-  exit 0 completes it, another exit code restarts it after `restart_delay` (restartCount + 1). The other
-  init containers complete at once (no process). Then every main container gets its main process; once
-  all are started: phase Running, Ready. A container counts as running once its process has mounted its
-  /run and /tmp and trapped TERM (execs into it are accepted from then on).
+- network ready: podIP/podIPs/hostIP; init containers run in order, each to completion: exit 0 completes
+  it, another exit code restarts it after `restart_delay` (restartCount + 1) unless restartPolicy is Never
+  (the pod fails). The runtime may complete an init container at once without running it (the netns
+  runtime does so for all but `vxlan-controller-agent-init`). Then every main container starts; once all
+  run: phase Running, Ready. A container counts as running once the runtime says it started (the netns
+  runtime: its process has mounted its /run and /tmp and trapped TERM), and execs into it are accepted
+  from then on.
 - a main container's process exits (e.g. `kill -TERM 1` in it): terminated (Completed, exit 0, or Error),
-  then a new process after `restart_delay`, restartCount + 1 (restartPolicy Always). A process that cannot
-  start: terminated, exit 128, StartError, and retried the same way.
-- delete: deletionTimestamp set (MODIFIED); after the grace (at most `max_grace`) the pod's main processes
-  are killed and reaped, its namespace removed with every process left in it (node.py's
-  `NodeNetwork.remove_pod`), then the object is DELETED.
+  then a new instance after `restart_delay`, restartCount + 1, as restartPolicy says (Always: every time,
+  OnFailure: on a non-zero exit, Never: not at all; once no container will run again the phase is
+  Succeeded, or Failed if one ended non-zero). An instance that cannot start: terminated, exit 128,
+  StartError, and retried the same way. One that cannot be created (its image not on this machine:
+  ErrImageNeverPull): waiting with the runtime's reason, tried again every `WAITING_RETRY` seconds, no
+  restart counted.
+- delete: deletionTimestamp set (MODIFIED); the pod's tasks stop (nothing starts or restarts any more),
+  the runtime stops its containers with the grace period (each runtime its way, see its docstring) and
+  removes them and the pod's network namespace, then the object is DELETED.
 Pod UIDs are fresh uuid4s, so a pod re-created with the same name gets a new namespace.
 """
 
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import secrets
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -43,16 +45,13 @@ from typing import Any
 from loguru import logger
 
 from . import errors
-from .containers import ContainerError, ContainerProcess
 from .resources import PODS
+from .runtime import ContainerRuntime, ContainerWaiting, StartFailed
 from .store import Event, Store, now_rfc3339
 
-INIT_AGENT = "vxlan-controller-agent-init"
 NODE_NAME = "sandbox-node"
-
-
-def _container_id() -> str:
-    return "containerd://" + secrets.token_hex(32)
+#: seconds between two tries of a container that could not be created (its image missing…)
+WAITING_RETRY = 2.0
 
 
 @dataclass
@@ -60,8 +59,11 @@ class Container:
     name: str
     image: str
     init: bool
+    #: the container's entry of the pod spec
+    spec: dict = field(default_factory=dict, repr=False)
     state: str = "waiting"  # waiting | running | terminated
     waiting_reason: str = "PodInitializing"
+    waiting_message: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
     exit_code: int = 0
@@ -69,22 +71,28 @@ class Container:
     container_id: str | None = None
     last_terminated: dict | None = None
     reason: str | None = None  # of the last termination, when not Completed/Error
-    #: the main process while the container runs
-    process: ContainerProcess | None = field(default=None, repr=False)
+    message: str | None = None  # of the last termination, when the runtime said why
+    #: the runtime's instance while the container runs
+    instance: Any = field(default=None, repr=False)
 
-    def run(self, process: ContainerProcess | None = None) -> None:
+    def run(self, container_id: str, instance: Any = None) -> None:
         self.state, self.started_at, self.finished_at = "running", now_rfc3339(), None
-        self.container_id = _container_id()
-        self.process = process
+        self.container_id, self.instance = container_id, instance
 
-    def terminate(self, exit_code: int = 0, reason: str | None = None) -> None:
+    def terminate(self, exit_code: int = 0, reason: str | None = None, message: str | None = None) -> None:
         self.state, self.exit_code, self.finished_at = "terminated", exit_code, now_rfc3339()
-        self.reason, self.process = reason, None
+        self.reason, self.message, self.instance = reason, message, None
+
+    def wait_for(self, reason: str, message: str) -> None:
+        self.state, self.waiting_reason, self.waiting_message, self.instance = "waiting", reason, message, None
 
     def _terminated(self) -> dict:
-        return {"exitCode": self.exit_code,
-                "reason": self.reason or ("Completed" if self.exit_code == 0 else "Error"),
-                "startedAt": self.started_at, "finishedAt": self.finished_at, "containerID": self.container_id}
+        out = {"exitCode": self.exit_code,
+               "reason": self.reason or ("Completed" if self.exit_code == 0 else "Error"),
+               "startedAt": self.started_at, "finishedAt": self.finished_at, "containerID": self.container_id}
+        if self.message:
+            out["message"] = self.message
+        return out
 
     def status(self) -> dict:
         if self.state == "running":
@@ -93,6 +101,8 @@ class Container:
             state = {"terminated": self._terminated()}
         else:
             state = {"waiting": {"reason": self.waiting_reason}}
+            if self.waiting_message:
+                state["waiting"]["message"] = self.waiting_message
         running = self.state == "running"
         out = {
             "name": self.name,
@@ -117,15 +127,16 @@ class PodRuntime:
     name: str
     init_containers: list[Container]
     containers: list[Container]
-    netns: str | None = None
+    restart_policy: str = "Always"
+    #: the runtime's pod sandbox (its network namespace), once set up
+    sandbox: Any = None
     ip: str | None = None
     start_time: str | None = None
     deleting: bool = False
-    #: every main process started and not reaped yet (teardown kills and reaps them).
-    processes: set[ContainerProcess] = field(default_factory=set)
     #: condition type → (status, lastTransitionTime), so transition times only move on a change.
     conditions: dict[str, tuple[str, str]] = field(default_factory=dict)
-    setup: asyncio.Future | None = None
+    #: the runtime's `add_pod`, shielded from the pod's tasks: teardown waits for it
+    setup: asyncio.Task | None = None
     tasks: set[asyncio.Task] = field(default_factory=set)
 
     def container(self, name: str) -> Container | None:
@@ -136,11 +147,10 @@ class PodRuntime:
 
 
 class Kubelet:
-    def __init__(self, store: Store, network: Any, *, restart_delay: float = 0.5, max_grace: float = 0.5):
+    def __init__(self, store: Store, runtime: ContainerRuntime, *, restart_delay: float = 0.5):
         self._store = store
-        self._network = network
+        self._runtime = runtime
         self._restart_delay = restart_delay
-        self._max_grace = max_grace
         self._pods: dict[str, PodRuntime] = {}  # by UID
         self._deletions: set[asyncio.Task] = set()
         store.listeners.append(self._on_event)
@@ -186,8 +196,10 @@ class Kubelet:
         pod = self._store.get(PODS, namespace, name)
         return self._pods.get(pod["metadata"]["uid"]) if pod else None
 
-    def exec_target(self, namespace: str, name: str, container: str | None) -> tuple[PodRuntime, Container]:
-        """The pod and container an exec goes to, or the API server's 404/400."""
+    def _target(self, namespace: str, name: str, container: str | None, *,
+                list_init: bool = False) -> tuple[PodRuntime, Container]:
+        """The pod and the container a request names (the pod's only container when none is named), or the
+        API server's 404/400; `list_init`: that 400 also names the init containers (as for logs)."""
         pod = self._store.require(PODS, namespace, name)
         runtime = self._pods.get(pod["metadata"]["uid"])
         if runtime is None:
@@ -195,16 +207,34 @@ class Kubelet:
         if container is None:
             if len(runtime.containers) > 1:
                 names = " ".join(c.name for c in runtime.containers)
-                raise errors.bad_request(f"a container name must be specified for pod {name}, choose one "
-                                         f"of: [{names}]")
-            target = runtime.containers[0]
-        else:
-            target = runtime.container(container)
-            if target is None:
-                raise errors.bad_request(f"container {container} is not valid for pod {name}")
-        if target.state != "running" or target.process is None or runtime.netns is None:
-            raise errors.bad_request(f'container not found ("{target.name}")')
+                init = " ".join(c.name for c in runtime.init_containers) if list_init else ""
+                raise errors.bad_request(f"a container name must be specified for pod {name}, choose one of: "
+                                         f"[{names}]" + (f" or one of the init containers: [{init}]" if init else ""))
+            return runtime, runtime.containers[0]
+        target = runtime.container(container)
+        if target is None:
+            raise errors.bad_request(f"container {container} is not valid for pod {name}")
         return runtime, target
+
+    def exec_target(self, namespace: str, name: str, container: str | None) -> tuple[Container, Any]:
+        """The container an exec goes to and what runs commands in it (an `execws.ContainerExec`), or the
+        API server's 404/400."""
+        runtime, target = self._target(namespace, name, container)
+        if target.state != "running" or target.instance is None or runtime.sandbox is None:
+            raise errors.bad_request(f'container not found ("{target.name}")')
+        return target, self._runtime.exec(runtime.sandbox, target.instance)
+
+    def logs(self, namespace: str, name: str, container: str | None, *, previous: bool, follow: bool,
+             tail: int | None, timestamps: bool) -> AsyncGenerator[bytes, None]:
+        """The output of a pod's container as `GET …/log` serves it, or the API server's 404/400."""
+        runtime, target = self._target(namespace, name, container, list_init=True)
+        if previous and target.restart_count == 0:
+            raise errors.bad_request(f'previous terminated container "{target.name}" in pod "{name}" not found')
+        if target.container_id is None or runtime.sandbox is None:
+            raise errors.bad_request(f'container "{target.name}" in pod "{name}" is waiting to start: '
+                                     f"{target.waiting_reason}")
+        return self._runtime.logs(runtime.sandbox, target.name, previous=previous, follow=follow, tail=tail,
+                                  timestamps=timestamps)
 
     # events --------------------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -213,8 +243,11 @@ class Kubelet:
         m, spec = event.obj["metadata"], event.obj.get("spec") or {}
         runtime = PodRuntime(
             uid=m["uid"], namespace=m.get("namespace", ""), name=m["name"],
-            init_containers=[Container(c["name"], c.get("image", ""), True) for c in spec.get("initContainers") or []],
-            containers=[Container(c["name"], c.get("image", ""), False) for c in spec.get("containers") or []],
+            init_containers=[Container(c["name"], c.get("image", ""), True, copy.deepcopy(c))
+                             for c in spec.get("initContainers") or []],
+            containers=[Container(c["name"], c.get("image", ""), False, copy.deepcopy(c))
+                        for c in spec.get("containers") or []],
+            restart_policy=spec.get("restartPolicy", "Always"),
         )
         self._pods[runtime.uid] = runtime
         self._spawn(runtime, self._start(runtime))
@@ -225,79 +258,92 @@ class Kubelet:
         task.add_done_callback(runtime.tasks.discard)
 
     async def _start(self, runtime: PodRuntime) -> None:
-        loop = asyncio.get_running_loop()
         self._publish(runtime)
-        runtime.setup = loop.run_in_executor(None, self._network.add_pod, runtime.uid)
+        runtime.setup = asyncio.ensure_future(self._runtime.add_pod(runtime.uid, runtime.namespace, runtime.name))
         try:
-            runtime.netns, runtime.ip = await asyncio.shield(runtime.setup)
+            runtime.sandbox = await asyncio.shield(runtime.setup)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("sandbox: network setup failed for pod {}/{}", runtime.namespace, runtime.name)
             return
+        runtime.ip = runtime.sandbox.ip
         runtime.start_time = now_rfc3339()
-        logger.debug("sandbox: pod {}/{} has netns {} ip {}", runtime.namespace, runtime.name, runtime.netns,
-                     runtime.ip)
+        logger.debug("sandbox: pod {}/{} has sandbox {}", runtime.namespace, runtime.name, runtime.sandbox)
         for container in runtime.init_containers:
-            if container.name != INIT_AGENT:
-                container.run()
+            container_id = self._runtime.completes_at_once(container.name)
+            if container_id is not None:
+                container.run(container_id)
                 container.terminate(0)
                 continue
-            process = await self._run_container(runtime, container)
+            instance = await self._run_container(runtime, container)
             self._publish(runtime)
-            await self._supervise(runtime, container, process)  # returns once it exited 0
-        processes = await asyncio.gather(*(self._run_container(runtime, c) for c in runtime.containers))
+            if not await self._supervise(runtime, container, instance):  # True once it exited 0
+                return  # failed for good (restartPolicy Never)
+        instances = await asyncio.gather(*(self._run_container(runtime, c) for c in runtime.containers))
         self._publish(runtime)
-        for container, process in zip(runtime.containers, processes):
-            self._spawn(runtime, self._supervise(runtime, container, process))
+        for container, instance in zip(runtime.containers, instances):
+            self._spawn(runtime, self._supervise(runtime, container, instance))
 
     # containers ----------------------------------------------------------------------------------------
-    async def _run_container(self, runtime: PodRuntime, container: Container) -> ContainerProcess | None:
-        """Start the container's main process; the container is running once the process is ready. None
-        if it could not start: the container is then terminated (exit 128, StartError)."""
-        name = f"{runtime.namespace}/{runtime.name}:{container.name}"
+    async def _run_container(self, runtime: PodRuntime, container: Container) -> Any:
+        """Start an instance of the container; the container is running once the runtime started it. None
+        if it did not: the container is then terminated (exit 128, StartError), or waiting (its image is
+        missing…)."""
         try:
-            process = ContainerProcess.spawn(runtime.netns, name)
-        except OSError as exc:
-            logger.error("sandbox: container {} cannot start: {}", name, exc)
-            container.run()
-            container.terminate(128, "StartError")
+            instance = await self._runtime.start_container(runtime.sandbox, container.name, container.spec,
+                                                           init=container.init, attempt=container.restart_count)
+        except ContainerWaiting as exc:
+            if (container.waiting_reason, container.waiting_message) != (exc.reason, exc.message):
+                logger.warning("sandbox: pod {}/{} container {}: {}", runtime.namespace, runtime.name,
+                               container.name, exc.message)
+            container.wait_for(exc.reason, exc.message)
             return None
-        runtime.processes.add(process)
-        try:
-            await process.ready()
-        except ContainerError as exc:
+        except StartFailed as exc:
             logger.error("sandbox: {}", exc)
-            await process.wait()  # killed by ready(): reap it
-            runtime.processes.discard(process)
-            container.run()
-            container.terminate(128, "StartError")
+            container.run(exc.container_id)
+            container.terminate(128, "StartError", exc.message)
             return None
-        container.run(process)
-        return process
+        container.run(instance.container_id, instance)
+        return instance
 
-    async def _supervise(self, runtime: PodRuntime, container: Container, process: ContainerProcess | None) -> None:
-        """Turn each exit of the container's main process into its status, and start a new one after
-        `restart_delay` (restartPolicy Always). An init container is done once its process exited 0."""
+    def _restarts(self, runtime: PodRuntime, container: Container) -> bool:
+        """Does restartPolicy start the terminated container again? (An init container that exited 0 is
+        done, whatever the policy.)"""
+        policy = runtime.restart_policy
+        if container.init:
+            return policy != "Never"
+        return policy == "Always" or (policy == "OnFailure" and container.exit_code != 0)
+
+    async def _supervise(self, runtime: PodRuntime, container: Container, instance: Any) -> bool:
+        """Turn each exit of the container's instances into its status, and start a new one after
+        `restart_delay` as restartPolicy says; try a waiting one (its image missing…) every WAITING_RETRY s.
+        True once an init container exited 0; False when the container will not run again (or the pod is
+        being deleted)."""
         while True:
-            if process is not None:
-                code = await process.wait()
-                runtime.processes.discard(process)
+            if instance is not None:
+                code = await self._runtime.wait(runtime.sandbox, instance)
                 if runtime.deleting:
-                    return
+                    return False
                 logger.info("sandbox: pod {}/{} container {} exited {}", runtime.namespace, runtime.name,
                             container.name, code)
                 container.terminate(code)
                 self._publish(runtime)
                 if container.init and code == 0:
-                    return
-            await asyncio.sleep(self._restart_delay)
+                    return True
+            waiting = container.state == "waiting"  # for its image…
+            if not waiting and not self._restarts(runtime, container):
+                return False
+            await asyncio.sleep(WAITING_RETRY if waiting else self._restart_delay)
             if runtime.deleting:
-                return
-            container.last_terminated = container.status()["state"]["terminated"]
-            container.restart_count += 1
-            process = await self._run_container(runtime, container)
-            self._publish(runtime)
+                return False
+            if not waiting:
+                container.last_terminated = container.status()["state"]["terminated"]
+                container.restart_count += 1
+            before = container.status()
+            instance = await self._run_container(runtime, container)
+            if container.status() != before:
+                self._publish(runtime)
 
     # status --------------------------------------------------------------------------------------------
     def _condition(self, runtime: PodRuntime, type_: str, true: bool, reason: str | None = None) -> dict:
@@ -313,21 +359,31 @@ class Kubelet:
 
     def _status(self, runtime: PodRuntime) -> dict:
         initialized = all(c.state == "terminated" and c.exit_code == 0 for c in runtime.init_containers) \
-            and runtime.netns is not None
+            and runtime.sandbox is not None
         ready = initialized and all(c.state == "running" for c in runtime.containers)
         running = initialized and any(c.state == "running" for c in runtime.containers)
         not_ready = [c.name for c in runtime.containers if c.state != "running"]
         pending_init = [c.name for c in runtime.init_containers if c.state != "terminated"]
+        init_failed = any(c.state == "terminated" and c.exit_code != 0 and not self._restarts(runtime, c)
+                          for c in runtime.init_containers)
+        ended = initialized and all(c.state == "terminated" and not self._restarts(runtime, c)
+                                    for c in runtime.containers)
+        if init_failed or (ended and any(c.exit_code != 0 for c in runtime.containers)):
+            phase = "Failed"
+        elif ended:
+            phase = "Succeeded"
+        else:
+            phase = "Running" if running else "Pending"
         status: dict = {
-            "phase": "Running" if running else "Pending",
+            "phase": phase,
             "conditions": [
-                self._condition(runtime, "PodReadyToStartContainers", runtime.netns is not None),
+                self._condition(runtime, "PodReadyToStartContainers", runtime.sandbox is not None),
                 self._condition(runtime, "Initialized", initialized, "ContainersNotInitialized"),
                 self._condition(runtime, "Ready", ready, "ContainersNotReady"),
                 self._condition(runtime, "ContainersReady", ready, "ContainersNotReady"),
                 self._condition(runtime, "PodScheduled", True),
             ],
-            "hostIP": str(self._network.gateway),
+            "hostIP": self._runtime.host_ip,
             "qosClass": "BestEffort",
         }
         for condition in status["conditions"]:
@@ -377,58 +433,45 @@ class Kubelet:
             obj["metadata"]["deletionGracePeriodSeconds"] = int(grace_seconds)
 
         terminating = self._store.update(PODS, namespace, name, mark)
-        self._finish_later(runtime, min(grace_seconds, self._max_grace))
+        self._finish_later(runtime, grace_seconds)
         return terminating
 
-    def _finish_later(self, runtime: PodRuntime, delay: float) -> None:
+    def _finish_later(self, runtime: PodRuntime, grace: float) -> None:
         if runtime.deleting:
             return
         runtime.deleting = True
-        task = asyncio.get_running_loop().create_task(self._finish(runtime, delay))
+        task = asyncio.get_running_loop().create_task(self._finish(runtime, grace))
         self._deletions.add(task)
         task.add_done_callback(self._deletions.discard)
 
-    async def _finish(self, runtime: PodRuntime, delay: float) -> None:
-        await asyncio.sleep(delay)
-        await self._teardown(runtime)
+    async def _finish(self, runtime: PodRuntime, grace: float) -> None:
+        await self._teardown(runtime, grace)
         pod = self._store.get(PODS, runtime.namespace, runtime.name)
         if pod is not None and pod["metadata"]["uid"] == runtime.uid:
             self._store.delete(PODS, runtime.namespace, runtime.name)
         logger.debug("sandbox: pod {}/{} deleted", runtime.namespace, runtime.name)
 
-    async def _teardown(self, runtime: PodRuntime) -> None:
-        """Stop the pod's tasks, kill and reap its main processes (each takes its PID namespace, exec'd
-        commands included, along), remove its network namespace (`remove_pod` kills whatever is left in
-        it)."""
+    async def _teardown(self, runtime: PodRuntime, grace: float) -> None:
+        """Stop the pod's tasks, then have the runtime stop its containers (with `grace` seconds) and
+        remove them and the pod's network namespace."""
         runtime.deleting = True
         for task in list(runtime.tasks):
             task.cancel()
-        processes = list(runtime.processes)
-        for process in processes:
-            process.kill()
-        if processes:
-            reaped = {asyncio.ensure_future(p.wait()): p for p in processes}
-            _, pending = await asyncio.wait(reaped, timeout=2.0)
-            for future in pending:
-                reaped[future].kill(launcher=True)
-            if pending and (await asyncio.wait(pending, timeout=3.0))[1]:
-                logger.error("sandbox: pod {}/{}: main processes did not end after SIGKILL", runtime.namespace,
-                             runtime.name)
-            runtime.processes.clear()
         if runtime.setup is not None:
             try:
-                await runtime.setup
+                sandbox = await asyncio.shield(runtime.setup)
             except Exception:
-                pass
-            try:
-                await asyncio.get_running_loop().run_in_executor(None, self._network.remove_pod, runtime.uid)
-            except Exception:
-                logger.exception("sandbox: removing the netns of pod {}/{} failed", runtime.namespace,
-                                 runtime.name)
+                sandbox = None  # setup failed: it cleaned up after itself
+            if sandbox is not None:
+                try:
+                    await self._runtime.remove_pod(sandbox, grace)
+                except Exception:
+                    logger.exception("sandbox: removing pod {}/{} failed", runtime.namespace, runtime.name)
         self._pods.pop(runtime.uid, None)
 
     async def shutdown(self) -> None:
-        """Remove every pod's processes and namespace (the objects stay: the store goes away with us)."""
+        """Remove every pod's containers and namespace at once (the objects stay: the store goes away with
+        us)."""
         for task in list(self._deletions):
             task.cancel()
-        await asyncio.gather(*(self._teardown(r) for r in list(self._pods.values())), return_exceptions=True)
+        await asyncio.gather(*(self._teardown(r, 0.0) for r in list(self._pods.values())), return_exceptions=True)

@@ -1,19 +1,23 @@
 """Running the sandbox: `Sandbox` (in-process, a background thread with its own event loop) and the
 `kube-vxlan-sandbox serve` command (foreground, until SIGINT/SIGTERM).
 
+The runtime is chosen by name: `netns` (the default: netnsruntime.py, pods are network namespaces and
+containers processes; fast, image-free) or `docker` (dockerruntime.py, real containers from local images).
+
 Listeners (access.py says who may use each): plain HTTP on 127.0.0.1 always (`local_url`: the fast path
 of the tests and benches, the local user only, no credential); with `tls=True` or `extra_listen`, also
 HTTPS on 127.0.0.1 and every extra address, all on one port, with a CA made at start (tls.py), where
-every request needs a bearer token. The kubeconfig points at HTTPS then (the CA as
-certificate-authority-data, the admin's token; mode 0600), else at plain HTTP as before. `in_cluster`
-(incluster.py) is what pods get to reach the HTTPS listener: host, port, CA, service-account tokens.
+every request needs a bearer token. With the docker runtime and `tls`, the pods' network gateway is the
+first extra address, so pods reach the API (`in_cluster`, incluster.py: host, port, CA, service-account
+tokens, which the docker runtime mounts into pods as a kubelet does). The kubeconfig points at HTTPS
+then (the CA as certificate-authority-data, the admin's token; mode 0600), else at plain HTTP.
 
-Concurrency contract: `Sandbox.start()` starts one thread that owns an asyncio loop; the store, the
-kubelet, the deployment controller and the HTTP server live on that loop and nowhere else. The public
-methods (`start`, `stop`, `pod_netns`, `pod`, `wait_pod`, `faults.*`) may be called from any thread: they
-hand work to the loop and wait for it (bounded by a timeout). `stop()` is idempotent and also runs from
-`atexit`; it removes every namespace, link, process and file the sandbox created, also when start failed
-halfway.
+Concurrency contract: `Sandbox.start()` checks the runtime (`preflight`, in the caller's thread), then
+starts one thread that owns an asyncio loop; the store, the kubelet, the runtime, the deployment controller
+and the HTTP server live on that loop and nowhere else. The public methods (`start`, `stop`, `pod_netns`,
+`pod`, `wait_pod`, `faults.*`) may be called from any thread: they hand work to the loop and wait for it
+(bounded by a timeout). `stop()` is idempotent and also runs from `atexit`; it removes every namespace,
+link, process, container, network and file the sandbox created, also when start failed halfway.
 """
 
 from __future__ import annotations
@@ -43,14 +47,18 @@ from .access import Access
 from .api import Api
 from .authn import Tokens
 from .deployments import Deployments, GarbageCollector
+from .dockerruntime import DockerRuntime
 from .faults import Faults
 from .incluster import InCluster
 from .kubelet import NODE_NAME, Kubelet
+from .netnsruntime import NetnsPod, NetnsRuntime
 from .node import NodeNetwork
 from .resources import NAMESPACES, NODES, PODS
+from .runtime import ContainerRuntime, RuntimeUnavailable
 from .store import Store
 
 START_TIMEOUT = 30.0
+RUNTIMES = ("netns", "docker")
 
 
 def kubeconfig_text(url: str, ca_pem: bytes | None = None, token: str | None = None) -> str:
@@ -70,15 +78,19 @@ def kubeconfig_text(url: str, ca_pem: bytes | None = None, token: str | None = N
 
 
 class Sandbox:
-    """A Kubernetes API on 127.0.0.1 whose pods are network namespaces; see the module docstring.
-
-    `port`: the plain-HTTP listener's; `tls`: serve HTTPS too and point the kubeconfig at it;
-    `extra_listen`: more addresses for the HTTPS listener (implies `tls`), the first being the host pods
-    use; `https_port`: the HTTPS listener's port on every address (0: a free one)."""
+    """A Kubernetes API on 127.0.0.1 whose pods are network namespaces or Docker containers; see the module
+    docstring."""
 
     def __init__(self, *, port: int = 0, workdir: Path | None = None, kubeconfig: Path | None = None,
-                 restart_delay: float = 0.5, max_grace: float = 0.5, tls: bool = False,
+                 runtime: str = "netns", restart_delay: float = 0.5, max_grace: float = 0.5, tls: bool = False,
                  extra_listen: Sequence[str] = (), https_port: int = 0):
+        """`restart_delay`: seconds before a container that ended is started again. `max_grace`: the netns
+        runtime's longest wait before a deleted pod's processes are killed (the docker runtime gives
+        containers their whole grace period: see dockerruntime.py). `port`: the plain-HTTP listener's;
+        `tls`: serve HTTPS too and point the kubeconfig at it; `extra_listen`: more addresses for the HTTPS
+        listener (implies `tls`); `https_port`: the HTTPS listener's port on every address (0: a free one)."""
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         self.faults = Faults()
         #: the kubeconfig's server; `local_url`: the plain-HTTP loopback listener (the same without TLS).
         self.url = self.local_url = ""
@@ -95,6 +107,7 @@ class Sandbox:
         else:
             self._own_tmpdir = Path(tempfile.mkdtemp(prefix="kvc-sandbox-"))
             self.kubeconfig = self._own_tmpdir / "kubeconfig"
+        self._runtime_name = runtime
         self._restart_delay, self._max_grace = restart_delay, max_grace
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -105,13 +118,20 @@ class Sandbox:
         self._stopped = False
         self.store: Store | None = None
         self.kubelet: Kubelet | None = None
+        self.runtime: ContainerRuntime | None = None
+        #: the netns runtime's node network (None on the docker runtime)
         self.network: NodeNetwork | None = None
 
     # lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> "Sandbox":
         if self._thread is not None:
             return self
-        NodeNetwork.remove_stale()
+        if self._runtime_name == "docker":
+            self.runtime = DockerRuntime()
+        else:
+            self.network = NodeNetwork()
+            self.runtime = NetnsRuntime(self.network, max_grace=self._max_grace)
+        self.runtime.preflight()
         self._thread = threading.Thread(target=self._thread_main, name="sandbox-api", daemon=True)
         self._thread.start()
         atexit.register(self.stop)
@@ -135,9 +155,8 @@ class Sandbox:
         if self._thread is not None:
             self._thread.join(START_TIMEOUT)
             if self._thread.is_alive():
-                logger.error("sandbox: the server thread did not end; removing its network anyway")
-                if self.network is not None:
-                    self.network.stop()
+                logger.error("sandbox: the server thread did not end; removing its pods and network anyway")
+                self.runtime.stop_from_thread()
         self._remove_files()
 
     def __enter__(self) -> "Sandbox":
@@ -171,21 +190,21 @@ class Sandbox:
                 loop.close()
 
     async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        network = self.network = NodeNetwork()
+        runtime = self.runtime
         runner: web.AppRunner | None = None
         api: Api | None = None
         try:
-            await loop.run_in_executor(None, network.start)
+            await runtime.start()
+            if self._tls and self._runtime_name == "docker" and runtime.host_ip not in self._extra_listen:
+                self._extra_listen.insert(0, runtime.host_ip)  # the pods' gateway: pods reach the API there
             store = self.store = Store()
             tokens = Tokens(store)
-            kubelet = self.kubelet = Kubelet(store, network, restart_delay=self._restart_delay,
-                                             max_grace=self._max_grace)
+            kubelet = self.kubelet = Kubelet(store, runtime, restart_delay=self._restart_delay)
             Deployments(store, kubelet)
             GarbageCollector(store, kubelet)
             self._bootstrap(store)
-            api = Api(store, kubelet, self.faults, network, Access(store, tokens))
+            api = Api(store, kubelet, self.faults, Access(store, tokens))
             self.faults.attach(drop_watches=lambda: self._on_loop(store.close_watches, quiet=True),
                                compact=lambda: self._on_loop(store.compact, quiet=True))
             runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=1.0, handle_signals=False)
@@ -196,7 +215,7 @@ class Sandbox:
             self.url = self.local_url = f"http://127.0.0.1:{port}"
             self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
             if self._tls:
-                self.in_cluster = await self._serve_https(runner, tokens)
+                self.in_cluster = runtime.in_cluster = await self._serve_https(runner, tokens)
                 self.url = f"https://127.0.0.1:{self.in_cluster.port}"
                 self._write_private(kubeconfig_text(self.url, self.in_cluster.ca_pem, tokens.admin_token))
             else:
@@ -212,8 +231,7 @@ class Sandbox:
                 await runner.cleanup()
             if self.kubelet is not None:
                 await self.kubelet.shutdown()
-            network.processes.kill_everything()
-            await loop.run_in_executor(None, network.stop)
+            await runtime.stop()
 
     async def _serve_https(self, runner: web.AppRunner, tokens: Tokens) -> InCluster:
         """The HTTPS sites: 127.0.0.1 first (its port, when free, is the port of the others)."""
@@ -288,10 +306,11 @@ class Sandbox:
         return self.in_cluster
 
     def pod_netns(self, namespace: str, name: str) -> str:
-        """The network namespace of a live pod (for `ip netns exec`); KeyError if it has none (yet)."""
+        """The network namespace of a live pod (for `ip netns exec`); KeyError if it has none (yet), or
+        no named one (the docker runtime)."""
         def find() -> str | None:
             runtime = self.kubelet.runtime(namespace, name)
-            return runtime.netns if runtime else None
+            return runtime.sandbox.netns if runtime and isinstance(runtime.sandbox, NetnsPod) else None
 
         netns = self._on_loop(find)
         if netns is None:
@@ -314,11 +333,15 @@ class Sandbox:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="kube-vxlan-sandbox serve",
-        description="Run a local Kubernetes API on 127.0.0.1 whose pods are network namespaces (needs root). "
-                    "Prints the kubeconfig path once serving; SIGINT/SIGTERM remove everything it created.")
+        description="Run a local Kubernetes API on 127.0.0.1 whose pods are network namespaces or Docker "
+                    "containers (needs root). Prints the kubeconfig path once serving; SIGINT/SIGTERM remove "
+                    "everything it created.")
     parser.add_argument("--kubeconfig", type=Path, help="where to write the kubeconfig (default: a temporary "
                                                         "directory, removed on exit)")
     parser.add_argument("--port", type=int, default=0, help="plain-HTTP port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="netns",
+                        help="netns (default): pods are network namespaces, every container runs the agent "
+                             "script; docker: real containers from local images on a Docker network of its own")
     parser.add_argument("--tls", action="store_true", help="serve HTTPS too (a CA made at start, bearer tokens, "
                                                            "RBAC for service accounts); the kubeconfig uses it")
     parser.add_argument("--listen", action="append", default=[], metavar="ADDRESS",
@@ -326,7 +349,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--https-port", type=int, default=0, help="the HTTPS port (default: a free one)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
-        print("kube-vxlan-sandbox serve: needs root (it creates network namespaces)", file=sys.stderr)
+        print("kube-vxlan-sandbox serve: needs root (it creates network namespaces and runs commands in pods "
+              "as root)", file=sys.stderr)
         return 1
     logger.remove()
     logger.add(sys.stderr, level=os.environ.get("KVC_LOG_LEVEL", "INFO"))
@@ -336,10 +360,14 @@ def main(argv: list[str]) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    sandbox = Sandbox(port=args.port, kubeconfig=args.kubeconfig, tls=args.tls, extra_listen=args.listen,
-                      https_port=args.https_port)
+    sandbox = Sandbox(port=args.port, kubeconfig=args.kubeconfig, runtime=args.runtime, tls=args.tls,
+                      extra_listen=args.listen, https_port=args.https_port)
     try:
-        sandbox.start()
+        try:
+            sandbox.start()
+        except RuntimeUnavailable as exc:
+            print(f"kube-vxlan-sandbox serve: {exc}", file=sys.stderr)
+            return 1
         print(sandbox.kubeconfig, flush=True)
         while not stop.wait(1.0):
             pass

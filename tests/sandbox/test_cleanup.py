@@ -26,8 +26,11 @@ CLI = Path(sys.executable).parent / "kube-vxlan-sandbox"
 
 
 def host_links() -> set[str]:
+    """The host's links, but those Docker makes for its networks and containers (as other tests and
+    sandboxes on the machine start and stop them)."""
     out = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+    return {name for line in out.splitlines() if line.strip()
+            if not (name := line.split()[0]).startswith(("veth", "br-", "docker0"))}
 
 
 def processes_with(marker: str) -> list[int]:
@@ -43,9 +46,29 @@ def processes_with(marker: str) -> list[int]:
     return pids
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
+def _ours(pid: int) -> bool:
+    """Started by this test process (a descendant), or orphaned (its parent is init): not a container of
+    another sandbox running on this machine at the same time."""
+    parent = _parent(pid)
+    if parent == 1:
+        return True
+    while parent > 1:
+        if parent == os.getpid():
+            return True
+        parent = _parent(parent)
+    return False
+
+
 def container_processes() -> list[int]:
-    """Processes of sandbox containers (their main process carries the start marker in its command line),
-    and zombies whose parent is this process (a container or exec process not reaped)."""
+    """Processes of this test's sandbox containers (their main process carries the start marker in its
+    command line), and zombies whose parent is this process (a container or exec process not reaped)."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -54,7 +77,7 @@ def container_processes() -> list[int]:
                 stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if READY.encode() in cmdline or (stat[0] == "Z" and int(stat[1]) == os.getpid()):
+            if (READY.encode() in cmdline and _ours(int(entry))) or (stat[0] == "Z" and int(stat[1]) == os.getpid()):
                 pids.append(int(entry))
     return pids
 
@@ -106,13 +129,13 @@ def test_stop_runs_when_the_with_block_raises(tmp_path):
 
 
 def test_a_failed_start_leaves_nothing(tmp_path):
-    before = netns_names()
+    before = ours(f"kvcsb-{os.getpid()}-")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         with pytest.raises(OSError):
             Sandbox(port=busy.getsockname()[1], workdir=tmp_path).start()
-    assert netns_names() <= before
+    assert ours(f"kvcsb-{os.getpid()}-") <= before
     assert not (tmp_path / "kubeconfig").exists()
 
 

@@ -1,5 +1,6 @@
-"""The sandbox API as the official client (kubernetes 37) sees it: pods, watches, selectors, kubelet
-statuses, deployments, the other kinds, errors (root only: pods are network namespaces)."""
+"""The sandbox API as the official client (kubernetes 37) sees it: pods, watches, selectors, deployments,
+the other kinds, errors (root only: pods are network namespaces). The kubelet's lifecycle and statuses,
+the same on every runtime, are test_runtime_contract.py's."""
 
 from __future__ import annotations
 
@@ -137,72 +138,6 @@ def test_watch_with_a_selector_sees_a_pod_leave_it_as_deleted(sandbox, core):
             break
     assert events[-1] == "DELETED"
     assert core.read_namespaced_pod("p", "default").metadata.labels == {"app": "y"}
-
-
-def test_pod_lifecycle_init_containers_in_order_then_running_and_restarts(sandbox, core):
-    manifest = pod_manifest("p", init=["prepare", AGENT_INIT], containers=[AGENT, "app"])
-    created = core.create_namespaced_pod("default", manifest)
-    assert created.status.phase == "Pending"
-    assert created.metadata.uid and created.spec.node_name == "sandbox-node"
-
-    pod = wait_for(lambda: (p := sandbox.pod("default", "p")) and p["status"].get("podIP") and
-                   "running" in statuses(p, "initContainerStatuses")[AGENT_INIT]["state"] and p,
-                   what="init agent running")
-    init = statuses(pod, "initContainerStatuses")
-    assert init["prepare"]["state"]["terminated"]["exitCode"] == 0
-    assert init["prepare"]["state"]["terminated"]["reason"] == "Completed"
-    assert statuses(pod)[AGENT]["state"] == {"waiting": {"reason": "PodInitializing"}}
-    assert pod["status"]["phase"] == "Pending"
-    assert pod["status"]["podIPs"] == [{"ip": pod["status"]["podIP"]}]
-    conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
-    assert conditions["PodScheduled"] == "True" and conditions["Initialized"] == "False"
-    assert sandbox.pod_netns("default", "p") in netns_names()
-
-    # only running containers accept execs
-    with pytest.raises(ApiException):
-        exec_in(core, "p", AGENT, ["true"])
-    rc, out = exec_in(core, "p", AGENT_INIT, ["ip", "-br", "addr", "show", "eth0"])
-    assert rc == 0 and pod["status"]["podIP"] in out
-
-    assert exec_in(core, "p", AGENT_INIT, ["kill", "-TERM", "1"])[0] in TERMINATE_CODES
-    pod = wait_for(lambda: (p := sandbox.pod("default", "p")) and p["status"]["phase"] == "Running" and p,
-                   what="pod running")
-    init = statuses(pod, "initContainerStatuses")[AGENT_INIT]
-    assert init["state"]["terminated"]["exitCode"] == 0 and init["state"]["terminated"]["reason"] == "Completed"
-    main = statuses(pod)
-    assert all(main[c]["ready"] and main[c]["started"] and "running" in main[c]["state"] for c in (AGENT, "app"))
-    assert all(main[c]["containerID"].startswith("containerd://") for c in (AGENT, "app"))
-    assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"] == "True"
-
-    # TERM to a main container: terminated, then restarted with restartCount 1, each step an event
-    rv = pod["metadata"]["resourceVersion"]
-    assert exec_in(core, "p", AGENT, ["kill", "-TERM", "1"])[0] in TERMINATE_CODES
-    steps = []
-    for event in watch.Watch().stream(core.list_namespaced_pod, "default", resource_version=rv, timeout_seconds=5):
-        agent = next(s for s in event["object"].status.container_statuses if s.name == AGENT)
-        steps.append("terminated" if agent.state.terminated else "running" if agent.state.running else "waiting")
-        if agent.restart_count == 1 and agent.state.running:
-            assert agent.last_state.terminated.exit_code == 0
-            break
-    assert steps[0] == "terminated" and steps[-1] == "running"
-
-
-def test_delete_makes_a_pod_terminating_then_gone_with_its_namespace(sandbox, core):
-    core.create_namespaced_pod("default", pod_manifest("p", init=[]))
-    wait_for(lambda: phase(sandbox, "p") == "Running", what="running")
-    netns = sandbox.pod_netns("default", "p")
-    rv = core.list_namespaced_pod("default").metadata.resource_version
-    core.delete_namespaced_pod("p", "default")
-    seen = []
-    for event in watch.Watch().stream(core.list_namespaced_pod, "default", resource_version=rv, timeout_seconds=5):
-        seen.append((event["type"], event["object"].metadata.deletion_timestamp is not None))
-        if event["type"] == "DELETED":
-            break
-    assert seen == [("MODIFIED", True), ("DELETED", True)]
-    assert netns not in netns_names()
-    with pytest.raises(ApiException) as raised:
-        core.read_namespaced_pod("p", "default")
-    assert raised.value.status == 404
 
 
 def test_pod_recreated_with_the_same_name_is_a_new_pod_with_a_new_namespace(sandbox, core):

@@ -61,8 +61,9 @@ def test_kubectl_deployment_progresses_execs_and_deletes(sandbox, kubectl, tmp_p
         reader = LineReader(watcher)
         assert "deployment.apps/vx created" in kubectl("create", "-f", str(manifest)).stdout
 
-        pods = wait_for(lambda: len(rows := pod_rows(kubectl)) == 3 and all(r[2] == "Init:0/1" for r in rows.values())
-                        and rows, what="3 pods in Init:0/1")
+        pods = wait_for(lambda: len(rows := pod_rows(kubectl)) == 3 and all(r[2] == "Init:0/1" and r[5] != "<none>"
+                                                                            for r in rows.values())
+                        and rows, what="3 pods in Init:0/1 with their IP")
         header = kubectl("get", "pods").stdout.splitlines()[0].split()
         assert header == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP"]
         for row in pods.values():

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 from apihelpers import deployment_manifest, pod_manifest
+from polling import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -153,8 +154,10 @@ def walk(w: Walker) -> None:
     w.call("PATCH", f"{deploy}/scale", 422, {"spec": {"replicas": -1}}, content_type="application/merge-patch+json")
     status = w.json("GET", f"{deploy}/status", 200)
     w.call("PUT", f"{deploy}/status", 200, status)
-    w.call("POST", f"{ns}/pods", 201, pod_manifest("q"))
+    w.call("POST", f"{ns}/pods", 201, pod_manifest("q", init=[]))
     w.call("GET", f"{ns}/pods/q/status", 200)
+    wait_for(lambda: w.json("GET", f"{ns}/pods/q", 200)["status"].get("phase") == "Running",
+             what="pod q running (its log is served from then on; before, a 400 as the API server gives)")
     w.call("GET", f"{ns}/pods/q/log", 200)
 
     # errors

@@ -1,18 +1,25 @@
-"""Helpers for the sandbox API tests (imported as `apihelpers`: the test directories are not packages)."""
+"""Helpers for the tests of the sandbox API on any runtime (imported as `apihelpers`: the test directories
+are not packages): manifests, and exec through the official client with everything it returns (output,
+channel 3, time)."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 
 import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes.config import incluster_config
+from kubernetes.stream import stream
 from polling import wait_for
+
 
 AGENT_INIT = "vxlan-controller-agent-init"
 AGENT = "vxlan-controller-agent"
@@ -22,14 +29,24 @@ AGENT = "vxlan-controller-agent"
 TERMINATE_CODES = (0, 137)
 
 
-def pod_manifest(name: str, labels: dict | None = None, init: list[str] | None = None,
-                 containers: list[str] | None = None) -> dict:
+#: the agent image as the seed's manifests name it (the docker runtime runs the local build of it; the
+#: netns runtime runs the agent script whatever the image)
+AGENT_IMAGE = "openvnf/kube-vxlan-controller-agent"
+
+
+def agent_container(name: str) -> dict:
+    return {"name": name, "image": AGENT_IMAGE, "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}
+
+
+def pod_manifest(name: str, labels: dict | None = None, init: list[str | dict] | None = None,
+                 containers: list[str | dict] | None = None) -> dict:
+    """A pod whose containers are agents (a name) or given in full (a dict)."""
     init = [AGENT_INIT] if init is None else init
     containers = [AGENT] if containers is None else containers
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": labels or {"app": "test"}},
-            "spec": {"initContainers": [{"name": c, "image": "agent"} for c in init],
-                     "containers": [{"name": c, "image": "agent"} for c in containers]}}
+            "spec": {"initContainers": [c if isinstance(c, dict) else agent_container(c) for c in init],
+                     "containers": [c if isinstance(c, dict) else agent_container(c) for c in containers]}}
 
 
 def deployment_manifest(name: str, replicas: int) -> dict:
@@ -37,13 +54,66 @@ def deployment_manifest(name: str, replicas: int) -> dict:
             "metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                      "template": {"metadata": {"labels": {"app": name, "vxlan.openvnf.org": "true"}},
-                                  "spec": {"initContainers": [{"name": AGENT_INIT, "image": "agent"}],
-                                           "containers": [{"name": AGENT, "image": "agent"}]}}}}
+                                  "spec": {"initContainers": [agent_container(AGENT_INIT)],
+                                           "containers": [agent_container(AGENT)]}}}}
 
 
 def netns_names() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+# -- exec through the official client ------------------------------------------------------------------
+@dataclass
+class Outcome:
+    stdout: str
+    stderr: str
+    status: dict | None  # channel 3, parsed; None while the command runs
+    elapsed: float
+
+
+def open_exec(api: k8s.CoreV1Api, pod: str, argv: list[str], *, container: str = "c", stdin: bool = False,
+              protocol: str | None = None, namespace: str = "default"):
+    extra = {"_headers": {"sec-websocket-protocol": protocol}} if protocol else {}
+    return stream(api.connect_get_namespaced_pod_exec, pod, namespace, command=argv, container=container,
+                  stdin=stdin, stdout=True, stderr=True, tty=False, _preload_content=False, **extra)
+
+
+def close(resp) -> None:
+    """`resp.close()` alone leaks the socket when the server closed first (websocket-client marks the
+    connection closed when it answers the server's close frame, and `close()` then returns early)."""
+    resp.close()
+    resp.sock.shutdown()
+
+
+def finish(resp, timeout: float, start: float) -> Outcome:
+    resp.run_forever(timeout=timeout)
+    raw = resp.read_channel(3, timeout=0) if not resp.is_open() else ""
+    out = Outcome(resp.read_stdout(timeout=0), resp.read_stderr(timeout=0),
+                  json.loads(raw) if raw else None, time.monotonic() - start)
+    return out
+
+
+def run(api, pod, argv, *, timeout: float = 10.0, stdin_data: str | None = None, close_stdin: bool = True,
+        **kw) -> Outcome:
+    start = time.monotonic()
+    resp = open_exec(api, pod, argv, stdin=stdin_data is not None, **kw)
+    try:
+        if stdin_data is not None:
+            resp.write_stdin(stdin_data)
+            if close_stdin:
+                resp.close_channel(0)
+        return finish(resp, timeout, start)
+    finally:
+        close(resp)
+
+
+def exit_code(status: dict | None) -> int | None:
+    if status is None:
+        return None
+    if status["status"] == "Success":
+        return 0
+    return int(status["details"]["causes"][0]["message"])
 
 
 def incluster_api(sandbox, directory, monkeypatch, namespace: str, serviceaccount: str):
