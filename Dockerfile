@@ -36,8 +36,9 @@ FROM ${PYTHON_BASE} AS controller
 # tini as PID 1: it forwards SIGTERM/SIGINT to the controller (so `kill -TERM 1` in the pod, and the
 # kubelet's stop, reach the Python process and trigger its graceful shutdown), and it reaps zombies,
 # which a Python PID 1 would not do for children it did not start itself (e.g. left by `kubectl exec`).
+# procps for a `kill` binary: the seed's restart is `kubectl exec $POD -- kill -TERM 1`.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tini \
+ && apt-get install -y --no-install-recommends tini procps \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /opt/kvc /opt/kvc
 # on PATH for `kubectl exec $POD -- kube-vxlan-controller inspect nets …`

@@ -119,6 +119,8 @@ class PodActor(pykka.ThreadingActor):
         self.last_sync = float("-inf")
         #: the last pass ended with a timed-out exec: the next uses the executor's suspect slots
         self.timed_out = False
+        #: the last RBAC denial said (log line, Event); said again only when it changes or after a success
+        self.denial = ""
         self.execs = 0
         self.passes = 0
 
@@ -220,6 +222,8 @@ class PodActor(pykka.ThreadingActor):
         else:
             self.backoff.reset()
             self.timed_out = False
+            if run.count:  # an exec went through: a later denial is news again
+                self.denial = ""
             if self.status in _FAILED:
                 self._enter(Status.WIRED if self.last_sync > float("-inf") and pod.agent_running
                             else Status.RELEASED if self.released is not None else Status.WAITING)
@@ -312,7 +316,8 @@ class PodActor(pykka.ThreadingActor):
     def _forbidden(self, pod: Pod, error: Forbidden) -> None:
         """RBAC denied an exec: said once per pod (log line and Event) until the denial changes, then
         retried with backoff like any failure, so a restored role takes effect without a restart."""
-        if (self.status, self.error) != (Status.FORBIDDEN, str(error)):
+        if self.denial != str(error):
+            self.denial = str(error)
             logger.error("pod {}: the controller lacks a permission, retrying until it is granted: {}", pod.key,
                          error)
             self._event(pod, "VxlanForbidden", f"kube-vxlan-controller lacks a permission: {error}")

@@ -13,13 +13,21 @@ process), containers also `kvcsb.pod=<pod uid>`:
 
 A container instance runs from its image in the infra container's network namespace (`NetworkMode:
 container:<infra>`), in a PID namespace of its own, with Docker's default capabilities plus/minus its
-securityContext's `capabilities.add/drop` (and `runAsUser/runAsGroup`), its env (plain `value`s), its
-workingDir, and command/args as the kubelet maps them: `command` replaces the image's ENTRYPOINT (and drops
+securityContext's `capabilities.add/drop`, `runAsUser/runAsGroup` (the pod's as default) and
+`readOnlyRootFilesystem`, the pod's emptyDir volumes it mounts (tmpfs), its env (`value`s, and the downward
+API's `fieldRef`s: see `field_value`), its workingDir, and command/args as the kubelet maps them: `command` replaces the image's ENTRYPOINT (and drops
 its CMD), `args` replace its CMD; with neither, the image's own. Images are never pulled: the pod spec's
 name (`:latest` when untagged), except that the seed's agent image (`openvnf/kube-vxlan-controller-agent`,
 any tag, or `kube-vxlan-controller-agent`) is the local `AGENT_IMAGE`. A missing image: the container
 waits (ErrImageNeverPull, the kubelet's message for pull policy Never; a configuration the engine refuses:
 CreateContainerError with its message), and the kubelet tries again later.
+
+In-cluster (the sandbox serves HTTPS, `in_cluster` set): every container gets its pod's service-account
+files (token, ca.crt, namespace) read-only at /var/run/secrets/kubernetes.io/serviceaccount and
+KUBERNETES_SERVICE_HOST/PORT pointing at the sandbox's HTTPS listener on this network's gateway, as a
+kubelet gives them (unless the pod says automountServiceAccountToken: false), so the official client's
+in-cluster config works unchanged. httpGet probes (probes.py, run by the kubelet) reach the pod's IP from
+this machine (`http_get`); a failed liveness probe stops the instance (`stop_container`).
 
 Restarts: each start is a new container; the instance before it is kept (for `logs --previous`) and
 removed at the next start, as the kubelet does.
@@ -55,14 +63,18 @@ import itertools
 import json
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from loguru import logger
 
 from .dockerengine import Engine, EngineError, frames, get_sync, socket_path
 from .execws import OCI_EXEC_FAILED, STDERR, STDOUT, ExecError, ExecSession, exec_start_error
+from .incluster import MOUNT_PATH, InCluster
 from .node import PREFIX
 from .runtime import ContainerRuntime, ContainerWaiting, RuntimeUnavailable, StartFailed
 
@@ -75,6 +87,27 @@ LABEL, POD_LABEL, CONTAINER_LABEL = PREFIX, f"{PREFIX}.pod", f"{PREFIX}.containe
 #: how long a stop may take beyond the grace (the engine's own work)
 STOP_SLACK = 30.0
 _tags = itertools.count(1)
+
+
+#: the downward API's fields (env valueFrom.fieldRef) the sandbox fills in
+_FIELDS = {
+    "metadata.name": lambda pod: pod.name,
+    "metadata.namespace": lambda pod: pod.namespace,
+    "metadata.uid": lambda pod: pod.uid,
+    "spec.serviceAccountName": lambda pod: pod.spec.get("serviceAccountName") or "default",
+    "spec.nodeName": lambda pod: pod.spec.get("nodeName", ""),
+    "status.podIP": lambda pod: pod.ip,
+}
+
+
+def field_value(pod: "DockerPod", source: dict) -> str:
+    """An env var's `valueFrom`: the downward API's fieldRef (above); anything else is not supported and
+    gives '' with a warning."""
+    path = (source.get("fieldRef") or {}).get("fieldPath", "")
+    if path in _FIELDS:
+        return _FIELDS[path](pod)
+    logger.warning("sandbox: pod {}/{}: env valueFrom {} is not supported: empty", pod.namespace, pod.name, source)
+    return ""
 
 
 def resolve_image(name: str) -> str:
@@ -92,6 +125,8 @@ class DockerPod:
     name: str
     infra_id: str
     ip: str
+    #: the pod's spec (service account, volumes, pod-level security context)
+    spec: dict = field(default_factory=dict)
     #: container IDs per container name, oldest first: the current instance and the one before
     instances: dict[str, list[str]] = field(default_factory=dict)
     #: container starts in flight (removal waits for them)
@@ -115,6 +150,10 @@ class DockerRuntime(ContainerRuntime):
         self.name = f"{PREFIX}-{self.instance}"
         self.host_ip = ""
         self.subnet = ""
+        #: set by the sandbox when it serves HTTPS: pods then get service-account files and the API's address
+        self.in_cluster: InCluster | None = None
+        #: per pod, its service-account files (bind-mounted read-only at MOUNT_PATH)
+        self._secrets = Path(tempfile.gettempdir()) / f"{self.name}-serviceaccounts"
         self._path = ""
         self._engine: Engine | None = None
 
@@ -146,12 +185,15 @@ class DockerRuntime(ContainerRuntime):
         logger.info("sandbox docker network {} up: {} gateway {}", self.name, self.subnet, self.host_ip)
 
     async def stop(self) -> None:
+        shutil.rmtree(self._secrets, ignore_errors=True)
         if self._engine is not None:
             await _remove_labelled(self._engine, f"{LABEL}={self.instance}")
             await self._engine.close()
             self._engine = None
 
     def stop_from_thread(self) -> None:
+        shutil.rmtree(self._secrets, ignore_errors=True)
+
         async def remove() -> None:
             engine = Engine(self._path)
             try:
@@ -166,7 +208,7 @@ class DockerRuntime(ContainerRuntime):
     def _container_name(self, namespace: str, pod: str, uid: str, container: str) -> str:
         return f"{self.name}_{container}_{pod}_{namespace}_{uid[:8]}"
 
-    async def add_pod(self, uid: str, namespace: str, name: str) -> DockerPod:
+    async def add_pod(self, uid: str, namespace: str, name: str, spec: dict) -> DockerPod:
         engine = self._engine
         created = await engine.call("POST", "/containers/create",
                                     {"name": self._container_name(namespace, name, uid, "POD")}, {
@@ -180,7 +222,7 @@ class DockerRuntime(ContainerRuntime):
             await asyncio.shield(_remove(engine, infra))
             raise
         ip = info["NetworkSettings"]["Networks"][self.name]["IPAddress"]
-        return DockerPod(uid, namespace, name, infra, ip)
+        return DockerPod(uid, namespace, name, infra, ip, spec)
 
     async def remove_pod(self, pod: DockerPod, grace: float) -> None:
         engine = self._engine
@@ -192,6 +234,7 @@ class DockerRuntime(ContainerRuntime):
             await asyncio.gather(*(_stop(engine, c, grace) for c in containers))
         await asyncio.gather(*(_remove(engine, c) for c in containers))
         await _remove(engine, pod.infra_id)
+        shutil.rmtree(self._secrets / pod.uid, ignore_errors=True)
         logger.debug("sandbox: pod {}/{}: {} containers and the infra container removed", pod.namespace,
                      pod.name, len(containers))
 
@@ -210,9 +253,12 @@ class DockerRuntime(ContainerRuntime):
         engine = self._engine
         image = resolve_image(spec["image"])
         try:
+            config = self._config(pod, name, spec, image)
+        except KeyError as exc:  # its service account does not exist (yet): the kubelet tries again
+            raise ContainerWaiting("CreateContainerConfigError", f"serviceaccount {exc} not found") from None
+        try:
             created = await engine.call("POST", "/containers/create", {
-                "name": f"{self._container_name(pod.namespace, pod.name, pod.uid, name)}_{attempt}"},
-                self._config(pod, name, spec, image))
+                "name": f"{self._container_name(pod.namespace, pod.name, pod.uid, name)}_{attempt}"}, config)
         except EngineError as exc:
             if exc.status == 404 and "no such image" in exc.message.lower():
                 logger.debug("sandbox: image {} (pod spec: {}) is not on this machine", image, spec["image"])
@@ -231,14 +277,23 @@ class DockerRuntime(ContainerRuntime):
         return DockerContainer(created["Id"])
 
     def _config(self, pod: DockerPod, name: str, spec: dict, image: str) -> dict:
-        security = spec.get("securityContext") or {}
+        pod_security = pod.spec.get("securityContext") or {}
+        security = {**{k: v for k, v in pod_security.items() if k in ("runAsUser", "runAsGroup")},
+                    **(spec.get("securityContext") or {})}
         capabilities = security.get("capabilities") or {}
+        host: dict = {"NetworkMode": f"container:{pod.infra_id}", "CapAdd": capabilities.get("add"),
+                      "CapDrop": capabilities.get("drop"), "ReadonlyRootfs": bool(security.get("readOnlyRootFilesystem")),
+                      "Tmpfs": self._empty_dirs(pod, spec), "Binds": []}
+        env = [f"{e['name']}={field_value(pod, e['valueFrom']) if 'valueFrom' in e else e.get('value', '')}"
+               for e in spec.get("env") or []]
+        if self.in_cluster is not None and pod.spec.get("automountServiceAccountToken", True) is not False:
+            env += [f"{k}={v}" for k, v in self.in_cluster.env().items()]
+            host["Binds"].append(f"{self._service_account_dir(pod)}:{MOUNT_PATH}:ro")
         config: dict = {
             "Image": image,
-            "Env": [f"{e['name']}={e.get('value', '')}" for e in spec.get("env") or [] if "valueFrom" not in e],
+            "Env": env,
             "Labels": {LABEL: self.instance, POD_LABEL: pod.uid, CONTAINER_LABEL: name},
-            "HostConfig": {"NetworkMode": f"container:{pod.infra_id}", "CapAdd": capabilities.get("add"),
-                           "CapDrop": capabilities.get("drop")},
+            "HostConfig": host,
         }
         if spec.get("command"):
             config["Entrypoint"], config["Cmd"] = spec["command"], spec.get("args") or []
@@ -250,6 +305,44 @@ class DockerRuntime(ContainerRuntime):
             config["User"] = str(security["runAsUser"]) + (
                 f":{security['runAsGroup']}" if security.get("runAsGroup") is not None else "")
         return config
+
+    @staticmethod
+    def _empty_dirs(pod: DockerPod, spec: dict) -> dict[str, str]:
+        """The container's mounts of the pod's emptyDir volumes, as tmpfs (writable by any user; a
+        `sizeLimit` of Mi/Gi becomes the tmpfs size). Other volume kinds are not supported."""
+        empty = {v["name"]: v["emptyDir"] or {} for v in pod.spec.get("volumes") or [] if "emptyDir" in v}
+        mounts = {}
+        for mount in spec.get("volumeMounts") or []:
+            if mount.get("name") in empty:
+                limit = str(empty[mount["name"]].get("sizeLimit", ""))
+                size = f",size={limit[:-2]}m" if limit.endswith("Mi") else (
+                    f",size={limit[:-2]}g" if limit.endswith("Gi") else "")
+                mounts[mount["mountPath"]] = "mode=1777" + size
+        return mounts
+
+    def _service_account_dir(self, pod: DockerPod) -> str:
+        """The pod's service-account files (token, ca.crt, namespace) on this machine, written once per pod,
+        readable by any user as a kubelet's projected volume is (mode 0644), removed with the pod."""
+        directory = self._secrets / pod.uid
+        if not directory.exists():
+            account = pod.spec.get("serviceAccountName") or "default"
+            self.in_cluster.write(directory, pod.namespace, account)
+            directory.chmod(0o755)
+            for file in directory.iterdir():
+                file.chmod(0o644)
+        return str(directory)
+
+    supports_probes = True
+
+    async def http_get(self, pod: DockerPod, port: int, path: str, timeout: float) -> int:
+        """An httpGet probe's request to the pod's IP (this machine routes to the sandbox's network)."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.get(f"http://{pod.ip}:{port}{path}", allow_redirects=False) as response:
+                return response.status
+
+    async def stop_container(self, pod: DockerPod, instance: DockerContainer, grace: float) -> None:
+        """Stop one instance (TERM, KILL after `grace`), as the kubelet does for a failed liveness probe."""
+        await _stop(self._engine, instance.id, grace)
 
     async def wait(self, pod: DockerPod, instance: DockerContainer) -> int:
         while True:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -45,6 +46,7 @@ from typing import Any
 from loguru import logger
 
 from . import errors
+from .probes import Probe, probes_of, run_probe
 from .resources import PODS
 from .runtime import ContainerRuntime, ContainerWaiting, StartFailed
 from .store import Event, Store, now_rfc3339
@@ -74,10 +76,20 @@ class Container:
     message: str | None = None  # of the last termination, when the runtime said why
     #: the runtime's instance while the container runs
     instance: Any = field(default=None, repr=False)
+    #: its readiness probe's verdict for the running instance (True without a probe that runs)
+    probe_ready: bool = True
+    #: the probe tasks of the running instance (cancelled when it ends)
+    probes: set = field(default_factory=set, repr=False)
 
-    def run(self, container_id: str, instance: Any = None) -> None:
+    def run(self, container_id: str, instance: Any = None, probed: bool = False) -> None:
         self.state, self.started_at, self.finished_at = "running", now_rfc3339(), None
-        self.container_id, self.instance = container_id, instance
+        self.container_id, self.instance, self.probe_ready = container_id, instance, not probed
+
+    @property
+    def ready(self) -> bool:
+        if self.init:
+            return self.state == "terminated" and self.exit_code == 0
+        return self.state == "running" and self.probe_ready
 
     def terminate(self, exit_code: int = 0, reason: str | None = None, message: str | None = None) -> None:
         self.state, self.exit_code, self.finished_at = "terminated", exit_code, now_rfc3339()
@@ -108,7 +120,7 @@ class Container:
             "name": self.name,
             "state": state,
             "lastState": {"terminated": self.last_terminated} if self.last_terminated else {},
-            "ready": (self.state == "terminated" and self.exit_code == 0) if self.init else running,
+            "ready": self.ready,
             "restartCount": self.restart_count,
             "image": self.image,
             "imageID": "",
@@ -128,6 +140,8 @@ class PodRuntime:
     init_containers: list[Container]
     containers: list[Container]
     restart_policy: str = "Always"
+    #: the pod's spec as created (the runtime reads what applies to all containers from it)
+    spec: dict = field(default_factory=dict)
     #: the runtime's pod sandbox (its network namespace), once set up
     sandbox: Any = None
     ip: str | None = None
@@ -247,7 +261,7 @@ class Kubelet:
                              for c in spec.get("initContainers") or []],
             containers=[Container(c["name"], c.get("image", ""), False, copy.deepcopy(c))
                         for c in spec.get("containers") or []],
-            restart_policy=spec.get("restartPolicy", "Always"),
+            restart_policy=spec.get("restartPolicy", "Always"), spec=copy.deepcopy(spec),
         )
         self._pods[runtime.uid] = runtime
         self._spawn(runtime, self._start(runtime))
@@ -259,7 +273,8 @@ class Kubelet:
 
     async def _start(self, runtime: PodRuntime) -> None:
         self._publish(runtime)
-        runtime.setup = asyncio.ensure_future(self._runtime.add_pod(runtime.uid, runtime.namespace, runtime.name))
+        runtime.setup = asyncio.ensure_future(self._runtime.add_pod(runtime.uid, runtime.namespace, runtime.name,
+                                                                    runtime.spec))
         try:
             runtime.sandbox = await asyncio.shield(runtime.setup)
         except asyncio.CancelledError:
@@ -304,8 +319,38 @@ class Kubelet:
             container.run(exc.container_id)
             container.terminate(128, "StartError", exc.message)
             return None
-        container.run(instance.container_id, instance)
+        probes = probes_of(container.spec) if self._runtime.supports_probes and not container.init else []
+        container.run(instance.container_id, instance,
+                      probed=any(probe.kind == "readiness" for probe in probes))
+        for probe in probes:
+            self._spawn_probe(runtime, container, instance, probe)
         return instance
+
+    def _spawn_probe(self, runtime: PodRuntime, container: Container, instance: Any, probe: Probe) -> None:
+        """Run `probe` for as long as `instance` is the container's: readiness sets its `ready`, a failed
+        liveness probe stops the instance with the pod's grace period (the restart follows as for any exit)."""
+        def on_ready(ready: bool) -> None:
+            if container.instance is instance:
+                container.probe_ready = ready
+                self._publish(runtime)
+
+        def on_dead() -> None:
+            if container.instance is instance and not runtime.deleting:
+                grace = float(runtime.spec.get("terminationGracePeriodSeconds", 30))
+                self._spawn(runtime, self._runtime.stop_container(runtime.sandbox, instance, grace))
+
+        async def probing() -> None:
+            task = asyncio.current_task()
+            try:
+                await run_probe(probe, functools.partial(self._runtime.http_get, runtime.sandbox), on_ready=on_ready,
+                                on_dead=on_dead, name=f"pod {runtime.namespace}/{runtime.name} container {container.name}")
+            finally:
+                container.probes.discard(task)
+
+        task = asyncio.get_running_loop().create_task(probing())
+        container.probes.add(task)
+        runtime.tasks.add(task)
+        task.add_done_callback(runtime.tasks.discard)
 
     def _restarts(self, runtime: PodRuntime, container: Container) -> bool:
         """Does restartPolicy start the terminated container again? (An init container that exited 0 is
@@ -323,6 +368,8 @@ class Kubelet:
         while True:
             if instance is not None:
                 code = await self._runtime.wait(runtime.sandbox, instance)
+                for task in list(container.probes):
+                    task.cancel()
                 if runtime.deleting:
                     return False
                 logger.info("sandbox: pod {}/{} container {} exited {}", runtime.namespace, runtime.name,
@@ -360,9 +407,9 @@ class Kubelet:
     def _status(self, runtime: PodRuntime) -> dict:
         initialized = all(c.state == "terminated" and c.exit_code == 0 for c in runtime.init_containers) \
             and runtime.sandbox is not None
-        ready = initialized and all(c.state == "running" for c in runtime.containers)
+        ready = initialized and all(c.ready for c in runtime.containers)
         running = initialized and any(c.state == "running" for c in runtime.containers)
-        not_ready = [c.name for c in runtime.containers if c.state != "running"]
+        not_ready = [c.name for c in runtime.containers if not c.ready]
         pending_init = [c.name for c in runtime.init_containers if c.state != "terminated"]
         init_failed = any(c.state == "terminated" and c.exit_code != 0 and not self._restarts(runtime, c)
                           for c in runtime.init_containers)

@@ -89,7 +89,7 @@ class NetnsRuntime(ContainerRuntime):
     def stop_from_thread(self) -> None:
         self.network.stop()
 
-    async def add_pod(self, uid: str, namespace: str, name: str) -> NetnsPod:
+    async def add_pod(self, uid: str, namespace: str, name: str, spec: dict) -> NetnsPod:
         netns, ip = await asyncio.get_running_loop().run_in_executor(None, self.network.add_pod, uid)
         return NetnsPod(uid, namespace, name, netns, ip)
 

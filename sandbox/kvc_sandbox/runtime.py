@@ -4,7 +4,7 @@ dockerruntime.py implement it.
     runtime = NetnsRuntime(…) or DockerRuntime(…)
     runtime.preflight()                                       # before the loop: RuntimeUnavailable
     await runtime.start()                                     # its node network
-    pod = await runtime.add_pod(uid, namespace, name)         # the pod's sandbox: network namespace, pod.ip
+    pod = await runtime.add_pod(uid, namespace, name, spec)   # the pod's sandbox: network namespace, pod.ip
     instance = await runtime.start_container(pod, name, spec, init=…, attempt=…)   # ContainerWaiting, StartFailed
     code = await runtime.wait(pod, instance)                  # its main process's exit code
     exec = runtime.exec(pod, instance)                        # runs commands in it (execws.ContainerExec)
@@ -69,6 +69,10 @@ class Instance(Protocol):
 class ContainerRuntime(abc.ABC):
     #: the pod's hostIP: the gateway of the pods' network
     host_ip: str
+    #: the kubelet runs httpGet probes (probes.py) only on a runtime whose pods this machine reaches; such a
+    #: runtime has `async http_get(pod, port, path, timeout) -> status` and `async stop_container(pod,
+    #: instance, grace)` (a failed liveness probe). The netns runtime's pods live in a namespace of their own.
+    supports_probes = False
 
     @abc.abstractmethod
     def preflight(self) -> None:
@@ -88,8 +92,9 @@ class ContainerRuntime(abc.ABC):
         """`stop`, from another thread, when the sandbox's loop does not end."""
 
     @abc.abstractmethod
-    async def add_pod(self, uid: str, namespace: str, name: str) -> PodSandbox:
-        """The pod's network namespace on the node network, with its IP."""
+    async def add_pod(self, uid: str, namespace: str, name: str, spec: dict) -> PodSandbox:
+        """The pod's network namespace on the node network, with its IP. `spec`: the pod's spec (a copy),
+        for what applies to all its containers (service account, volumes, security context)."""
 
     @abc.abstractmethod
     async def remove_pod(self, pod: PodSandbox, grace: float) -> None:

@@ -392,7 +392,8 @@ def test_release_counts_0_137_and_a_gone_container_as_released(scheduler, outcom
     assert (state.status == "set up") == released, state
 
 
-def test_a_forbidden_exec_is_said_once_and_converges_once_the_role_is_restored(scheduler):
+@pytest.mark.parametrize("phase", ["fdb sync", "setup"])
+def test_a_forbidden_exec_is_said_once_and_converges_once_the_role_is_restored(scheduler, phase):
     from loguru import logger
 
     from kube_vxlan_controller.backoff import Backoff
@@ -425,6 +426,9 @@ def test_a_forbidden_exec_is_said_once_and_converges_once_the_role_is_restored(s
         assert len(said) == 1 and "default/p-u1" in said[0] and "pods/exec" in said[0], lines
         assert not [line for line in lines if "retrying in" in line]
         fake.allowed.set()
-        wait_for(lambda: fake.fdb.get("vxeth0") == {"10.0.0.2"}, what="fdb == peers once allowed")
+        if phase == "setup":
+            wait_for(lambda: fake.calls[-1] != ["denied"], what="setup runs once allowed")
+        else:
+            wait_for(lambda: fake.fdb.get("vxeth0") == {"10.0.0.2"}, what="fdb == peers once allowed")
     finally:
         logger.remove(sink)

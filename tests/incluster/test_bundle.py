@@ -1,0 +1,235 @@
+"""The bundle as a user applies it: `kubectl apply -f deploy/bundle.yaml`, `kubectl create -f
+deploy/example.yaml`, and the controller runs in its pod from its image, with in-cluster config and
+exactly the bundle's roles, and wires the seed's example; the seed's operator commands, verbatim.
+
+Every fact is read through kubectl: fdb entries from `bridge -j fdb show` in each pod's agent
+container, pings from the app containers, the controller's state from `kubectl get`, its log from
+`kubectl logs`. The tests of this module run in order on one deployment (module fixture `deployed`);
+each leaves the example converged for the next.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timezone
+
+import pytest
+from clusters import ROOT
+from polling import wait_for
+
+pytestmark = pytest.mark.root
+
+NS = "kube-system"
+AGENT = "vxlan-controller-agent"
+#: app → its networks in deploy/example.yaml
+NETWORKS = {"a": ("vxeth1",), "b": ("vxeth2",), "gw": ("vxeth1", "vxeth2")}
+PINGS = (("a", "192.168.12.2"), ("b", "192.168.11.2"))
+CONVERGE = 90.0
+
+
+class Deployed:
+    def __init__(self, cluster) -> None:
+        self.cluster = cluster
+        self.kubectl = cluster.kubectl
+
+    # -- reading -------------------------------------------------------------------------------------
+    def pod(self, app: str, namespace: str = "default") -> dict | None:
+        """The one live (not terminating) pod of `app`, or None."""
+        items = self.cluster.json("-n", namespace, "get", "pods", "-l", f"run={app}")["items"]
+        live = [p for p in items if not p["metadata"].get("deletionTimestamp")]
+        return live[0] if len(live) == 1 else None
+
+    def controller(self) -> dict:
+        return wait_for(lambda: self.pod("kube-vxlan-controller", NS), timeout=60, what="one controller pod")
+
+    def controller_name(self) -> str:
+        """As the seed README finds it."""
+        return self.kubectl("-n", NS, "get", "po", "-l", "run=kube-vxlan-controller", "--field-selector",
+                            "status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}").stdout.strip()
+
+    def fdb(self, pod: str) -> dict[str, set[str]] | None:
+        out = self.kubectl("exec", pod, "-c", AGENT, "--", "bridge", "-j", "fdb", "show", check=False)
+        if out.returncode != 0:
+            return None
+        table: dict[str, set[str]] = {}
+        for entry in json.loads(out.stdout or "[]"):
+            if entry.get("mac") == "00:00:00:00:00:00" and "dst" in entry:
+                table.setdefault(entry["ifname"], set()).add(entry["dst"])
+        return table
+
+    def exact(self) -> bool:
+        """Every example pod's fdb holds exactly its peers' IPs, per network."""
+        pods = {app: self.pod(app) for app in NETWORKS}
+        if any(p is None or not p["status"].get("podIP") or p["status"].get("phase") != "Running"
+               for p in pods.values()):
+            return False
+        for app, pod in pods.items():
+            want = {net: {pods[o]["status"]["podIP"] for o in NETWORKS if o != app and net in NETWORKS[o]}
+                    for net in NETWORKS[app]}
+            if self.fdb(pod["metadata"]["name"]) != want:
+                return False
+        return True
+
+    def wait_exact(self, what: str) -> float:
+        started = time.monotonic()
+        wait_for(self.exact, timeout=CONVERGE, what=what, interval=0.5)
+        return time.monotonic() - started
+
+    def pings(self) -> None:
+        """The seed's pings, a → b and b → a through gw. Polled: after a pod was replaced, gw's neighbour
+        entry for its address still names the old pod's MAC until the kernel re-resolves it."""
+        for app, address in PINGS:
+            name = self.pod(app)["metadata"]["name"]
+
+            def ping() -> bool:
+                return self.kubectl("exec", name, "-c", app, "--", "ping", "-c", "1", "-W", "2", address,
+                                    check=False).returncode == 0
+
+            wait_for(ping, timeout=60, what=f"{app} pings {address}", interval=1)
+
+    def logs(self, *args: str) -> str:
+        return self.kubectl("-n", NS, "logs", *args, check=False).stdout
+
+    def metrics(self, pod: str) -> str:
+        script = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/metrics').read().decode())"
+        return self.kubectl("-n", NS, "exec", pod, "--", "python", "-c", script).stdout
+
+    def ready(self, pod: dict) -> bool:
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+@pytest.fixture(scope="module")
+def deployed(cluster):
+    d = Deployed(cluster)
+    out = d.kubectl("apply", "-f", str(ROOT / "deploy" / "bundle.yaml"))
+    assert "deployment.apps/kube-vxlan-controller" in out.stdout, out.stdout
+    d.kubectl("create", "-f", str(ROOT / "deploy" / "example.yaml"))
+    d.wait_exact("the example wired by the in-cluster controller")
+    yield d
+    d.kubectl("delete", "-f", str(ROOT / "deploy" / "example.yaml"), "--wait=false", check=False)
+    d.kubectl("delete", "-f", str(ROOT / "deploy" / "bundle.yaml"), "--wait=false", check=False)
+
+
+def test_controller_runs_from_its_image_in_cluster_and_wires_the_example(deployed):
+    pod = deployed.controller()
+    (status,) = pod["status"]["containerStatuses"]
+    assert status["image"].endswith("openvnf/kube-vxlan-controller:0.1.0")
+    assert status["restartCount"] == 0
+    wait_for(lambda: deployed.ready(deployed.controller()), timeout=60, what="Ready from /readyz")
+    log = deployed.logs(pod["metadata"]["name"])
+    assert re.search(r"Kubernetes API at https://\S+ \(controller namespace kube-system\)", log), log
+    assert "Watching pods (selector:" in log
+    deployed.pings()
+
+
+def test_seed_operator_commands_verbatim(deployed):
+    pod = deployed.controller_name()
+    assert pod
+    inspect = deployed.kubectl("-n", NS, "exec", pod, "--", "kube-vxlan-controller", "inspect", "nets", "vxeth1",
+                               "vxeth2").stdout
+    gw = deployed.pod("gw")
+    assert f" pod: default/{gw['metadata']['name']} {gw['status']['podIP']}" in inspect, inspect
+    assert re.search(r" net: dev:eth0 id:101 ip:192\.168\.11\.1/29 name:vxeth1 type:vxlan up:true", inspect), inspect
+    assert re.search(r" fdb: 00:00:00:00:00:00 dst \S+ self permanent", inspect), inspect
+    listed = deployed.kubectl("-n", NS, "exec", pod, "--", "kube-vxlan-controller", "list", "pods", "gw").stdout
+    assert listed.splitlines() == [f"default/{gw['metadata']['name']} vxeth1 192.168.11.1/29",
+                                   f"default/{gw['metadata']['name']} vxeth2 192.168.12.1/29"], listed
+
+
+def _started_at(pod: dict) -> datetime:
+    (status,) = pod["status"]["containerStatuses"]
+    return datetime.fromisoformat(status["state"]["running"]["startedAt"].replace("Z", "+00:00"))
+
+
+def test_kill_term_1_restarts_gracefully_and_repairs_what_changed_meanwhile(deployed):
+    pod = deployed.controller()
+    name = deployed.controller_name()
+    deployed.kubectl("-n", NS, "exec", name, "--", "kill", "-TERM", "1", check=False)
+    # While it is down: remove an fdb entry by hand in b, and delete pod a (its Deployment makes a new one).
+    b = deployed.pod("b")["metadata"]["name"]
+    gw_ip = deployed.pod("gw")["status"]["podIP"]
+    deployed.kubectl("exec", b, "-c", AGENT, "--", "bridge", "fdb", "del", "00:00:00:00:00:00", "dev", "vxeth2",
+                     "dst", gw_ip)
+    deployed.kubectl("delete", "pod", deployed.pod("a")["metadata"]["name"], "--wait=false")
+    changed = datetime.now(timezone.utc).replace(microsecond=0)
+    restarted = wait_for(lambda: (p := deployed.pod("kube-vxlan-controller", NS)) is not None
+                         and p["status"]["containerStatuses"][0]["restartCount"] == 1
+                         and "running" in p["status"]["containerStatuses"][0]["state"] and p,
+                         timeout=60, what="the controller container restarted")
+    (status,) = restarted["status"]["containerStatuses"]
+    assert status["lastState"]["terminated"]["exitCode"] == 0, status
+    assert restarted["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert _started_at(restarted) >= changed, "the changes were not made while the controller was down"
+    previous = deployed.logs(name, "--previous")
+    assert "received SIGTERM" in previous and "controller stopped" in previous, previous
+    seconds = deployed.wait_exact("exact again after the restart")
+    print(f"\nTERM restart: exit 0, restartCount 1, exact again {seconds:.1f}s after the restart was seen")
+    deployed.pings()
+
+
+def test_deleting_the_controller_pod_hands_over_to_the_deployments_next_pod(deployed):
+    old = deployed.controller()
+    deployed.kubectl("-n", NS, "delete", "pod", old["metadata"]["name"], "--wait=false")
+    b = deployed.pod("b")["metadata"]["name"]
+    deployed.kubectl("delete", "pod", b, "--wait=false")
+    new = wait_for(lambda: (p := deployed.pod("kube-vxlan-controller", NS)) is not None
+                   and p["metadata"]["uid"] != old["metadata"]["uid"] and deployed.ready(p) and p,
+                   timeout=90, what="the Deployment's next controller pod, Ready")
+    assert new["status"]["containerStatuses"][0]["restartCount"] == 0
+    deployed.wait_exact("exact again under the new controller pod")
+    deployed.pings()
+
+
+def _patch_clusterrole(deployed, rules: list[dict]) -> None:
+    deployed.kubectl("patch", "clusterrole", "kube-vxlan-controller", "--type", "merge", "-p",
+                     json.dumps({"rules": rules}))
+
+
+def _bundle_rules(deployed) -> list[dict]:
+    return deployed.cluster.json("get", "clusterrole", "kube-vxlan-controller")["rules"]
+
+
+def test_without_pods_exec_it_says_what_is_missing_and_converges_once_restored(deployed):
+    full = _bundle_rules(deployed)
+    controller = deployed.controller()
+    name = controller["metadata"]["name"]
+    _patch_clusterrole(deployed, [r for r in full if "pods/exec" not in r["resources"]])
+    try:
+        a = deployed.pod("a")["metadata"]["name"]
+        deployed.kubectl("delete", "pod", a, "--wait=false")
+        new_a = wait_for(lambda: (p := deployed.pod("a")) is not None and p["metadata"]["name"] != a
+                         and p["metadata"]["name"], timeout=60, what="a new pod a")
+        line = wait_for(lambda: [l for l in deployed.logs(name).splitlines()
+                                 if "lacks a permission" in l and f"default/{new_a}" in l],
+                        timeout=60, what="the log line naming the missing permission")
+        assert len(line) == 1, line
+        assert 'cannot create resource "pods/exec"' in line[0], line
+        assert re.search(r'kvc_reconcile_errors_total\{kind="forbidden"\} [1-9]', deployed.metrics(name))
+        events = deployed.cluster.json("get", "events", "--field-selector", f"involvedObject.name={new_a}")
+        assert [e["reason"] for e in events["items"]].count("VxlanForbidden") == 1, [(e["reason"], e["message"], e["firstTimestamp"]) for e in events["items"]]
+        assert not deployed.exact()
+    finally:
+        _patch_clusterrole(deployed, full)
+    deployed.wait_exact("exact again once pods/exec is granted")
+    assert deployed.controller()["status"]["containerStatuses"][0]["restartCount"] == 0
+    print("\nRBAC denial line: " + line[0])
+
+
+def test_without_events_create_it_still_wires_pods(deployed):
+    full = _bundle_rules(deployed)
+    name = deployed.controller()["metadata"]["name"]
+    _patch_clusterrole(deployed, [r for r in full if "events" not in r["resources"]])
+    try:
+        # an Event the controller wants to record: a pod with a bad network option
+        deployed.kubectl("patch", "deployment", "b", "--type", "merge", "-p", json.dumps(
+            {"spec": {"template": {"metadata": {"annotations": {
+                "vxlan.openvnf.org/networks": "vxeth2\n  ip=192.168.12.2/29\n  route=192.168.11.0/29:192.168.12.1\n"
+                                              "vxeth3\n  id=abc\n"}}}}}))
+        wait_for(lambda: "cannot record Events" in deployed.logs(name), timeout=90,
+                 what="the log line saying Events cannot be recorded")
+        deployed.wait_exact("the example wired without events create")
+    finally:
+        _patch_clusterrole(deployed, full)
+    assert deployed.logs(name).count("cannot record Events") == 1
