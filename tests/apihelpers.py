@@ -5,9 +5,11 @@ channel 3, time)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from kubernetes import client as k8s
 from kubernetes.stream import stream
@@ -48,6 +50,12 @@ def deployment_manifest(name: str, replicas: int) -> dict:
                      "template": {"metadata": {"labels": {"app": name, "vxlan.openvnf.org": "true"}},
                                   "spec": {"initContainers": [agent_container(AGENT_INIT)],
                                            "containers": [agent_container(AGENT)]}}}}
+
+
+def host_pid1() -> tuple:
+    """What identifies the host's PID 1 (a test checks that nothing run in a pod touched it)."""
+    return (os.stat("/proc/1").st_ctime, Path("/proc/1/cmdline").read_bytes(),
+            Path("/proc/1/stat").read_text().split()[21])
 
 
 def netns_names() -> set[str]:

@@ -3,7 +3,8 @@
 Serves `/version`, discovery, and for every kind of resources.py: create, get, list, watch, update,
 merge/strategic/JSON patch, delete and deletecollection, with label and field selectors; the `status`
 and `scale` subresources; pod `exec` (websocket, handed to execws.py) and `log` (the runtime's, through
-the kubelet; empty on the netns runtime). Every error is a `Status` object. kubectl's Table requests (`Accept: …;as=Table;…`) get Table responses, watches too.
+the kubelet; empty on the netns runtime). Every error is a `Status` object. kubectl's Table requests
+(`Accept: …;as=Table;…`) get Table responses, watches too.
 `POST /sandbox/faults` sets faults from another process (JSON body; see `Api.faults_endpoint`).
 
 Concurrency contract: every handler runs on the sandbox's event loop and touches the store, the kubelet

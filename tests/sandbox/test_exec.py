@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from apihelpers import TERMINATE_CODES, close, exit_code, open_exec, run
+from apihelpers import TERMINATE_CODES, close, exit_code, host_pid1, open_exec, run
 from kubernetes import client as k8s
 
 from kvc_sandbox.containers import ContainerError, ContainerProcess
@@ -130,10 +130,6 @@ def test_exec_into_a_pod_whose_namespace_is_gone_is_an_internal_error(server):
     server.node.remove_pod("b")
     out = run(server.api(), "b", ["true"])
     assert out.status["reason"] == "InternalError" and "container b is not running" in out.status["message"]
-
-
-def host_pid1() -> tuple:
-    return os.stat("/proc/1").st_ctime, Path("/proc/1/cmdline").read_bytes(), Path("/proc/1/stat").read_text().split()[21]
 
 
 def test_commands_run_in_the_containers_pid_namespace_and_see_nothing_of_the_host(server):

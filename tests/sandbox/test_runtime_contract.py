@@ -18,11 +18,10 @@ import signal
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from apihelpers import (AGENT, AGENT_IMAGE, AGENT_INIT, TERMINATE_CODES, close, exit_code, finish, netns_names,
-                        open_exec, pod_manifest, run)
+from apihelpers import (AGENT, AGENT_IMAGE, AGENT_INIT, TERMINATE_CODES, close, exit_code, finish, host_pid1,
+                        netns_names, open_exec, pod_manifest, run)
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 from polling import wait_for
@@ -96,10 +95,6 @@ def init_agent_state(core, pod: str):
 
 def phase(core, pod: str) -> str:
     return core.read_namespaced_pod(pod, "default").status.phase
-
-
-def host_pid1() -> tuple:
-    return os.stat("/proc/1").st_ctime, Path("/proc/1/cmdline").read_bytes(), Path("/proc/1/stat").read_text().split()[21]
 
 
 # -- exec ------------------------------------------------------------------------------------------------
