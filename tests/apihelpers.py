@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kubernetes import client as k8s
 from kubernetes.stream import stream
+from polling import wait_for
 
 
 AGENT_INIT = "vxlan-controller-agent-init"
@@ -106,6 +107,14 @@ def run(api, pod, argv, *, timeout: float = 10.0, stdin_data: str | None = None,
         return finish(resp, timeout, start)
     finally:
         close(resp)
+
+
+def wait_agent_looping(api, pod: str, container: str = "c") -> None:
+    """Wait until the agent in the container is in its loop: it starts by removing a /run/terminate left
+    from an earlier run, so a touch before that is lost (the controller touches long after, to release it).
+    In its loop it sleeps between looks."""
+    wait_for(lambda: "sleep" in run(api, pod, ["ps", "-e", "-o", "comm="], container=container).stdout.split(),
+             what=f"the agent of {pod}:{container} in its loop")
 
 
 def exit_code(status: dict | None) -> int | None:
