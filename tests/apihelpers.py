@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import yaml
@@ -56,6 +57,12 @@ def deployment_manifest(name: str, replicas: int) -> dict:
                      "template": {"metadata": {"labels": {"app": name, "vxlan.openvnf.org": "true"}},
                                   "spec": {"initContainers": [agent_container(AGENT_INIT)],
                                            "containers": [agent_container(AGENT)]}}}}
+
+
+def host_pid1() -> tuple:
+    """What identifies the host's PID 1 (a test checks that nothing run in a pod touched it)."""
+    return (os.stat("/proc/1").st_ctime, Path("/proc/1/cmdline").read_bytes(),
+            Path("/proc/1/stat").read_text().split()[21])
 
 
 def netns_names() -> set[str]:
@@ -106,6 +113,14 @@ def run(api, pod, argv, *, timeout: float = 10.0, stdin_data: str | None = None,
         return finish(resp, timeout, start)
     finally:
         close(resp)
+
+
+def wait_agent_looping(api, pod: str, container: str = "c") -> None:
+    """Wait until the agent in the container is in its loop: it starts by removing a /run/terminate left
+    from an earlier run, so a touch before that is lost (the controller touches long after, to release it).
+    In its loop it sleeps between looks."""
+    wait_for(lambda: "sleep" in run(api, pod, ["ps", "-e", "-o", "comm="], container=container).stdout.split(),
+             what=f"the agent of {pod}:{container} in its loop")
 
 
 def exit_code(status: dict | None) -> int | None:

@@ -1,12 +1,11 @@
 """The sandbox's HTTP API: the routes of a Kubernetes API server, in its wire format.
 
-Serves `/version`, discovery, `/openapi/v2` (JSON or protobuf) and `/openapi/v3` (openapi.py), and for every
-kind of resources.py: create, get, list, watch, update, merge/strategic/JSON patch, delete and
+Serves `/version`, discovery, `/openapi/v2` (JSON or protobuf) and `/openapi/v3` (openapi.py), and for
+every kind of resources.py: create, get, list, watch, update, merge/strategic/JSON patch, delete and
 deletecollection, with label and field selectors; the `status` and `scale` subresources; pod `exec`
-(websocket, handed to execws.py) and `log` (the runtime's, through the kubelet; empty on the netns runtime).
-Every error is a `Status` object. Every JSON answer is
-written as kube-apiserver writes it (`respond`, `encode`). kubectl's Table requests (`Accept: …;as=Table;…`)
-get Table responses, watches too.
+(websocket, handed to execws.py) and `log` (the runtime's, through the kubelet; empty on the netns
+runtime). Every error is a `Status` object. Every JSON answer is written as kube-apiserver writes it
+(`respond`, `encode`). kubectl's Table requests (`Accept: …;as=Table;…`) get Table responses, watches too.
 `POST /sandbox/faults` sets faults from another process (JSON body; see `Api.faults_endpoint`). Before
 any handler, the middleware lets access.py authenticate and authorize the request (401/403 Status);
 SelfSubjectAccessReviews are answered there too.

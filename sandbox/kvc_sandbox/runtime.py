@@ -5,7 +5,8 @@ dockerruntime.py implement it.
     runtime.preflight()                                       # before the loop: RuntimeUnavailable
     await runtime.start()                                     # its node network
     pod = await runtime.add_pod(uid, namespace, name, spec)   # the pod's sandbox: network namespace, pod.ip
-    instance = await runtime.start_container(pod, name, spec, init=…, attempt=…)   # ContainerWaiting, StartFailed
+    instance = await runtime.start_container(pod, name, spec, init=…, attempt=…)
+                                                              # ContainerWaiting, StartFailed
     code = await runtime.wait(pod, instance)                  # its main process's exit code
     exec = runtime.exec(pod, instance)                        # runs commands in it (execws.ContainerExec)
     async for chunk in runtime.logs(pod, name, previous=…, …)
@@ -20,8 +21,9 @@ is one start: a restart is a new instance (a new container ID).
 Concurrency contract: every coroutine runs on the sandbox's event loop and never blocks it (blocking work
 goes to an executor, or talks to the engine asynchronously); `start_container` and `add_pod` of different
 pods run concurrently. `preflight` and `stop_from_thread` are the only synchronous calls, made from the
-thread that starts or stops the sandbox (the loop is not running, or no longer answers). `remove_pod` may be called while a `start_container` of the same pod is still in
-flight (a pod deleted while starting): it removes that container too.
+thread that starts or stops the sandbox (the loop is not running, or no longer answers). `remove_pod` may
+be called while a `start_container` of the same pod is still in flight (a pod deleted while starting): it
+removes that container too.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from apihelpers import TERMINATE_CODES, close, exit_code, open_exec, run
+from apihelpers import TERMINATE_CODES, close, exit_code, host_pid1, open_exec, run, wait_agent_looping
 from kubernetes import client as k8s
 
 from kvc_sandbox.containers import ContainerError, ContainerProcess
@@ -132,10 +132,6 @@ def test_exec_into_a_pod_whose_namespace_is_gone_is_an_internal_error(server):
     assert out.status["reason"] == "InternalError" and "container b is not running" in out.status["message"]
 
 
-def host_pid1() -> tuple:
-    return os.stat("/proc/1").st_ctime, Path("/proc/1/cmdline").read_bytes(), Path("/proc/1/stat").read_text().split()[21]
-
-
 def test_commands_run_in_the_containers_pid_namespace_and_see_nothing_of_the_host(server):
     api = server.api()
     before = host_pid1()
@@ -181,6 +177,7 @@ def test_run_and_tmp_are_the_containers_own(server):
 def test_touch_run_terminate_ends_the_agent(server):
     api = server.api()
     container = server.containers["b"]
+    wait_agent_looping(api, "b")
     assert exit_code(run(api, "b", ["touch", "/run/terminate"]).status) == 0
     # the agent looks for the file every AGENT_POLL_SECONDS (5 s here): a loaded machine needs more than one look
     wait_for(lambda: container.exited, timeout=15, what="the agent to see /run/terminate")

@@ -18,11 +18,10 @@ import signal
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from apihelpers import (AGENT, AGENT_IMAGE, AGENT_INIT, TERMINATE_CODES, close, exit_code, finish, netns_names,
-                        open_exec, pod_manifest, run)
+from apihelpers import (AGENT, AGENT_IMAGE, AGENT_INIT, TERMINATE_CODES, close, exit_code, finish, host_pid1,
+                        netns_names, open_exec, pod_manifest, run, wait_agent_looping)
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 from polling import wait_for
@@ -96,10 +95,6 @@ def init_agent_state(core, pod: str):
 
 def phase(core, pod: str) -> str:
     return core.read_namespaced_pod(pod, "default").status.phase
-
-
-def host_pid1() -> tuple:
-    return os.stat("/proc/1").st_ctime, Path("/proc/1/cmdline").read_bytes(), Path("/proc/1/stat").read_text().split()[21]
 
 
 # -- exec ------------------------------------------------------------------------------------------------
@@ -237,6 +232,7 @@ def test_kill_term_1_ends_the_container_and_nothing_of_the_host(sandbox, core):
 def test_touch_run_terminate_ends_the_agent_in_its_own_run_only(sandbox, core):
     existed = os.path.exists("/run/terminate")
     pod = sandbox_pod(core, "old-agent", init=[AGENT_INIT])
+    wait_agent_looping(core, pod, AGENT_INIT)
     assert exit_code(run(core, pod, ["sh", "-c", "touch /run/terminate"], container=AGENT_INIT).status) == 0
     assert os.path.exists("/run/terminate") == existed  # written in the container's /run, not the host's
     wait_for(lambda: phase(core, pod) == "Running", what="Running")
