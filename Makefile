@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEBS := iputils-ping iproute2
 
-.PHONY: test demo deps venv lint clean
+.PHONY: test demo bench deps venv lint clean
 
 venv: $(BIN)/kube-vxlan-controller
 
@@ -31,6 +31,12 @@ test: venv deps lint
 
 demo: venv deps
 	$(BIN)/kube-vxlan-sandbox demo
+
+# The README's figures: every scenario, contender (this controller) against the oracle (root, ~15 min).
+# Table on stdout; bench/out/bench.json and bench/out/bench.png.
+bench: venv deps
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/python -m bench --out bench/out
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
