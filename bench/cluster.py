@@ -163,7 +163,8 @@ class PodTracker:
         self._wake.set()
         self._stream.stop()
         for thread in self._threads:
-            thread.join(10)
+            if thread.is_alive():
+                thread.join(10)
         self._cluster.close()
 
     def _on_event(self, event) -> None:

@@ -257,7 +257,8 @@ class FdbPoller:
         except (subprocess.TimeoutExpired, AttributeError):
             pass
         self.child.stop()
-        self._reader.join(5)
+        if self._reader.is_alive():
+            self._reader.join(5)
 
     def _send(self, message: dict) -> None:
         with self._lock:

@@ -61,20 +61,25 @@ class Run:
         self._exits.close()
 
     def _start(self) -> None:
-        self.sandbox = SandboxServer(self.workdir).start()
+        # Each stop is registered before its start: whatever started is stopped, even a half start.
+        self.sandbox = SandboxServer(self.workdir)
         self._exits.callback(self.sandbox.stop)
+        self.sandbox.start()
         self.sandbox.faults(exec_latency=self.scenario.latency)
         self.api = Api(self.sandbox.kubeconfig)
         self._exits.callback(self.api.close)
         self.api.configmap(self.scenario.configmap)
-        self.poller = FdbPoller(self.wiring, log=self.workdir / "poller.log").start()
+        self.poller = FdbPoller(self.wiring, log=self.workdir / "poller.log")
         self._exits.callback(self.poller.stop)
-        self.tracker = PodTracker(self.sandbox, self.wiring, self.poller, self.scenario.configmap).start()
+        self.poller.start()
+        self.tracker = PodTracker(self.sandbox, self.wiring, self.poller, self.scenario.configmap)
         self._exits.callback(self.tracker.stop)
+        self.tracker.start()
         baseline = self._wait_watches(lambda n: n >= 1, "the bench's own pod watch")
         argv = self.contestant.argv(self.sandbox.kubeconfig, self.scenario)
-        self.child = Child(self.contestant.role, argv, log=self.workdir / f"{self.contestant.role}.log").start()
+        self.child = Child(self.contestant.role, argv, log=self.workdir / f"{self.contestant.role}.log")
         self._exits.callback(self.child.stop)
+        self.child.start()
         self._wait_watches(lambda n: n > baseline, f"the {self.contestant.role} to watch pods")
         # A controller opens more than one watch (pods, its ConfigMap): wait until they stop coming.
         seen, quiet_since = self.sandbox.stats()["watches"], time.monotonic()
@@ -83,8 +88,9 @@ class Run:
             now = self.sandbox.stats()["watches"]
             if now != seen:
                 seen, quiet_since = now, time.monotonic()
-        self.sampler = Sampler(self.child).start()
+        self.sampler = Sampler(self.child)
         self._exits.callback(self.sampler.stop)
+        self.sampler.start()
 
     def _wait_watches(self, ready, what: str, timeout: float = 60.0) -> int:
         deadline = time.monotonic() + timeout
