@@ -32,7 +32,8 @@ test: venv deps lint
 demo: venv deps
 	$(BIN)/kube-vxlan-sandbox demo
 
-# The README's figures: every scenario, contender (this controller) against the oracle (root, ~15 min).
+# The README's figures: every scenario, contender (this controller) against the oracle (root; 20-30 min
+# on 2 cores, more when the machine is busy).
 # Table on stdout; bench/out/bench.json and bench/out/bench.png.
 bench: venv deps
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[test,bench]'

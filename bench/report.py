@@ -57,6 +57,8 @@ def rows(scenario: dict) -> list[tuple[str, ...]]:
         rate = lambda r: (f"{r['creations_per_second']:g}+{r['deletions_per_second']:g}"  # noqa: E731
                           if "creations_per_second" in r else "—")
         out.append((scenario["name"], "achieved /s", "", rate(c), rate(o), execs, per_pod, rss))
+        # events still unsettled after the drain: the lags below leave them out (their lag is longer)
+        out.append(("", "unsettled", "", _num(c.get("unfinished"), ""), _num(o.get("unfinished"), ""), "", "", ""))
         execs = per_pod = rss = ""
     for i, (label, keys) in enumerate(metrics):
         cv, ov = _get(c, *keys), _get(o, *keys)
@@ -82,6 +84,8 @@ def table(doc: dict) -> str:
                  "per pod: execs per pod created (churn: per creation or deletion; joins: per join).")
     lines.append("steady CPU: share of one core over the steady window (idle), with the execs run meanwhile "
                  "and the largest RSS then.")
+    lines.append("churn: achieved creations+deletions per second (paced by what the sandbox achieves); unsettled: "
+                 "joins and leaves not complete when the drain ended, left out of the lags.")
     for scenario in doc["scenarios"]:
         lines.append(f"minimal exec set, {scenario['name']}: {scenario['minimal']}")
     return "\n".join(lines)
