@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEBS := iputils-ping iproute2
 
-.PHONY: test demo deps venv lint images test-images clean
+.PHONY: test demo bench deps venv lint images test-images clean
 
 venv: $(BIN)/kube-vxlan-controller
 
@@ -43,6 +43,13 @@ test: venv deps lint test-images
 
 demo: venv deps
 	$(BIN)/kube-vxlan-sandbox demo
+
+# The README's figures: every scenario, contender (this controller) against the oracle (root; 20-30 min
+# on 2 cores, more when the machine is busy).
+# Table on stdout; bench/out/bench.json and bench/out/bench.png.
+bench: venv deps
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/python -m bench --out bench/out
 
 clean:
 	rm -rf $(VENV) *.egg-info sandbox/*.egg-info .pytest_cache wheelhouse

@@ -8,7 +8,9 @@ runtime). Every error is a `Status` object. Every JSON answer is written as kube
 (`respond`, `encode`). kubectl's Table requests (`Accept: …;as=Table;…`) get Table responses, watches too.
 `POST /sandbox/faults` sets faults from another process (JSON body; see `Api.faults_endpoint`). Before
 any handler, the middleware lets access.py authenticate and authorize the request (401/403 Status);
-SelfSubjectAccessReviews are answered there too.
+SelfSubjectAccessReviews are answered there too. `GET /sandbox/stats` tells what the server saw (see
+`Api.stats_endpoint`): benchmarks count every client's execs here, server side, the same way whoever the
+client is.
 
 Concurrency contract: every handler runs on the sandbox's event loop and touches the store, the kubelet
 and the deployment controller synchronously, so each request sees and makes one consistent change. Only
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import collections
 import copy
 import json
 import random
@@ -114,6 +117,8 @@ class Api:
         self._random = random.Random()
         #: the open watch handlers, ended on shutdown.
         self.watches: set[asyncio.Task] = set()
+        #: execs accepted (websocket upgraded), by container name, since the sandbox started.
+        self.exec_counts: collections.Counter[str] = collections.Counter()
 
     # application ---------------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -137,6 +142,7 @@ class Api:
         app.router.add_get("/openapi/v3/{gv:.*}", self._openapi_gv)
         app.router.add_post("/sandbox/faults", self.faults_endpoint)
         app.router.add_post(REVIEWS_PATH, self._access_review)
+        app.router.add_get("/sandbox/stats", self.stats_endpoint)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 
@@ -211,6 +217,18 @@ class Api:
         if body.get("compact"):
             f.compact()
         return respond(f.snapshot())
+
+    async def stats_endpoint(self, request: web.Request) -> web.Response:
+        """`execs`: {total, by_container} accepted since start; `watches`: watch streams open now; `netns`:
+        pod UID → the name of its network namespace (under /run/netns), for tools that read the kernel."""
+        netns = {}
+        for pod in self.store.list(PODS):
+            m = pod["metadata"]
+            runtime = self.kubelet.runtime(m["namespace"], m["name"])
+            if runtime is not None and runtime.netns is not None:
+                netns[m["uid"]] = runtime.netns
+        return respond({"execs": {"total": sum(self.exec_counts.values()), "by_container": dict(self.exec_counts)},
+                        "watches": len(self.watches), "netns": netns})
 
     # dispatch ------------------------------------------------------------------------------------------
     async def dispatch(self, request: web.Request):
@@ -550,6 +568,7 @@ class Api:
         container, runner = self.kubelet.exec_target(target.namespace, target.name, q.get("container"))
         if request.headers.get("Upgrade", "").lower() != "websocket":
             raise errors.ApiError(400, "BadRequest", "Upgrade request required")
+        self.exec_counts[container.name] += 1
         labels = dict((self.store.get(PODS, target.namespace, target.name) or {}).get("metadata", {})
                       .get("labels") or {})
         faults = self.faults

@@ -1,0 +1,137 @@
+"""Benchmarks side by side: a contender controller against the oracle (the minimal exec set), as root.
+
+    .venv/bin/python -m bench [--controller TEMPLATE] [--scenarios burst,joins,churn,idle] [--out DIR]
+
+Every scenario runs for the contender, then for the oracle, each on a fresh sandbox; the sandbox, the
+poller and the contestant are processes of their own (see run.py). Prints a progress line every few
+seconds, then the table on stdout; writes DIR/bench.json (every figure) and DIR/bench.png (one panel per
+scenario, when matplotlib is installed: the `bench` extra). Asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from loguru import logger
+
+from bench import report
+from bench.contestants import DEFAULT_CONTROLLER, Contender, Oracle
+from bench.run import Run
+from bench.scenarios import Burst, Churn, Idle, Joins
+
+KINDS = ("burst", "joins", "churn", "idle")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--controller", default=DEFAULT_CONTROLLER,
+                   help="command template of the contender; {kubeconfig} is replaced (default: %(default)s)")
+    p.add_argument("--scenarios", default=",".join(KINDS), help="which, in order (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("bench/out"), help="where bench.json and bench.png go")
+    p.add_argument("--burst-pods", type=_ints, default=[50, 200])
+    p.add_argument("--burst-latencies", type=_ints, default=[0, 50], help="exec latency, milliseconds")
+    p.add_argument("--joins-into", type=int, default=100)
+    p.add_argument("--joins", type=int, default=20)
+    p.add_argument("--churn-pods", type=int, default=200)
+    p.add_argument("--churn-rate", type=float, default=20.0, help="creations (and deletions) per second")
+    p.add_argument("--churn-seconds", type=float, default=60.0)
+    p.add_argument("--idle-pods", type=int, default=1000)
+    p.add_argument("--idle-networks", type=int, default=10)
+    p.add_argument("--idle-seconds", type=float, default=60.0)
+    p.add_argument("--keep-logs", action="store_true", help="keep every process's log under OUT/logs")
+    return p
+
+
+def scenarios(args) -> list:
+    chosen = []
+    for kind in args.scenarios.split(","):
+        if kind == "burst":
+            chosen += [Burst(n, latency=ms / 1000) for n in args.burst_pods for ms in args.burst_latencies]
+        elif kind == "joins":
+            chosen.append(Joins(into=args.joins_into, joins=args.joins))
+        elif kind == "churn":
+            chosen.append(Churn(pods=args.churn_pods, rate=args.churn_rate, seconds=args.churn_seconds))
+        elif kind == "idle":
+            chosen.append(Idle(pods=args.idle_pods, networks=args.idle_networks, seconds=args.idle_seconds))
+        else:
+            raise SystemExit(f"unknown scenario {kind!r}: choose among {', '.join(KINDS)}")
+    return chosen
+
+
+def _terminate(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: needs root (the sandbox's pods are network namespaces)", file=sys.stderr)
+        return 2
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    signal.signal(signal.SIGTERM, _terminate)
+    chosen = scenarios(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    logs = args.out / "logs" if args.keep_logs else Path(tempfile.mkdtemp(prefix="kvc-bench-"))
+    started = time.monotonic()
+    doc = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+           "command": shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]),
+           "controller": args.controller, "cpus": os.cpu_count(), "load_before": os.getloadavg(),
+           "scenarios": []}
+    contestants = [Contender(args.controller), Oracle()]
+    status = 0
+    try:
+        for i, scenario in enumerate(chosen):
+            entry = {"kind": scenario.kind, "name": scenario.name, "params": dataclasses.asdict(scenario),
+                     "minimal": scenario.minimal}
+            doc["scenarios"].append(entry)
+            for contestant in contestants:
+                label = f"{scenario.name} | {contestant.role}"
+                print(f"bench: {label}", file=sys.stderr, flush=True)
+                try:
+                    with Run(scenario, contestant, logs / f"{i}-{scenario.kind}-{contestant.role}", label) as run:
+                        figures = scenario.drive(run)
+                        entry[contestant.role] = {**figures, **run.figures()}
+                except Exception as error:  # noqa: BLE001 - one failed run must not cost the others
+                    print(f"bench: {label} failed: {error!r}", file=sys.stderr, flush=True)
+                    entry[contestant.role] = {"role": contestant.role, "converged": False, "error": repr(error)}
+                    status = 1
+    except KeyboardInterrupt:
+        print("bench: interrupted; everything it started is stopped", file=sys.stderr)
+        status = 130
+    finally:
+        doc["wall_seconds"] = round(time.monotonic() - started, 1)
+        doc["load_after"] = os.getloadavg()
+        report.write_json(doc, args.out / "bench.json")
+    print(report.table(doc))
+    print(f"\n{doc['date']}, {doc['wall_seconds']:.0f}s: {doc['command']}")
+    print(f"{doc['cpus']} CPUs; 1-minute load average {doc['load_before'][0]:.1f} before, "
+          f"{doc['load_after'][0]:.1f} after (other work on the machine counts too)")
+    print(f"figures: {args.out / 'bench.json'}")
+    if report.plot(doc, args.out / "bench.png"):
+        print(f"plot: {args.out / 'bench.png'}")
+    else:
+        print("plot: not drawn (matplotlib missing: pip install -e '.[bench]')")
+    if not args.keep_logs and status == 0:
+        shutil.rmtree(logs, ignore_errors=True)
+    elif not args.keep_logs:
+        print(f"logs: {logs}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
