@@ -11,33 +11,15 @@ Everything the tests do goes through kubectl, so the same tests hold both to the
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 from pathlib import Path
 
-import yaml
+from seedexample import Cluster
+
+__all__ = ["Cluster", "ROOT", "load_images_into_k3s"]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Cluster:
-    """A cluster under test: `kubectl(...)` runs the machine's kubectl against it."""
-
-    def __init__(self, name: str, kubeconfig: Path, workdir: Path) -> None:
-        self.name, self.kubeconfig, self.workdir = name, kubeconfig, workdir
-
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
-                timeout: float = 60) -> subprocess.CompletedProcess:
-        env = {**os.environ, "HOME": str(self.workdir), "KUBECONFIG": str(self.kubeconfig)}
-        proc = subprocess.run(["kubectl", "--cache-dir", str(self.workdir / "kube-cache"), *args], input=input,
-                              capture_output=True, text=True, env=env, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}")
-        return proc
-
-    def json(self, *args: str) -> dict:
-        return yaml.safe_load(self.kubectl(*args, "-o", "json").stdout)
 
 
 def load_images_into_k3s(container_id: str, images: list[str]) -> None:

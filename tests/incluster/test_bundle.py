@@ -12,93 +12,14 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import datetime, timezone
 
 import pytest
 from clusters import ROOT
 from polling import wait_for
+from seedexample import AGENT, NS, Deployed
 
 pytestmark = pytest.mark.root
-
-NS = "kube-system"
-AGENT = "vxlan-controller-agent"
-#: app → its networks in deploy/example.yaml
-NETWORKS = {"a": ("vxeth1",), "b": ("vxeth2",), "gw": ("vxeth1", "vxeth2")}
-PINGS = (("a", "192.168.12.2"), ("b", "192.168.11.2"))
-CONVERGE = 90.0
-
-
-class Deployed:
-    def __init__(self, cluster) -> None:
-        self.cluster = cluster
-        self.kubectl = cluster.kubectl
-
-    # -- reading -------------------------------------------------------------------------------------
-    def pod(self, app: str, namespace: str = "default") -> dict | None:
-        """The one live (not terminating) pod of `app`, or None."""
-        items = self.cluster.json("-n", namespace, "get", "pods", "-l", f"run={app}")["items"]
-        live = [p for p in items if not p["metadata"].get("deletionTimestamp")]
-        return live[0] if len(live) == 1 else None
-
-    def controller(self) -> dict:
-        return wait_for(lambda: self.pod("kube-vxlan-controller", NS), timeout=60, what="one controller pod")
-
-    def controller_name(self) -> str:
-        """As the seed README finds it."""
-        return self.kubectl("-n", NS, "get", "po", "-l", "run=kube-vxlan-controller", "--field-selector",
-                            "status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}").stdout.strip()
-
-    def fdb(self, pod: str) -> dict[str, set[str]] | None:
-        out = self.kubectl("exec", pod, "-c", AGENT, "--", "bridge", "-j", "fdb", "show", check=False)
-        if out.returncode != 0:
-            return None
-        table: dict[str, set[str]] = {}
-        for entry in json.loads(out.stdout or "[]"):
-            if entry.get("mac") == "00:00:00:00:00:00" and "dst" in entry:
-                table.setdefault(entry["ifname"], set()).add(entry["dst"])
-        return table
-
-    def exact(self) -> bool:
-        """Every example pod's fdb holds exactly its peers' IPs, per network."""
-        pods = {app: self.pod(app) for app in NETWORKS}
-        if any(p is None or not p["status"].get("podIP") or p["status"].get("phase") != "Running"
-               for p in pods.values()):
-            return False
-        for app, pod in pods.items():
-            want = {net: {pods[o]["status"]["podIP"] for o in NETWORKS if o != app and net in NETWORKS[o]}
-                    for net in NETWORKS[app]}
-            if self.fdb(pod["metadata"]["name"]) != want:
-                return False
-        return True
-
-    def wait_exact(self, what: str) -> float:
-        started = time.monotonic()
-        wait_for(self.exact, timeout=CONVERGE, what=what, interval=0.5)
-        return time.monotonic() - started
-
-    def pings(self) -> None:
-        """The seed's pings, a → b and b → a through gw. Polled: after a pod was replaced, gw's neighbour
-        entry for its address still names the old pod's MAC until the kernel re-resolves it."""
-        for app, address in PINGS:
-            name = self.pod(app)["metadata"]["name"]
-
-            def ping() -> bool:
-                return self.kubectl("exec", name, "-c", app, "--", "ping", "-c", "1", "-W", "2", address,
-                                    check=False).returncode == 0
-
-            wait_for(ping, timeout=60, what=f"{app} pings {address}", interval=1)
-
-    def logs(self, *args: str) -> str:
-        return self.kubectl("-n", NS, "logs", *args, check=False).stdout
-
-    def metrics(self, pod: str) -> str:
-        script = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/metrics').read().decode())"
-        return self.kubectl("-n", NS, "exec", pod, "--", "python", "-c", script).stdout
-
-    def ready(self, pod: dict) -> bool:
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
-
 
 @pytest.fixture(scope="module")
 def deployed(cluster):
