@@ -84,7 +84,9 @@ class Demo:
             say("==> starting the controller")
             controller = Controller(settings).start()
             try:
-                ok = self.converge(controller.admin_address) and self.show(controller.admin_address)
+                admin = controller.admin_address
+                ok = self.converge(lambda: queries.fetch(admin, "/v1/inspect", [("net", n) for n in NETWORKS], 10)) \
+                    and self.show(admin)
                 if keep:
                     self.wait_for_interrupt(controller)
             finally:
@@ -95,7 +97,9 @@ class Demo:
         say("==> demo " + ("succeeded" if ok else "FAILED"))
         return 0 if ok else 1
 
-    def converge(self, admin: str) -> bool:
+    def converge(self, inspect) -> bool:
+        """Show progress until every member of both networks has every peer, as `inspect()` (the
+        controller's `inspect nets` answer) reports it."""
         started = time.monotonic()
         last = ""
         while time.monotonic() - started < self.timeout:
@@ -103,7 +107,7 @@ class Demo:
             pods = json.loads(out.stdout)["items"] if out.returncode == 0 else []
             phases = ", ".join(f"{p['metadata']['labels'].get('run')}:{_status(p)}"
                                for p in sorted(pods, key=lambda p: p["metadata"]["labels"].get("run", "")))
-            wired = self.wired(admin)
+            wired = _wired(inspect)
             line = f"pods {phases or '-'} | wired: " + ", ".join(f"{n} {w}" for n, w in wired.items())
             if line != last:
                 say(f"[{time.monotonic() - started:5.1f}s] {line}")
@@ -114,20 +118,6 @@ class Demo:
             time.sleep(0.5)
         say(f"==> not converged after {self.timeout:.0f}s")
         return False
-
-    def wired(self, admin: str) -> dict[str, str]:
-        """Per network: how many members have an fdb entry for every other member."""
-        try:
-            answer = queries.fetch(admin, "/v1/inspect", [("net", n) for n in NETWORKS], 10)
-        except OSError:
-            return {n: "?" for n in NETWORKS}
-        result = {}
-        for net in answer:
-            ips = {m["ip"] for m in net["members"]}
-            done = sum(1 for m in net["members"]
-                       if m["fdb"] is not None and {e.split()[2] for e in m["fdb"]} >= ips - {m["ip"]})
-            result[net["network"]] = f"{done}/2"
-        return result
 
     def pod_name(self, app: str) -> str:
         return self.kubectl("get", "po", "-l", f"run={app}", "-o", "jsonpath={.items[*].metadata.name}").stdout.strip()
@@ -142,7 +132,11 @@ class Demo:
         say(f"$ kubectl exec {gw} -c vxlan-controller-agent -- sysctl -w net.ipv4.ip_forward=1")
         out = self.kubectl("exec", gw, "-c", "vxlan-controller-agent", "--", "sysctl", "-w", "net.ipv4.ip_forward=1")
         say((out.stdout + out.stderr).rstrip())
-        ok = out.returncode == 0
+        return out.returncode == 0 and self.pings()
+
+    def pings(self) -> bool:
+        """The seed's pings, a → b and b → a through gw, with kubectl exec in the app containers."""
+        ok = True
         for app, address in PINGS:
             pod = self.pod_name(app)
             say(f"\n$ kubectl exec {pod} -c {app} -- ping -c 3 {address}")
@@ -152,17 +146,38 @@ class Demo:
         return ok
 
     def wait_for_interrupt(self, controller) -> None:
-        done = threading.Event()
-        signal.signal(signal.SIGINT, lambda *_: done.set())
-        signal.signal(signal.SIGTERM, lambda *_: done.set())
         say(f"\n==> kept running. In another shell:\n"
             f"    export KUBECONFIG={self.sandbox.kubeconfig}\n"
             f"    kubectl get pods -o wide\n"
             f"    .venv/bin/kube-vxlan-controller inspect nets vxeth1 vxeth2 --admin {controller.admin_address}\n"
             f"    .venv/bin/kube-vxlan-controller list pods --admin {controller.admin_address}\n"
             f"==> Ctrl-C stops and cleans up.")
+        self._block_until_interrupted()
+
+    @staticmethod
+    def _block_until_interrupted() -> None:
+        done = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: done.set())
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
         while not done.wait(0.5):
             pass
+
+
+def _wired(inspect) -> dict[str, str]:
+    """Per network: how many members have an fdb entry for every other member ('?' while not answered)."""
+    try:
+        answer = inspect()
+    except OSError:
+        answer = None
+    if not answer:
+        return {n: "?" for n in NETWORKS}
+    result = {}
+    for net in answer:
+        ips = {m["ip"] for m in net["members"]}
+        done = sum(1 for m in net["members"]
+                   if m["fdb"] is not None and {e.split()[2] for e in m["fdb"]} >= ips - {m["ip"]})
+        result[net["network"]] = f"{done}/2"
+    return result
 
 
 def _status(pod: dict) -> str:
@@ -178,15 +193,22 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="kube-vxlan-sandbox demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--keep", action="store_true", help="keep the sandbox and the controller running")
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for convergence")
+    p.add_argument("--in-cluster", action="store_true",
+                   help="the controller from its image in its pod (docker runtime, HTTPS, RBAC): run `make images` "
+                        "first; inspect and list through kubectl exec, as the seed's README does")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("kube-vxlan-sandbox demo: needs root (the sandbox's pods are network namespaces)", file=sys.stderr)
         return 2
-    for tool in ("kubectl", "ping"):
+    for tool in ("kubectl",) if args.in_cluster else ("kubectl", "ping"):
         if shutil.which(tool) is None:
             print(f"kube-vxlan-sandbox demo: `{tool}` not found (make demo installs ping: iputils-ping)",
                   file=sys.stderr)
             return 2
     logs.setup("WARNING")
     with tempfile.TemporaryDirectory(prefix="kvc-demo-") as workdir:
+        if args.in_cluster:
+            from .demo_incluster import InClusterDemo
+
+            return InClusterDemo(Path(workdir), args.timeout).run(args.keep)
         return Demo(Path(workdir), args.timeout).run(args.keep)

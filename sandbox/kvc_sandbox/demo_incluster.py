@@ -1,0 +1,78 @@
+"""`kube-vxlan-sandbox demo --in-cluster`: the seed example with the controller as users run it — from its
+image, in its pod, with its service account and the bundle's RBAC — on the sandbox's docker runtime over
+HTTPS. `kubectl apply -f deploy/bundle.yaml`, `kubectl create -f deploy/example.yaml`, progress until the
+example is wired (read with `kube-vxlan-controller inspect nets … -o json` through kubectl exec in the
+controller's pod), then the seed README's operator commands verbatim and its pings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .demo import NETWORKS, Demo, _manifest_path, say
+
+NS = "kube-system"
+
+
+class InClusterDemo(Demo):
+    def run(self, keep: bool) -> int:
+        from .runner import Sandbox
+
+        say("==> starting the sandbox cluster (docker runtime: real containers; HTTPS, tokens, RBAC)")
+        self.sandbox = Sandbox(workdir=self.workdir, runtime="docker", tls=True, restart_delay=2.0).start()
+        ok = False
+        try:
+            say("$ kubectl apply -f deploy/bundle.yaml")
+            out = self.kubectl("apply", "-f", str(_manifest_path("bundle.yaml")))
+            say((out.stdout + out.stderr).rstrip())
+            if out.returncode == 0 and self.create("deploy/example.yaml", _manifest_path("example.yaml")):
+                controller = self.controller_pod()
+                ok = bool(controller) and self.converge(lambda: self.inspect(controller)) and self.show_in(controller)
+                if keep and ok:
+                    self.wait_for_interrupt(controller)
+        finally:
+            say("==> cleaning up: stopping the sandbox, removing its containers and network")
+            self.sandbox.stop()
+        say("==> demo " + ("succeeded" if ok else "FAILED"))
+        return 0 if ok else 1
+
+    def controller_pod(self) -> str:
+        """The running controller pod's name, as the seed's README finds it."""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            name = self.kubectl("-n", NS, "get", "po", "-l", "run=kube-vxlan-controller", "--field-selector",
+                                "status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}").stdout.strip()
+            if name and " " not in name:
+                say(f"==> the controller runs in pod {NS}/{name}")
+                return name
+            time.sleep(0.5)
+        say("==> the controller pod did not start")
+        return ""
+
+    def inspect(self, controller: str) -> list | None:
+        out = self.kubectl("-n", NS, "exec", controller, "--", "kube-vxlan-controller", "inspect", "nets", *NETWORKS,
+                           "-o", "json")
+        return json.loads(out.stdout) if out.returncode == 0 else None
+
+    def show_in(self, controller: str) -> bool:
+        ok = True
+        for args in (("inspect", "nets", *NETWORKS), ("list", "pods", "gw")):
+            say(f"\n$ kubectl -n {NS} exec $POD -- kube-vxlan-controller {' '.join(args)}")
+            out = self.kubectl("-n", NS, "exec", controller, "--", "kube-vxlan-controller", *args)
+            say((out.stdout + out.stderr).rstrip())
+            ok = ok and out.returncode == 0
+        gw = self.pod_name("gw")
+        out = self.kubectl("exec", gw, "-c", "vxlan-controller-agent", "--", "cat", "/proc/sys/net/ipv4/ip_forward")
+        say(f"\ngw forwards between vxeth1 and vxeth2: net.ipv4.ip_forward = {out.stdout.strip()} in its pod (Docker "
+            "gives a pod's network namespace the host's setting; /proc/sys is read-only in the container)")
+        return ok and self.pings()
+
+    def wait_for_interrupt(self, controller) -> None:
+        say(f"\n==> kept running. In another shell:\n"
+            f"    export KUBECONFIG={self.sandbox.kubeconfig}\n"
+            f"    kubectl get pods -A -o wide\n"
+            f"    kubectl -n {NS} exec {controller} -- kube-vxlan-controller inspect nets vxeth1 vxeth2\n"
+            f"    kubectl -n {NS} logs {controller}\n"
+            f"==> Ctrl-C stops and cleans up.")
+        self._block_until_interrupted()
