@@ -224,9 +224,9 @@ class Api:
         netns = {}
         for pod in self.store.list(PODS):
             m = pod["metadata"]
-            runtime = self.kubelet.runtime(m["namespace"], m["name"])
-            if runtime is not None and runtime.netns is not None:
-                netns[m["uid"]] = runtime.netns
+            name = self.kubelet.netns(m["namespace"], m["name"])
+            if name is not None:
+                netns[m["uid"]] = name
         return respond({"execs": {"total": sum(self.exec_counts.values()), "by_container": dict(self.exec_counts)},
                         "watches": len(self.watches), "netns": netns})
 

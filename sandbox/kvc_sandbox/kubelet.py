@@ -210,6 +210,11 @@ class Kubelet:
         pod = self._store.get(PODS, namespace, name)
         return self._pods.get(pod["metadata"]["uid"]) if pod else None
 
+    def netns(self, namespace: str, name: str) -> str | None:
+        """The named network namespace of a live pod (under /run/netns: the netns runtime's), else None."""
+        runtime = self.runtime(namespace, name)
+        return getattr(runtime.sandbox, "netns", None) if runtime is not None else None
+
     def _target(self, namespace: str, name: str, container: str | None, *,
                 list_init: bool = False) -> tuple[PodRuntime, Container]:
         """The pod and the container a request names (the pod's only container when none is named), or the

@@ -51,7 +51,7 @@ from .dockerruntime import DockerRuntime
 from .faults import Faults
 from .incluster import InCluster
 from .kubelet import NODE_NAME, Kubelet
-from .netnsruntime import NetnsPod, NetnsRuntime
+from .netnsruntime import NetnsRuntime
 from .node import NodeNetwork
 from .resources import NAMESPACES, NODES, PODS
 from .runtime import ContainerRuntime, RuntimeUnavailable
@@ -308,11 +308,7 @@ class Sandbox:
     def pod_netns(self, namespace: str, name: str) -> str:
         """The network namespace of a live pod (for `ip netns exec`); KeyError if it has none (yet), or
         no named one (the docker runtime)."""
-        def find() -> str | None:
-            runtime = self.kubelet.runtime(namespace, name)
-            return runtime.sandbox.netns if runtime and isinstance(runtime.sandbox, NetnsPod) else None
-
-        netns = self._on_loop(find)
+        netns = self._on_loop(lambda: self.kubelet.netns(namespace, name))
         if netns is None:
             raise KeyError(f"pod {namespace}/{name} has no network namespace")
         return netns

@@ -36,7 +36,8 @@ def test_burst_of_five_wires_for_contender_and_oracle_in_separate_processes(tmp_
         assert len({os.getpid(), run["pid"], run["sandbox_pid"], run["poller"]["pid"]}) == 4
     assert contender["command"][:2] == ["kube-vxlan-controller", "run"]
     assert oracle["execs"] == oracle["execs_total"] == 3 * PODS
-    assert contender["execs"] >= 3 * PODS
+    # at least a setup (with the release, in one exec since issue 10) and an fdb batch per pod
+    assert contender["execs"] >= 2 * PODS
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     for run in (contender, oracle):
         assert f"kvcsb-{run['sandbox_pid']}-" not in left
