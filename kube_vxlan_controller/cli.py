@@ -28,20 +28,25 @@ commands:
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def dispatch(prog: str, commands: dict[str, tuple[str, str]], usage: str, argv: list[str] | None) -> int:
+    """Run the subcommand `argv[0]` names (see COMMANDS for the shape); usage on -h, exit 2 when unknown."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
-        print(USAGE, end="")
+        print(usage, end="")
         return 0
     command, rest = args[0], args[1:]
-    if command == "version":
+    if command not in commands:
+        print(f"{prog}: unknown command {command!r}\n\n{usage}", end="", file=sys.stderr)
+        return 2
+    module, function = commands[command]
+    return getattr(importlib.import_module(module), function)(rest) or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["version"]:
         print(__version__)
         return 0
-    if command not in COMMANDS:
-        print(f"kube-vxlan-controller: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
-        return 2
-    module, function = COMMANDS[command]
-    return getattr(importlib.import_module(module), function)(rest) or 0
+    return dispatch("kube-vxlan-controller", COMMANDS, USAGE, argv)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
+
+from kube_vxlan_controller.cli import dispatch
 
 #: subcommand → (module, function taking argv and returning an exit code)
 COMMANDS = {
@@ -23,16 +24,7 @@ commands:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help", "help"):
-        print(USAGE, end="")
-        return 0
-    command, rest = args[0], args[1:]
-    if command not in COMMANDS:
-        print(f"kube-vxlan-sandbox: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
-        return 2
-    module, function = COMMANDS[command]
-    return getattr(importlib.import_module(module), function)(rest) or 0
+    return dispatch("kube-vxlan-sandbox", COMMANDS, USAGE, argv)
 
 
 if __name__ == "__main__":
