@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,12 @@ def unavailable(runtime: str) -> str | None:
         except RuntimeUnavailable as exc:
             return str(exc)
     return None
+
+
+def missing_images(images: list[str]) -> list[str]:
+    """Those of `images` that are not on this machine (`make images` builds them)."""
+    return [image for image in images
+            if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0]
 
 
 def require(runtime: str) -> None:

@@ -4,11 +4,11 @@ exact, read inside the containers."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from runtimes import missing_images
 from seedexample import Cluster, Deployed
 
 from kube_vxlan_controller.controller import Controller
@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_seed_example_is_wired_and_pings_through_gw(sandbox, tmp_path):
-    for image in ("openvnf/kube-vxlan-controller-agent:latest", "busybox:latest"):
-        if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0:
-            pytest.skip(f"image {image} not built: run `make images` (make test does, as root)")
+    missing = missing_images(["openvnf/kube-vxlan-controller-agent:latest", "busybox:latest"])
+    if missing:
+        pytest.skip(f"image(s) {', '.join(missing)} not built: run `make images` (make test does, as root)")
     cluster = Cluster("sandbox-docker", sandbox.kubeconfig, tmp_path)
     (configmap,) = [d for d in yaml.safe_load_all((ROOT / "deploy" / "bundle.yaml").read_text())
                     if d and d["kind"] == "ConfigMap"]

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import tomllib
 from pathlib import Path
 
 import pytest
 from clusters import ROOT, Cluster, load_images_into_k3s
+from runtimes import missing_images, unavailable
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
@@ -23,27 +23,14 @@ CONTROLLER_IMAGE = f"openvnf/kube-vxlan-controller:{VERSION}"
 IMAGES = [CONTROLLER_IMAGE, "openvnf/kube-vxlan-controller-agent:latest", "busybox:latest"]
 
 
-def _engine_answers() -> bool:
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def _missing_images() -> list[str]:
-    return [i for i in IMAGES
-            if subprocess.run(["docker", "image", "inspect", i], capture_output=True).returncode != 0]
-
-
 @pytest.fixture(scope="module", params=["sandbox", "k3s"])
 def cluster(request):
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the sandbox's Docker runtime and pod exec run as root")
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl not found")
-    if not _engine_answers():
-        pytest.skip("no Docker engine answers (as root, `make test` installs and starts one)")
-    missing = _missing_images()
+    why = unavailable("docker")
+    if why is not None:
+        pytest.skip(why)
+    missing = missing_images(IMAGES)
     if missing:
         pytest.skip(f"image(s) {', '.join(missing)} not built: run `make images` (make test does, as root)")
     workdir = Path(tempfile.mkdtemp(prefix="kvc-incluster-"))
