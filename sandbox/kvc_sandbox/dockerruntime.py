@@ -87,6 +87,9 @@ LABEL, POD_LABEL, CONTAINER_LABEL = PREFIX, f"{PREFIX}.pod", f"{PREFIX}.containe
 #: how long a stop may take beyond the grace (the engine's own work)
 STOP_SLACK = 30.0
 _tags = itertools.count(1)
+#: how runc/containerd answer an exec that never got a process: a failed start, or (the container stopping
+#: meanwhile) the shim's connection gone
+_START_FAILURES = (OCI_EXEC_FAILED.encode(), b"ttrpc: closed")
 
 
 #: the downward API's fields (env valueFrom.fieldRef) the sandbox fills in
@@ -404,7 +407,7 @@ class DockerExec:
         try:
             first = True
             async for stream_type, data in frames(reader):
-                if first and data.startswith(OCI_EXEC_FAILED.encode()) and not await self._started(exec_id):
+                if first and data.startswith(_START_FAILURES) and not await self._started(exec_id):
                     raise ExecError(exec_start_error(exec_id, data.decode(errors="replace").strip()))
                 first = False
                 if stream_type in (STDOUT, STDERR):  # the engine's stream numbers are the channels
