@@ -10,12 +10,14 @@ fdb to read), it is their only writer (what it wrote is what is there), the netw
 ConfigMap the bench created) and how many pods the first wave has (`--expect`).
 
 The minimal exec set it issues (what the bench's output calls minimal):
-- per pod, while its init agent runs: one `ip -batch` setup, then one release (2 execs);
+- per pod, while its init agent runs: one exec that runs the `ip -batch` setup and then releases the
+  init agent (`agent.setup_release_argv`, as the controller runs it; without the controller's check
+  that no interface exists yet, which the oracle knows);
 - first wave: nothing is written before `--expect` pods run their sidecar (a pod is a member once its
   sidecar runs; before the last one does, no fdb can be exact); then one `bridge -batch` per pod with
-  all its peers: 3N execs for N pods;
+  all its peers: 2N execs for N pods;
 - afterwards, per member, at most one fdb exec in flight, carrying every change pending for it. A join
-  on its own costs 3 + n execs (setup, release, the newcomer's batch, one append in each of the n
+  on its own costs 2 + n execs (setup and release, the newcomer's batch, one append in each of the n
   members); a leave, one delete in each remaining member; under churn, changes that arrive while a
   member's exec runs share its next one. With `--coalesce W` a member changed by its peers waits W
   seconds before its exec (a newcomer's own batch does not), so the changes of that window share one
@@ -185,13 +187,12 @@ class Oracle:
     def _setup(self, pod: Pod, specs: tuple[options.NetworkSpec, ...]) -> None:
         try:
             batch = agent.setup_batch(specs, {}, underlay=pod.ip)
-            if batch:
-                result = self._run(pod, INIT_AGENT, agent.batch_argv("ip", self.exec_timeout), batch)
-                if not result.ok:
-                    logger.error("oracle: setup of {} exited {}: {}", pod.key, result.exit_code, result.stderr)
-            result = self._run(pod, INIT_AGENT, agent.release_argv(TERMINATE_FILE))
+            argv = (agent.setup_release_argv(self.exec_timeout, TERMINATE_FILE) if batch
+                    else agent.release_argv(TERMINATE_FILE))
+            result = self._run(pod, INIT_AGENT, argv, batch or None)
             if result.exit_code not in agent.RELEASED_CODES:
-                logger.error("oracle: release of {} exited {}: {}", pod.key, result.exit_code, result.stderr)
+                logger.error("oracle: setup and release of {} exited {}: {}", pod.key, result.exit_code,
+                             result.stderr)
         except PodGone:
             pass
         except K8sError as error:

@@ -90,7 +90,7 @@ class Burst(Scenario):
 
     @property
     def minimal(self) -> str:
-        return f"3 per pod (setup, release, one fdb batch once all run): {3 * self.pods}"
+        return f"2 per pod (setup and release in one exec, one fdb batch once all run): {2 * self.pods}"
 
     def drive(self, run) -> dict:
         return self.burst(run)
@@ -112,8 +112,8 @@ class Joins(Scenario):
 
     @property
     def minimal(self) -> str:
-        return ("3 + n per join into n members (setup, release, the newcomer's batch, one append in each "
-                f"member): {sum(3 + self.expect + k for k in range(self.joins))} for the {self.joins} joins")
+        return ("2 + n per join into n members (setup and release, the newcomer's batch, one append in each "
+                f"member): {sum(2 + self.expect + k for k in range(self.joins))} for the {self.joins} joins")
 
     def drive(self, run) -> dict:
         base = self.expect
@@ -128,7 +128,7 @@ class Joins(Scenario):
             done = run.wait_wired(base + k + 1, self.timeout)
             run.hold(0.5)  # what the join still sets off is the join's
             joins.append({"members": base + k, "seconds": _seconds(done, start), "execs": run.execs() - before,
-                          "minimal": 3 + base + k})
+                          "minimal": 2 + base + k})
             if done is None:
                 break
         seconds = [j["seconds"] for j in joins if j["seconds"] is not None]
@@ -154,7 +154,7 @@ class Churn(Scenario):
 
     @property
     def minimal(self) -> str:
-        return ("per creation: setup, release, its own batch (3); per member, one fdb exec at a time, sent "
+        return ("per creation: setup and release, its own batch (2); per member, one fdb exec at a time, sent "
                 f"{self.coalesce:g}s after the first peer change (the controller's default --coalesce) with "
                 "every join and leave gathered until then; no reads (one exec per member per join and per "
                 f"leave would be {int(2 * self.rate * self.pods)} execs/s)")
@@ -230,7 +230,7 @@ class Idle(Scenario):
 
     @property
     def minimal(self) -> str:
-        return f"3 per pod to wire them: {3 * self.pods}; none in steady state"
+        return f"2 per pod to wire them: {2 * self.pods}; none in steady state"
 
     def drive(self, run) -> dict:
         figures = self.burst(run, network=lambda i: f"net{i % self.networks}")
