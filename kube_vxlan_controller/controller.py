@@ -70,7 +70,8 @@ class Controller:
                 uid, key, executor=self.executor, settings=s, scheduler=self.scheduler, events=record,
                 supervisor=self.supervisor, board=self.board, metrics=self.metrics, stopping=self.stopping),
             network_factory=lambda name, synced: NetworkActor.start(
-                name, registry=self.registry, supervisor=self.supervisor, metrics=self.metrics, synced=synced),
+                name, registry=self.registry, supervisor=self.supervisor, metrics=self.metrics, synced=synced,
+                scheduler=self.scheduler, hold_max=s.hold_max),
         )
         self.supervisor = Supervisor.start(scheduler=self.scheduler, start_watcher=self._start_watcher,
                                            fatal=self.fatal)

@@ -8,7 +8,7 @@ pykka does not copy messages. Each name means one thing.
     every actor ──ChildFailed──▶ Supervisor
 
 Everything is level-based: a message carries the whole current value (a pod, a network's member set),
-never a delta to apply blindly. Notes an actor sends itself (`Flush`, `Reconcile`, `Retry`, `Resync`, `Retire`)
+never a delta to apply blindly. Notes an actor sends itself (`Flush`, `Reconcile`, `Retry`, `Resync`, `Retire`, `HoldCheck`)
 say "look again", nothing more.
 """
 
@@ -131,6 +131,12 @@ class Resend:
 @dataclass(frozen=True, slots=True)
 class Retire:
     """A network actor's note to itself: no member and no pod left; stop unless something arrived."""
+
+
+@dataclass(frozen=True, slots=True)
+class HoldCheck:
+    """A network actor's note to itself, through the scheduler: see whether its hold is over (stalled or
+    too long; see `actors.hold`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,28 +11,47 @@ Retirement is this actor's own decision: when no pod names the network any more 
 removal atomic with the watcher's tells); the next pod naming the network starts a new actor. A crashed
 actor's successor is rebuilt by the watcher from its pod index, then `Synced`.
 
+Who is told: the members and the pods that left, except while a `Hold` (see `hold`) keeps a change
+back from the members told before it began: then newcomers and leavers only, and everybody once the
+pods that were on their way have joined (`HoldCheck` notes, through the scheduler, end a stalled hold).
+
 Concurrency contract: owns `pods` (every pod naming the network, with its `Member` when it is one);
 never blocks (tells only). Bursts coalesce with no timer: a snapshot is made when the mailbox is empty
-(else a `Flush` note goes behind what is queued), so the updates that piled up yield one snapshot. Snapshots wait for `Synced` (the first complete
-list), so a restarted controller never publishes a partial membership that would make pods drop
-entries of peers not yet seen.
+(else a `Flush` note goes behind what is queued), so the updates that piled up yield one snapshot.
+Snapshots wait for `Synced` (the first complete list), so a restarted controller never publishes a
+partial membership that would make pods drop entries of peers not yet seen.
 """
 
 from __future__ import annotations
 
+import time
+
 import pykka
 from loguru import logger
 
-from ..messages import ChildFailed, Flush, Member, PeersChanged, PodRemoved, PodUpdate, Resend, Retire, Snapshot, Synced
+from ..messages import (ChildFailed, Flush, HoldCheck, Member, PeersChanged, PodRemoved, PodUpdate, Resend, Retire,
+                        Snapshot, Synced)
+from .hold import STALL, Hold, worth_holding
+
+#: pod phases after which a pod will not join: not waited for
+FINISHED = frozenset({"Succeeded", "Failed"})
 
 
 class NetworkActor(pykka.ThreadingActor):
-    def __init__(self, name: str, *, registry, supervisor=None, metrics=None, synced: bool = False) -> None:
+    def __init__(self, name: str, *, registry, supervisor=None, metrics=None, synced: bool = False,
+                 scheduler=None, hold_max: float = 0.0, stall: float = STALL, clock=time.monotonic) -> None:
         super().__init__()
         self.name, self.registry, self.supervisor, self.metrics = name, registry, supervisor, metrics
         self.synced = synced
+        #: holds need the scheduler (for `HoldCheck`); without one, or with hold_max 0, nothing is held
+        self.scheduler, self.hold_max, self.stall, self.clock = scheduler, hold_max, stall, clock
         #: every pod that names this network: its Member while it is one, else None
         self.pods: dict[str, Member | None] = {}
+        #: pods naming the network on their way to joining it (not members, not deleting, not finished)
+        self.coming: set[str] = set()
+        #: members told a snapshot since they joined (a hold keeps changes back from these only)
+        self.told: set[str] = set()
+        self.hold: Hold | None = None
         self.snapshot = Snapshot(name, ())
         self.dirty = False
         #: pods that left since the last snapshot: they hear of it too, to drop their peers
@@ -50,6 +69,8 @@ class NetworkActor(pykka.ThreadingActor):
                 self.synced = True
             elif isinstance(message, Flush):
                 self.flush_noted = False
+            elif isinstance(message, HoldCheck):
+                self._check_hold()
             elif isinstance(message, Resend):
                 if self.synced:
                     self._tell(message.uid, PeersChanged(self.snapshot))
@@ -81,9 +102,17 @@ class NetworkActor(pykka.ThreadingActor):
         pod = message.pod
         spec = next((s for s in message.networks if s.network == self.name), None)
         member = pod.agent_running and pod.ip and not pod.deleting and spec is not None
-        self._set(pod.uid, Member(pod.uid, pod.key, pod.ip, spec.name) if member else None, named=spec is not None)
+        on_its_way = spec is not None and not member and not pod.deleting and pod.phase not in FINISHED
+        self._set(pod.uid, Member(pod.uid, pod.key, pod.ip, spec.name) if member else None, named=spec is not None,
+                  on_its_way=on_its_way)
 
-    def _set(self, uid: str, member: Member | None, *, named: bool) -> None:
+    def _set(self, uid: str, member: Member | None, *, named: bool, on_its_way: bool = False) -> None:
+        if on_its_way:
+            self.coming.add(uid)
+        else:
+            self.coming.discard(uid)
+            if self.hold is not None:
+                self.hold.arrived(uid, self.clock())
         old = self.pods.get(uid)
         if named:
             self.pods[uid] = member
@@ -103,19 +132,54 @@ class NetworkActor(pykka.ThreadingActor):
 
     def _settle(self) -> None:
         """At the end of a burst: publish what changed, and retire when no pod names the network."""
+        if self.hold is not None and not self.hold.awaited:
+            self._release()
         if self.dirty and self.synced:
             self.dirty = False
             members = tuple(sorted((m for m in self.pods.values() if m is not None), key=lambda m: m.pod_key))
             self.snapshot = Snapshot(self.name, members)
             if self.metrics is not None:
                 self.metrics.members.labels(self.name).set(len(members))
+            uids = [m.uid for m in members]
+            self.told &= set(uids)
+            if (self.hold is None and self.hold_max > 0 and self.scheduler is not None
+                    and worth_holding(len(self.coming), len(self.told))):
+                self._begin_hold()
+            targets = [uid for uid in uids if uid not in self.told] if self.hold is not None else uids
             message = PeersChanged(self.snapshot)
-            for uid in [m.uid for m in members] + sorted(self.left):
+            for uid in targets + sorted(self.left):
                 self._tell(uid, message)
+            self.told.update(targets)
             self.left.clear()
         if not self.pods and not self.retiring:
             self.retiring = True
             self.actor_ref.tell(Retire())
+
+    def _begin_hold(self) -> None:
+        self.hold = Hold.begin(self.coming, self.clock())
+        logger.debug("network {}: {} members hear of changes once {} pods on their way joined", self.name,
+                     len(self.told), len(self.coming))
+        self._schedule_check()
+
+    def _check_hold(self) -> None:
+        if self.hold is None:
+            return
+        if self.hold.over(self.clock(), stall=self.stall, longest=self.hold_max):
+            self._release()
+        else:
+            self._schedule_check()
+
+    def _schedule_check(self) -> None:
+        due = self.hold.check_at(stall=self.stall, longest=self.hold_max)
+        self.scheduler.tell_later(due - self.clock(), self.actor_ref, HoldCheck())
+
+    def _release(self) -> None:
+        """The hold is over: every member hears the latest membership."""
+        logger.debug("network {}: hold over after {:.1f}s ({} of the awaited pods still on their way)", self.name,
+                     self.clock() - self.hold.since, len(self.hold.awaited))
+        self.hold = None
+        self.told.clear()
+        self.dirty = True
 
     def _tell(self, uid: str, message) -> None:
         ref = self.registry.existing_pod(uid)

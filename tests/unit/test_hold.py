@@ -1,0 +1,114 @@
+"""The hold that lets a burst cost each member one fdb sync (actors/hold.py), and a network actor using it."""
+
+from __future__ import annotations
+
+from kube_vxlan_controller.actors.hold import Hold, worth_holding
+from kube_vxlan_controller.actors.network import NetworkActor
+from kube_vxlan_controller.actors.registry import Registry
+from kube_vxlan_controller.actors.scheduler import Scheduler
+from kube_vxlan_controller.messages import PeersChanged, PodUpdate, Synced
+from kube_vxlan_controller.model import Pod
+from kube_vxlan_controller.options import resolve
+from polling import wait_for
+
+SPEC = resolve("vxeth0", {"vxeth0": "id=100 up"}, pod_key="default/p").networks
+
+
+def test_a_hold_awaits_the_pods_on_their_way_when_it_began_not_later_ones():
+    hold = Hold.begin({"a", "b"}, now=10.0)
+    hold.arrived("c", 11.0)  # not awaited: no progress
+    assert hold.progress == 10.0 and not hold.over(11.0, stall=2, longest=10)
+    hold.arrived("a", 11.5)
+    assert hold.progress == 11.5 and hold.check_at(stall=2, longest=10) == 13.5
+    hold.arrived("b", 12.0)
+    assert hold.over(12.0, stall=2, longest=10)
+
+
+def test_a_hold_ends_when_its_pods_stall_or_it_lasted_too_long():
+    hold = Hold.begin({"a", "b", "stuck"}, now=0.0)
+    assert not hold.over(1.9, stall=2, longest=10)
+    assert hold.over(2.0, stall=2, longest=10)  # nobody arrived for `stall`
+    for t in range(1, 10):
+        hold.arrived("a" if t % 2 else "b", float(t))  # only the first arrival of each counts
+    assert hold.progress == 2.0 and hold.check_at(stall=2, longest=3) == 3.0
+    hold = Hold.begin({f"p{i}" for i in range(20)}, now=0.0)
+    for i in range(19):
+        hold.arrived(f"p{i}", 0.5 * (i + 1))
+    assert not hold.over(9.9, stall=2, longest=10) and hold.over(10.0, stall=2, longest=10)
+
+
+def test_only_a_network_growing_by_a_quarter_or_more_is_worth_holding():
+    assert worth_holding(197, 1) and worth_holding(50, 200) and worth_holding(1, 2)
+    assert not worth_holding(20, 200) and not worth_holding(5, 0) and not worth_holding(0, 3)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    def tell(self, message) -> None:
+        self.messages.append(message)
+
+    def is_alive(self) -> bool:
+        return True
+
+
+def pod(uid: str, *, member: bool) -> Pod:
+    return Pod(uid=uid, namespace="default", name=uid, ip=f"10.0.0.{int(uid[1:]) + 1}", agent_running=member,
+               phase="Running" if member else "Pending")
+
+
+def sizes(recorder: Recorder) -> list[int]:
+    return [len(m.snapshot.members) for m in recorder.messages if isinstance(m, PeersChanged)]
+
+
+def test_a_burst_is_told_to_earlier_members_once_the_pods_on_their_way_joined():
+    scheduler = Scheduler().start()
+    pods: dict[str, Recorder] = {}
+    registry = Registry(pod_factory=None, network_factory=None)
+    registry.existing_pod = lambda uid: pods.setdefault(uid, Recorder())
+    net = NetworkActor.start("vxeth0", registry=registry, synced=True, scheduler=scheduler, hold_max=30, stall=30)
+    try:
+        for i in range(12):  # a Deployment of 12: all created, none running yet
+            net.tell(PodUpdate(pod(f"p{i}", member=False), SPEC))
+        for i in range(4):
+            net.ask(PodUpdate(pod(f"p{i}", member=True), SPEC))
+        # p0 and p1 were told before the hold began (nobody was told yet when p0 joined); from then on only
+        # newcomers hear, each of the members there when it joined.
+        assert sizes(pods["p2"]) == [3] and sizes(pods["p3"]) == [4]
+        told_before = {uid: sizes(pods[uid]) for uid in ("p0", "p1")}
+        assert told_before == {"p0": [1], "p1": [2]}
+        net.tell(PodUpdate(Pod(uid="p11", namespace="default", name="p11", deleting=True), SPEC))  # one is deleted
+        for i in range(4, 11):
+            net.ask(PodUpdate(pod(f"p{i}", member=True), SPEC))
+        # every awaited pod joined or went: everyone hears the whole membership, once
+        wait_for(lambda: all(sizes(pods[f"p{i}"])[-1:] == [11] for i in range(11)), what="all told 11 members")
+        assert sizes(pods["p0"]) == [1, 11] and sizes(pods["p5"]) == [6, 11] and sizes(pods["p10"]) == [11]
+        # a later change in the grown network is not worth holding: told at once
+        net.ask(PodUpdate(pod("p12", member=False), SPEC))
+        net.ask(PodUpdate(pod("p12", member=True), SPEC))
+        wait_for(lambda: sizes(pods["p0"])[-1] == 12, what="p0 told of p12 at once")
+    finally:
+        net.stop()
+        scheduler.stop()
+
+
+def test_a_stalled_hold_ends_after_the_stall_and_tells_everyone():
+    scheduler = Scheduler().start()
+    pods: dict[str, Recorder] = {}
+    registry = Registry(pod_factory=None, network_factory=None)
+    registry.existing_pod = lambda uid: pods.setdefault(uid, Recorder())
+    net = NetworkActor.start("vxeth0", registry=registry, synced=False, scheduler=scheduler, hold_max=30,
+                             stall=0.3)
+    try:
+        for i in range(2):
+            net.tell(PodUpdate(pod(f"p{i}", member=True), SPEC))
+        net.tell(PodUpdate(pod("p9", member=False), SPEC))  # on its way, never to arrive
+        net.ask(Synced())
+        assert sizes(pods["p0"]) == [2]
+        net.ask(PodUpdate(pod("p2", member=True), SPEC))
+        assert sizes(pods["p0"]) == [2] and sizes(pods["p2"]) == [3]  # held back from p0, not from p2
+        wait_for(lambda: sizes(pods["p0"]) == [2, 3], what="the stalled hold released", timeout=5)
+    finally:
+        net.stop()
+        scheduler.stop()
