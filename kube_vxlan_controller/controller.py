@@ -71,7 +71,7 @@ class Controller:
                 supervisor=self.supervisor, board=self.board, metrics=self.metrics, stopping=self.stopping),
             network_factory=lambda name, synced: NetworkActor.start(
                 name, registry=self.registry, supervisor=self.supervisor, metrics=self.metrics, synced=synced,
-                scheduler=self.scheduler, hold_max=s.hold_max),
+                scheduler=self.scheduler, hold=s.hold),
         )
         self.supervisor = Supervisor.start(scheduler=self.scheduler, start_watcher=self._start_watcher,
                                            fatal=self.fatal)

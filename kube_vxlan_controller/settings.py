@@ -65,12 +65,13 @@ class Settings:
     coalesce_max: float = field(
         default=1.0, metadata={"help": "the longest a pod's window between two fdb syncs grows to"}
     )
-    hold_max: float = field(
-        default=10.0, metadata={"help": "seconds at most a growing network's members hear late of a change in "
-                                        "its membership: they hear once the pods then on their way joined, so a "
-                                        "burst costs each member one fdb sync (0: always at once)"}
+    hold: float = field(
+        default=10.0, metadata={"help": "seconds at most a growing network's members first hear late of new "
+                                        "peers (they hear once the pods then on their way joined, so a burst "
+                                        "costs each member one fdb sync); later holds of the same growth last "
+                                        "as long as it has lasted (0: always at once)"}
     )
-    resync: float = field(default=60.0, metadata={"help": "seconds between full fdb re-reads of each pod (repairs drift)"})
+    resync: float = field(default=300.0, metadata={"help": "seconds between full fdb re-reads of each pod (repairs drift)"})
     admin: str = field(
         default="127.0.0.1:8081", metadata={"help": "loopback address of the query endpoint used by inspect/list"}
     )

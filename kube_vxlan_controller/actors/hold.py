@@ -11,8 +11,12 @@ A burst then costs each member one sync at its end. A newcomer is told at once (
 every member already there), and so is a pod that left. Steady churn (a few pods on their way in a big
 network) is not held: its members are told at once, and their own coalescing window gathers changes.
 
-A hold ends early when none of the pods it awaits joined or went for `STALL` seconds (one is stuck: an
-image that cannot be pulled, a crash loop), and after `longest` seconds in any case.
+A hold ends early when none of the pods it awaits joined or went for `stall` seconds or a quarter of the
+hold's age, whichever is longer (the pods left are stuck: an image that cannot be pulled, a crash loop;
+a slow roll-out's gaps grow with it), and after `longest` seconds in any case: the network's `hold`
+setting for the first hold of a growth, and as long as the growth has lasted so far for the next ones
+(`longest_for`), so a roll-out of T seconds costs each member about log2(T / hold) syncs, and a member
+hears of a peer at the latest about as long after it joined as the roll-out had lasted then.
 
 Pure bookkeeping: the network actor owns one `Hold` at a time and asks it what to do; no clock of its own.
 """
@@ -21,8 +25,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: seconds without any awaited pod joining after which a hold ends
+#: seconds without any awaited pod joining after which a hold ends (at least: see `Hold.stalled_at`)
 STALL = 2.0
+#: ... or this share of the hold's age, when longer
+STALL_SHARE = 0.25
+
+
+def longest_for(hold: float, growing_for: float) -> float:
+    """How long a hold may last when the network has been growing for `growing_for` seconds."""
+    return max(hold, growing_for)
 
 
 def worth_holding(coming: int, told: int) -> bool:
@@ -38,10 +49,11 @@ class Hold:
     since: float
     #: when the last awaited pod joined or went (at first: `since`)
     progress: float
+    longest: float
 
     @classmethod
-    def begin(cls, coming: set[str], now: float) -> "Hold":
-        return cls(set(coming), now, now)
+    def begin(cls, coming: set[str], now: float, longest: float) -> "Hold":
+        return cls(set(coming), now, now, longest)
 
     def arrived(self, uid: str, now: float) -> None:
         """`uid` joined, went, or is no longer on its way (deleted, finished, no longer naming the network)."""
@@ -49,9 +61,14 @@ class Hold:
             self.awaited.discard(uid)
             self.progress = now
 
-    def over(self, now: float, *, stall: float, longest: float) -> bool:
-        return not self.awaited or now - self.progress >= stall or now - self.since >= longest
+    def over(self, now: float, *, stall: float) -> bool:
+        return not self.awaited or now >= self.check_at(stall=stall)
 
-    def check_at(self, *, stall: float, longest: float) -> float:
-        """When `over` may next turn true without an arrival."""
-        return min(self.progress + stall, self.since + longest)
+    def check_at(self, *, stall: float) -> float:
+        """When `over` turns true unless an awaited pod arrives first."""
+        return min(self.stalled_at(stall), self.since + self.longest)
+
+    def stalled_at(self, stall: float) -> float:
+        """The first moment t with no arrival for `stall` seconds and for STALL_SHARE of the age (t - since)."""
+        by_share = (self.progress - STALL_SHARE * self.since) / (1 - STALL_SHARE)
+        return max(self.progress + stall, by_share)

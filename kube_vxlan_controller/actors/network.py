@@ -31,7 +31,7 @@ from loguru import logger
 
 from ..messages import (ChildFailed, Flush, HoldCheck, Member, PeersChanged, PodRemoved, PodUpdate, Resend, Retire,
                         Snapshot, Synced)
-from .hold import STALL, Hold, worth_holding
+from .hold import STALL, Hold, longest_for, worth_holding
 
 #: pod phases after which a pod will not join: not waited for
 FINISHED = frozenset({"Succeeded", "Failed"})
@@ -39,12 +39,12 @@ FINISHED = frozenset({"Succeeded", "Failed"})
 
 class NetworkActor(pykka.ThreadingActor):
     def __init__(self, name: str, *, registry, supervisor=None, metrics=None, synced: bool = False,
-                 scheduler=None, hold_max: float = 0.0, stall: float = STALL, clock=time.monotonic) -> None:
+                 scheduler=None, hold: float = 0.0, stall: float = STALL, clock=time.monotonic) -> None:
         super().__init__()
         self.name, self.registry, self.supervisor, self.metrics = name, registry, supervisor, metrics
         self.synced = synced
-        #: holds need the scheduler (for `HoldCheck`); without one, or with hold_max 0, nothing is held
-        self.scheduler, self.hold_max, self.stall, self.clock = scheduler, hold_max, stall, clock
+        #: holds need the scheduler (for `HoldCheck`); without one, or with `hold` 0, nothing is held
+        self.scheduler, self.hold_length, self.stall, self.clock = scheduler, hold, stall, clock
         #: every pod that names this network: its Member while it is one, else None
         self.pods: dict[str, Member | None] = {}
         #: pods naming the network on their way to joining it (not members, not deleting, not finished)
@@ -52,6 +52,8 @@ class NetworkActor(pykka.ThreadingActor):
         #: members told a snapshot since they joined (a hold keeps changes back from these only)
         self.told: set[str] = set()
         self.hold: Hold | None = None
+        #: when the network's current growth began (its first hold); None: not growing
+        self.growing_since: float | None = None
         self.snapshot = Snapshot(name, ())
         self.dirty = False
         #: pods that left since the last snapshot: they hear of it too, to drop their peers
@@ -142,9 +144,11 @@ class NetworkActor(pykka.ThreadingActor):
                 self.metrics.members.labels(self.name).set(len(members))
             uids = [m.uid for m in members]
             self.told &= set(uids)
-            if (self.hold is None and self.hold_max > 0 and self.scheduler is not None
-                    and worth_holding(len(self.coming), len(self.told))):
-                self._begin_hold()
+            if self.hold is None and self.told and self.hold_length > 0 and self.scheduler is not None:
+                if worth_holding(len(self.coming), len(self.told)):
+                    self._begin_hold()
+                else:
+                    self.growing_since = None  # a change told at once: the growth is over
             targets = [uid for uid in uids if uid not in self.told] if self.hold is not None else uids
             message = PeersChanged(self.snapshot)
             for uid in targets + sorted(self.left):
@@ -156,7 +160,10 @@ class NetworkActor(pykka.ThreadingActor):
             self.actor_ref.tell(Retire())
 
     def _begin_hold(self) -> None:
-        self.hold = Hold.begin(self.coming, self.clock())
+        now = self.clock()
+        if self.growing_since is None:
+            self.growing_since = now
+        self.hold = Hold.begin(self.coming, now, longest_for(self.hold_length, now - self.growing_since))
         logger.debug("network {}: {} members hear of changes once {} pods on their way joined", self.name,
                      len(self.told), len(self.coming))
         self._schedule_check()
@@ -164,13 +171,13 @@ class NetworkActor(pykka.ThreadingActor):
     def _check_hold(self) -> None:
         if self.hold is None:
             return
-        if self.hold.over(self.clock(), stall=self.stall, longest=self.hold_max):
+        if self.hold.over(self.clock(), stall=self.stall):
             self._release()
         else:
             self._schedule_check()
 
     def _schedule_check(self) -> None:
-        due = self.hold.check_at(stall=self.stall, longest=self.hold_max)
+        due = self.hold.check_at(stall=self.stall)
         self.scheduler.tell_later(due - self.clock(), self.actor_ref, HoldCheck())
 
     def _release(self) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from kube_vxlan_controller.actors.hold import Hold, worth_holding
+import pytest
+
+from kube_vxlan_controller.actors.hold import Hold, longest_for, worth_holding
 from kube_vxlan_controller.actors.network import NetworkActor
 from kube_vxlan_controller.actors.registry import Registry
 from kube_vxlan_controller.actors.scheduler import Scheduler
@@ -15,26 +17,38 @@ SPEC = resolve("vxeth0", {"vxeth0": "id=100 up"}, pod_key="default/p").networks
 
 
 def test_a_hold_awaits_the_pods_on_their_way_when_it_began_not_later_ones():
-    hold = Hold.begin({"a", "b"}, now=10.0)
+    hold = Hold.begin({"a", "b"}, now=10.0, longest=10)
     hold.arrived("c", 11.0)  # not awaited: no progress
-    assert hold.progress == 10.0 and not hold.over(11.0, stall=2, longest=10)
+    assert hold.progress == 10.0 and not hold.over(11.0, stall=2)
     hold.arrived("a", 11.5)
-    assert hold.progress == 11.5 and hold.check_at(stall=2, longest=10) == 13.5
+    assert hold.progress == 11.5 and hold.check_at(stall=2) == 13.5
     hold.arrived("b", 12.0)
-    assert hold.over(12.0, stall=2, longest=10)
+    assert hold.over(12.0, stall=2)
 
 
 def test_a_hold_ends_when_its_pods_stall_or_it_lasted_too_long():
-    hold = Hold.begin({"a", "b", "stuck"}, now=0.0)
-    assert not hold.over(1.9, stall=2, longest=10)
-    assert hold.over(2.0, stall=2, longest=10)  # nobody arrived for `stall`
+    hold = Hold.begin({"a", "b", "stuck"}, now=0.0, longest=10)
+    assert not hold.over(1.9, stall=2)
+    assert hold.over(2.0, stall=2)  # nobody arrived for `stall`
     for t in range(1, 10):
         hold.arrived("a" if t % 2 else "b", float(t))  # only the first arrival of each counts
-    assert hold.progress == 2.0 and hold.check_at(stall=2, longest=3) == 3.0
-    hold = Hold.begin({f"p{i}" for i in range(20)}, now=0.0)
+    assert hold.progress == 2.0 and hold.check_at(stall=2) == 4.0
+    hold = Hold.begin({f"p{i}" for i in range(20)}, now=0.0, longest=10)
     for i in range(19):
         hold.arrived(f"p{i}", 0.5 * (i + 1))
-    assert not hold.over(9.9, stall=2, longest=10) and hold.over(10.0, stall=2, longest=10)
+    assert hold.check_at(stall=2) == 10.0
+    assert not hold.over(9.9, stall=2) and hold.over(10.0, stall=2)
+
+
+def test_a_slow_roll_out_may_pause_for_a_quarter_of_its_hold_before_it_counts_as_stalled():
+    hold = Hold.begin({"a", "b"}, now=0.0, longest=600)
+    hold.arrived("a", 40.0)
+    assert hold.stalled_at(2) == pytest.approx(40 / 0.75)  # 13.3 s without an arrival, a quarter of 53.3 s
+    assert not hold.over(53.0, stall=2) and hold.over(53.4, stall=2)
+
+
+def test_holds_of_one_growth_last_as_long_as_it_has_lasted():
+    assert [longest_for(10, growing) for growing in (0, 5, 10, 20, 40, 80)] == [10, 10, 10, 20, 40, 80]
 
 
 def test_only_a_network_growing_by_a_quarter_or_more_is_worth_holding():
@@ -67,7 +81,7 @@ def test_a_burst_is_told_to_earlier_members_once_the_pods_on_their_way_joined():
     pods: dict[str, Recorder] = {}
     registry = Registry(pod_factory=None, network_factory=None)
     registry.existing_pod = lambda uid: pods.setdefault(uid, Recorder())
-    net = NetworkActor.start("vxeth0", registry=registry, synced=True, scheduler=scheduler, hold_max=30, stall=30)
+    net = NetworkActor.start("vxeth0", registry=registry, synced=True, scheduler=scheduler, hold=30, stall=30)
     try:
         for i in range(12):  # a Deployment of 12: all created, none running yet
             net.tell(PodUpdate(pod(f"p{i}", member=False), SPEC))
@@ -98,8 +112,7 @@ def test_a_stalled_hold_ends_after_the_stall_and_tells_everyone():
     pods: dict[str, Recorder] = {}
     registry = Registry(pod_factory=None, network_factory=None)
     registry.existing_pod = lambda uid: pods.setdefault(uid, Recorder())
-    net = NetworkActor.start("vxeth0", registry=registry, synced=False, scheduler=scheduler, hold_max=30,
-                             stall=0.3)
+    net = NetworkActor.start("vxeth0", registry=registry, synced=False, scheduler=scheduler, hold=30, stall=0.3)
     try:
         for i in range(2):
             net.tell(PodUpdate(pod(f"p{i}", member=True), SPEC))
@@ -109,6 +122,34 @@ def test_a_stalled_hold_ends_after_the_stall_and_tells_everyone():
         net.ask(PodUpdate(pod("p2", member=True), SPEC))
         assert sizes(pods["p0"]) == [2] and sizes(pods["p2"]) == [3]  # held back from p0, not from p2
         wait_for(lambda: sizes(pods["p0"]) == [2, 3], what="the stalled hold released", timeout=5)
+    finally:
+        net.stop()
+        scheduler.stop()
+
+
+def test_the_next_hold_of_the_same_growth_lasts_as_long_as_the_growth_has():
+    scheduler = Scheduler().start()
+    now = [0.0]
+    pods: dict[str, Recorder] = {}
+    registry = Registry(pod_factory=None, network_factory=None)
+    registry.existing_pod = lambda uid: pods.setdefault(uid, Recorder())
+    net = NetworkActor.start("vxeth0", registry=registry, synced=True, scheduler=scheduler, hold=5, stall=600,
+                             clock=lambda: now[0])
+    try:
+        net.ask(PodUpdate(pod("p0", member=True), SPEC))
+        for i in range(1, 4):
+            net.ask(PodUpdate(pod(f"p{i}", member=False), SPEC))
+        net.ask(PodUpdate(pod("p1", member=True), SPEC))
+        assert net.proxy().hold.get().longest == 5  # the growth's first hold: `hold`
+        now[0] = 1.0
+        net.ask(PodUpdate(pod("p2", member=True), SPEC))
+        net.ask(PodUpdate(pod("p3", member=True), SPEC))
+        assert net.proxy().hold.get() is None and sizes(pods["p0"]) == [1, 4]  # all awaited joined
+        for i in range(4, 10):
+            net.ask(PodUpdate(pod(f"p{i}", member=False), SPEC))
+        now[0] = 20.0
+        net.ask(PodUpdate(pod("p4", member=True), SPEC))
+        assert net.proxy().hold.get().longest == 20  # the same growth, 20 s old
     finally:
         net.stop()
         scheduler.stop()
