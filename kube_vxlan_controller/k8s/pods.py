@@ -25,7 +25,8 @@ from kube_vxlan_controller.backoff import Backoff
 from kube_vxlan_controller.k8s.client import Cluster
 from kube_vxlan_controller.k8s.listwatch import ListWatch
 from kube_vxlan_controller.messages import PodChanged, PodDeleted, PodEvent, PodsListed
-from kube_vxlan_controller.model import Pod
+from kube_vxlan_controller.model import Condition, Pod
+from kube_vxlan_controller.wired import CONDITION_TYPE
 
 __all__ = ["AGENT_CONTAINER", "INIT_AGENT_CONTAINER", "PodChanged", "PodDeleted", "PodStream", "PodsListed",
            "pod_from_json"]
@@ -62,6 +63,7 @@ def pod_from_json(
         agent_restarts=_int(agent.get("restartCount")) if agent is not None else 0,
         deleting=meta.get("deletionTimestamp") is not None,
         phase=_str(status.get("phase")),
+        wired=_condition(status.get("conditions"), CONDITION_TYPE),
     )
 
 
@@ -136,6 +138,14 @@ def _status_of(statuses: Any, name: str) -> dict | None:
     for status in statuses if isinstance(statuses, list) else ():
         if isinstance(status, dict) and status.get("name") == name:
             return status
+    return None
+
+
+def _condition(conditions: Any, kind: str) -> Condition | None:
+    for condition in conditions if isinstance(conditions, list) else ():
+        if isinstance(condition, dict) and condition.get("type") == kind:
+            return Condition(condition.get("status") == "True", _str(condition.get("reason")),
+                             _str(condition.get("message")))
     return None
 
 
