@@ -6,8 +6,8 @@ kubelet does). The truth it is checked against is the kernel's fdb, read in the 
 from __future__ import annotations
 
 import pytest
-from kubernetes import watch
 from polling import wait_for
+from seedexample import assert_ready_only_once_wired
 
 from kube_vxlan_controller.wired import CONDITION_TYPE
 
@@ -22,11 +22,6 @@ def conditions(pod) -> dict[str, object]:
 
 def condition(pod, kind: str = CONDITION_TYPE):
     return conditions(pod).get(kind)
-
-
-def status(pod, kind: str = CONDITION_TYPE) -> str | None:
-    c = condition(pod, kind)
-    return c.status if c is not None else None
 
 
 def one(cluster, app: str):
@@ -53,18 +48,7 @@ def test_the_seed_example_is_wired_with_peer_counts_and_gw_ready_only_once_wired
     assert cluster.wired([pods["a"], pods["gw"]], "vxeth1") and cluster.wired([pods["b"], pods["gw"]], "vxeth2")
     gw = wait_for(lambda: (p := one(cluster, "gw")) and condition(p, "Ready").status == "True" and p,
                   what="gw Ready once wired")
-    # Every version of gw the API ever held: Ready only with Wired True; while its containers were ready and
-    # it was not wired yet, Ready said why, as the kubelet does.
-    versions = [event["object"] for event in watch.Watch().stream(
-        cluster.core.list_namespaced_pod, "default", label_selector="run=gw", resource_version="1",
-        timeout_seconds=1)]
-    assert versions and all(status(v) == "True" for v in versions if status(v, "Ready") == "True")
-    gated = [condition(v, "Ready") for v in versions
-             if status(v, "ContainersReady") == "True" and status(v, "Ready") == "False"]
-    assert gated and all(r.reason == "ReadinessGatesNotReady" for r in gated)
-    assert {r.message for r in gated} <= {
-        f'corresponding condition of pod readiness gate "{CONDITION_TYPE}" does not exist.',
-        f'the status of pod readiness gate "{CONDITION_TYPE}" is not "True", but False'}
+    assert_ready_only_once_wired(sandbox.kubeconfig, "run=gw")
     assert gw.spec.readiness_gates[0].condition_type == CONDITION_TYPE
 
 
