@@ -335,8 +335,7 @@ class PodActor(pykka.ThreadingActor):
         self.passes += 1
 
     def _timeout(self) -> int:
-        """`timeout N` inside the pod: a little over the exec deadline, so an abandoned exec ends itself."""
-        return int(self.settings.exec_deadline) + 1
+        return agent.in_pod_timeout(self.settings.exec_deadline)
 
     def _forbidden(self, pod: Pod, error: Forbidden) -> None:
         """RBAC denied an exec: said once per pod (log line and Event) until the denial changes, then
