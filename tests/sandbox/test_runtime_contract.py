@@ -341,7 +341,7 @@ def ready_condition(sandbox, name: str) -> dict:
     return next(c for c in sandbox.pod("default", name)["status"]["conditions"] if c["type"] == "Ready")
 
 
-def test_readiness_gate_holds_ready_until_its_condition_is_true_through_pods_status(sandbox, core):
+def test_readiness_gate_holds_ready_until_its_condition_is_true_through_pods_status(sandbox, core, kubectl):
     """As the kubelet: Ready needs every container ready AND every gate's condition "True"; a client sets
     the condition with a strategic merge patch of pods/status (what `patch_namespaced_pod_status` sends),
     merged by `type` with the kubelet's own conditions, which it keeps."""
@@ -362,8 +362,10 @@ def test_readiness_gate_holds_ready_until_its_condition_is_true_through_pods_sta
     set_gate("False")
     wait_for(lambda: ready_condition(sandbox, "p").get("message") ==
              f'the status of pod readiness gate "{GATE}" is not "True", but False', what="Ready says the gate is False")
+    assert kubectl("get", "pod", "p", "-o", "wide").stdout.split("\n")[1].split()[-1] == "0/1"  # READINESS GATES
     set_gate("True")
     wait_for(lambda: ready_condition(sandbox, "p")["status"] == "True", what="Ready once the gate is True")
+    assert kubectl("get", "pod", "p", "-o", "wide").stdout.split("\n")[1].split()[-1] == "1/1"
     conditions = sandbox.pod("default", "p")["status"]["conditions"]
     assert [c["type"] for c in conditions].count(GATE) == 1
     assert next(c for c in conditions if c["type"] == GATE)["message"] == "True"
