@@ -199,15 +199,15 @@ class PodActor(pykka.ThreadingActor):
     def _updated(self, pod: Pod, networks: tuple[NetworkSpec, ...], invalid: tuple[str, ...]) -> None:
         if networks != self.networks and self.pod is not None:
             self.sync_due = True  # the devices to keep changed
-        if self.pod is None:
+        first, invalid_changed = self.pod is None, invalid != self.invalid
+        if first:
             self.wired = pod.wired  # what the API holds: a restarted controller rewrites only what changed
-        first, judged_invalid = self.pod is None, self.invalid
         self.pod, self.networks, self.invalid = pod, networks, invalid
         if pod.init_agent_running and pod.init_agent_id != self.released:
             self.setup_due = True
         elif pod.deleting or not (pod.agent_running and networks):
             self._pass_done()  # nothing to sync until a network says who the peers are
-        if first or invalid != judged_invalid or not pod.agent_running:
+        if first or invalid_changed or not pod.agent_running:
             self._judge()  # else the next pass judges
         self._post()
 
