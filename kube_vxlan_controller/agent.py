@@ -62,6 +62,8 @@ __all__ = [
     "TERMINATE_ARGV",
     "release_argv",
     "setup_release_argv",
+    "setup_exec",
+    "in_pod_timeout",
     "LINKS_EXIST",
     "ZERO_MAC",
     "batch_argv",
@@ -135,6 +137,26 @@ def setup_release_argv(timeout: int, terminate_file: str = "/run/terminate", *,
     checks = "".join(f"ip link show dev {name} >/dev/null 2>&1 && exit {LINKS_EXIST}; " for name in absent)
     batch = " ".join(batch_argv("ip", timeout))
     return ["sh", "-c", f"{checks}{batch} || exit; {_release_script(terminate_file)}"]
+
+
+def in_pod_timeout(exec_deadline: float) -> int:
+    """`timeout N` inside the pod: a little over the exec deadline, so an abandoned exec ends itself."""
+    return int(exec_deadline) + 1
+
+
+def setup_exec(specs: Sequence[NetworkSpec], links: Mapping[str, "Link"] | None, *, timeout: int,
+               terminate_file: str = "/run/terminate", underlay: str | None = None) -> tuple[list[str], str | None]:
+    """The argv and stdin of the exec that sets the pod's interfaces up and releases its init agent.
+
+    `links` None: a pod nobody set up — the batch assumes none of the links exists, and the exec checks
+    that first (it changes nothing and exits `LINKS_EXIST` when one does); else the links as read from
+    the pod (`parse_links`). Nothing to set up (no specs, or every link as wanted): the release alone, no
+    stdin."""
+    batch = setup_batch(specs, links or {}, underlay=underlay)
+    if not batch:
+        return release_argv(terminate_file), None
+    absent = tuple(spec.name for spec in specs) if links is None else ()
+    return setup_release_argv(timeout, terminate_file, absent=absent), batch
 
 
 def batch_argv(tool: str, timeout: int) -> list[str]:

@@ -16,6 +16,7 @@ COMMANDS = {
     "run": ("kube_vxlan_controller.run", "main"),
     "inspect": ("kube_vxlan_controller.queries", "inspect_main"),
     "list": ("kube_vxlan_controller.queries", "list_main"),
+    "plan": ("kube_vxlan_controller.plan", "main"),
 }
 
 USAGE = """usage: kube-vxlan-controller COMMAND [ARGS]
@@ -24,6 +25,7 @@ commands:
   run       run the controller (in-cluster, or --kubeconfig PATH)
   inspect   inspect nets NET...: members, options and fdb of networks (asks the running controller)
   list      list pods [PREFIX]: pods the controller knows, one line per network
+  plan      [-n NS] NAME | -f FILE [NAME] [--configmap FILE]: what the controller would run in a pod
   version   print the version
 """
 

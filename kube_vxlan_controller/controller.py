@@ -27,7 +27,7 @@ from .actors.registry import Registry
 from .actors.scheduler import Scheduler
 from .actors.supervisor import Supervisor
 from .actors.watcher import PodWatcher
-from .k8s import client, configmaps, events, execs, pods
+from .k8s import client, configmaps, events, execs, podstatus, pods
 from .metrics import Metrics
 from .settings import Settings
 
@@ -65,10 +65,13 @@ class Controller:
         # Events are API calls: made off the actors' threads so that no actor blocks on the API.
         self.event_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="events")
         record = self._record_event
+        # The Wired condition is patched off the actors' threads too.
+        self.conditions = podstatus.ConditionWriter(self.cluster, self.scheduler)
         self.registry = Registry(
             pod_factory=lambda uid, key: PodActor.start(
                 uid, key, executor=self.executor, settings=s, scheduler=self.scheduler, events=record,
-                supervisor=self.supervisor, board=self.board, metrics=self.metrics, stopping=self.stopping),
+                conditions=self.conditions.write, supervisor=self.supervisor, board=self.board,
+                metrics=self.metrics, stopping=self.stopping),
             network_factory=lambda name, synced: NetworkActor.start(
                 name, registry=self.registry, supervisor=self.supervisor, metrics=self.metrics, synced=synced,
                 scheduler=self.scheduler, hold=s.hold),
@@ -150,6 +153,7 @@ class Controller:
         _quietly("query actor", lambda: self.query.stop(timeout=5))
         self.scheduler.stop()
         self.event_pool.shutdown(wait=False, cancel_futures=True)
+        self.conditions.close()
         self.supervisor = None
         logger.info("controller stopped ({} pod actors, {} network actors)", pods, networks)
 

@@ -73,6 +73,8 @@ class PodUpdate:
 
     pod: Pod
     networks: tuple[NetworkSpec, ...]
+    #: the annotation's errors: networks it names that did not resolve (the pod is not wired while any)
+    errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,16 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
+class Condition:
+    """A pod status condition as the controller writes and reads it (its type is the caller's)."""
+
+    status: bool
+    #: CamelCase, as Kubernetes reasons are
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Pod:
     """What the controller needs to know about one pod, as last seen by the API."""
 
@@ -38,6 +48,8 @@ class Pod:
     #: deletionTimestamp is set: the pod is going away and leaves every network now.
     deleting: bool = False
     phase: str = ""
+    #: the pod's `vxlan.openvnf.org/Wired` condition as the API holds it (None: it has none)
+    wired: Condition | None = None
 
     @property
     def key(self) -> str:

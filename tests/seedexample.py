@@ -1,7 +1,8 @@
 """The seed example (deploy/example.yaml: pods a, b, gw on vxeth1/vxeth2) read as an operator would, through
 kubectl only: fdb entries from `bridge -j fdb show` in each pod's agent container, the seed's pings from the
 app containers, the controller's pod, log and metrics. Shared by the tests that run the example on the
-docker runtime (tests/docker) and in-cluster (tests/incluster)."""
+docker runtime (tests/docker) and in-cluster (tests/incluster); `assert_ready_only_once_wired` by every
+runtime's readiness gate test."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import time
 from pathlib import Path
 
 import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes import watch
 from polling import wait_for
+
+from kube_vxlan_controller.wired import CONDITION_TYPE
 
 class Cluster:
     """A cluster under test: `kubectl(...)` runs the machine's kubectl against it."""
@@ -110,3 +116,29 @@ class Deployed:
 
     def ready(self, pod: dict) -> bool:
         return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+def assert_ready_only_once_wired(kubeconfig: Path, selector: str, namespace: str = "default") -> None:
+    """Every version the API ever held of the pod `selector` picks, whose readiness is gated on the Wired
+    condition: Ready only with Wired True; while its containers were ready but it was not wired, Ready False
+    with the kubelet's reason and message; Ready in the end."""
+    api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        versions = [event["raw_object"] for event in watch.Watch().stream(
+            k8s.CoreV1Api(api).list_namespaced_pod, namespace, label_selector=selector, resource_version="1",
+            timeout_seconds=1)]
+    finally:
+        api.close()
+
+    def condition(pod: dict, kind: str) -> dict:
+        return next((c for c in pod["status"].get("conditions", []) if c["type"] == kind), {})
+
+    assert versions and all(condition(v, CONDITION_TYPE).get("status") == "True"
+                            for v in versions if condition(v, "Ready").get("status") == "True")
+    gated = [condition(v, "Ready") for v in versions
+             if condition(v, "ContainersReady").get("status") == "True" and condition(v, "Ready")["status"] == "False"]
+    assert gated and all(ready["reason"] == "ReadinessGatesNotReady" for ready in gated)
+    assert {ready["message"] for ready in gated} <= {
+        f'corresponding condition of pod readiness gate "{CONDITION_TYPE}" does not exist.',
+        f'the status of pod readiness gate "{CONDITION_TYPE}" is not "True", but False'}
+    assert condition(versions[-1], "Ready").get("status") == "True"

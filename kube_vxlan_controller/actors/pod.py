@@ -19,6 +19,10 @@ also wait for this pod's window (`settings.coalesce`): it doubles while changes 
 `settings.coalesce_max`, and starts over after a quiet spell, so a lone join is synced at once and a
 burst of joins costs each member a few syncs instead of one per joining pod.
 
+After every pass it judges the pod's `vxlan.openvnf.org/Wired` condition (`wired.judge`) and hands it to
+`conditions` when it differs from what the API holds (as last seen, or as last handed over): the writer
+patches it off this thread.
+
 Concurrency contract: the actor blocks only inside an exec (at most the exec deadline, plus the wait for
 a process-wide exec slot), so a hung pod delays only itself. Failures retry with this pod's own
 backoff; a periodic `Resync` forgets what was observed so drift is repaired. State the query actor may
@@ -40,8 +44,9 @@ from .. import agent
 from ..backoff import Backoff
 from ..k8s.errors import Cancelled, ExecTimeout, Forbidden, K8sError, PodGone
 from ..messages import ChildFailed, Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync, Retry, Snapshot
-from ..model import Pod
+from ..model import Condition, Pod
 from ..options import NetworkSpec
+from ..wired import Facts, judge
 from . import podexec
 
 #: setup attempts before the init agent is released anyway, so that a pod with a network that cannot
@@ -61,6 +66,8 @@ class Status(enum.Enum):
 
 
 _FAILED = frozenset({Status.FAILING, Status.FORBIDDEN, Status.HUNG, Status.GONE})
+#: the Wired condition's reason while in a failed status
+_FAILURE_REASONS = {Status.FAILING: "Failing", Status.FORBIDDEN: "Forbidden", Status.HUNG: "Hung"}
 #: the one place that says which status may follow which (a status may always be re-entered).
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.WAITING: frozenset({Status.SETTING_UP, Status.WIRED}) | _FAILED,
@@ -89,20 +96,30 @@ class PodState:
 
 
 class PodActor(pykka.ThreadingActor):
-    def __init__(self, uid: str, pod_key: str, *, executor, settings, scheduler, events=None,
+    def __init__(self, uid: str, pod_key: str, *, executor, settings, scheduler, events=None, conditions=None,
                  supervisor=None, backoff: Backoff | None = None, board=None, metrics=None,
                  stopping: threading.Event | None = None, clock=time.monotonic) -> None:
         super().__init__()
         self.uid, self.pod_key = uid, pod_key
         self.executor, self.settings, self.scheduler = executor, settings, scheduler
         self.events, self.supervisor, self.board, self.metrics = events, supervisor, board, metrics
+        #: `conditions(pod, condition, transition)`: writes the Wired condition; must not block
+        self.conditions = conditions
         self.stopping = stopping or threading.Event()
         self.backoff = backoff or Backoff()
         self.clock = clock
         self.status, self.error = Status.WAITING, ""
         self.pod: Pod | None = None
         self.networks: tuple[NetworkSpec, ...] = ()
+        #: the annotation's errors (networks that did not resolve)
+        self.invalid: tuple[str, ...] = ()
         self.snapshots: dict[str, Snapshot] = {}
+        #: network → the peers the last sync of it aimed at
+        self.synced_peers: dict[str, frozenset[str]] = {}
+        #: the setup gave up (its error), until a setup succeeds
+        self.setup_failed: str | None = None
+        #: the Wired condition as the API holds it: as last seen on the pod, then as last handed over
+        self.wired: Condition | None = None
         #: the init agent instance this actor set up and released (`Pod.init_agent_id`); None: none yet
         self.released: str | None = None
         self.setup_attempts = 0
@@ -145,7 +162,7 @@ class PodActor(pykka.ThreadingActor):
             return self._inspect() if time.monotonic() < message.deadline else None
         try:
             if isinstance(message, PodUpdate):
-                self._updated(message.pod, message.networks)
+                self._updated(message.pod, message.networks, message.errors)
             elif isinstance(message, PeersChanged):
                 self.snapshots[message.snapshot.network] = message.snapshot
                 self.sync_due = True
@@ -179,14 +196,19 @@ class PodActor(pykka.ThreadingActor):
         return PodState(self.uid, self.pod_key, self.pod.ip if self.pod else None, self.status.value,
                         self.networks, self.observed, self.error, self.execs, self.passes)
 
-    def _updated(self, pod: Pod, networks: tuple[NetworkSpec, ...]) -> None:
+    def _updated(self, pod: Pod, networks: tuple[NetworkSpec, ...], invalid: tuple[str, ...]) -> None:
         if networks != self.networks and self.pod is not None:
             self.sync_due = True  # the devices to keep changed
-        self.pod, self.networks = pod, networks
+        first, invalid_changed = self.pod is None, invalid != self.invalid
+        if first:
+            self.wired = pod.wired  # what the API holds: a restarted controller rewrites only what changed
+        self.pod, self.networks, self.invalid = pod, networks, invalid
         if pod.init_agent_running and pod.init_agent_id != self.released:
             self.setup_due = True
         elif pod.deleting or not (pod.agent_running and networks):
             self._pass_done()  # nothing to sync until a network says who the peers are
+        if first or invalid_changed or not pod.agent_running:
+            self._judge()  # else the next pass judges
         self._post()
 
     # -- the work ---------------------------------------------------------------------------------
@@ -229,6 +251,7 @@ class PodActor(pykka.ThreadingActor):
                             else Status.RELEASED if self.released is not None else Status.WAITING)
         finally:
             self.execs += run.count
+            self._judge()
             self._post()
 
     def _window_open(self) -> bool:
@@ -254,6 +277,7 @@ class PodActor(pykka.ThreadingActor):
             logger.error("pod {}: setup failed {} times, releasing the init agent anyway: {}", pod.key,
                          self.setup_attempts, outcome.gave_up)
             self._event(pod, "VxlanSetupFailed", str(outcome.gave_up))
+        self.setup_failed = str(outcome.gave_up) if outcome.gave_up is not None else None
         for spec in self.networks:
             if outcome.managed is not None and spec.name in outcome.managed:
                 logger.info("pod {} network {}: interface {} set up ({})", pod.key, spec.network, spec.name,
@@ -282,6 +306,7 @@ class PodActor(pykka.ThreadingActor):
             self.managed = podexec.managed_interfaces(run, self.networks, container=container)
         desired = {spec.name: self.snapshots[spec.network].peers_of(self.uid)
                    for spec in known if spec.name in self.managed}
+        self.synced_peers = {spec.network: self.snapshots[spec.network].peers_of(self.uid) for spec in known}
         if desired:
             observed, self.observed = self.observed, None  # unknown while the batch runs (it may fail)
             self.observed = podexec.sync_fdb(run, desired, observed, container=container, timeout=self._timeout(),
@@ -310,8 +335,7 @@ class PodActor(pykka.ThreadingActor):
         self.passes += 1
 
     def _timeout(self) -> int:
-        """`timeout N` inside the pod: a little over the exec deadline, so an abandoned exec ends itself."""
-        return int(self.settings.exec_deadline) + 1
+        return agent.in_pod_timeout(self.settings.exec_deadline)
 
     def _forbidden(self, pod: Pod, error: Forbidden) -> None:
         """RBAC denied an exec: said once per pod (log line and Event) until the denial changes, then
@@ -335,6 +359,23 @@ class PodActor(pykka.ThreadingActor):
                    status.value, delay)
         self.retry_scheduled = True
         self.scheduler.tell_later(delay, self.actor_ref, Retry())
+
+    def _judge(self) -> None:
+        """Judge the Wired condition; hand it to the writer when it differs from what the API holds."""
+        pod = self.pod
+        if pod is None or pod.deleting or self.conditions is None or self.status is Status.GONE:
+            return
+        if pod.agent_running and self.managed is None and self.status not in _FAILED:
+            return  # set up before this actor saw it: nothing known until its first sync reads the pod
+        reason = _FAILURE_REASONS.get(self.status)
+        condition = judge(Facts(
+            networks=self.networks, invalid=self.invalid,
+            failure=(reason, self.error) if reason is not None else None, setup_failed=self.setup_failed,
+            managed=self.managed, agent_running=pod.agent_running, fdb=self.observed, peers=self.synced_peers))
+        if condition != self.wired:
+            transition = self.wired is None or self.wired.status != condition.status
+            self.wired = condition
+            self.conditions(pod, condition, transition)
 
     def _enter(self, status: Status, error: str = "") -> None:
         if status is not self.status and status not in TRANSITIONS[self.status]:

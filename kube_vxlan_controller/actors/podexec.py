@@ -75,33 +75,29 @@ def setup_and_release(run: PodExec, specs: tuple[NetworkSpec, ...], *, container
 
     A failed batch raises `ExecFailed` and leaves the init agent running (the caller retries), except on
     the `last_attempt`: then the init agent is released anyway and the failure is in `gave_up`."""
-    pod = run.pod
-    if not specs:
-        _release(run, container, terminate_file)
-        return SetupOutcome(frozenset(), True)
-    names = tuple(spec.name for spec in specs)
-    links: dict = {}
-    argv = agent.setup_release_argv(timeout, terminate_file, absent=names)
-    accepted = agent.RELEASED_CODES | {agent.LINKS_EXIST}
+    links: dict | None = None  # None: assumed absent, checked by the exec itself
     while True:
-        batch = agent.setup_batch(specs, links, underlay=pod.ip)
-        if not batch:
+        argv, batch = agent.setup_exec(specs, links, timeout=timeout, terminate_file=terminate_file,
+                                       underlay=run.pod.ip)
+        if batch is None:
             _release(run, container, terminate_file)
             break
+        accepted = agent.RELEASED_CODES | ({agent.LINKS_EXIST} if links is None else set())
         try:
             result = run.run(container, argv, stdin=batch, ok=accepted)
         except ExecFailed as error:
             if not last_attempt:
                 raise
             _release(run, container, terminate_file)
-            return SetupOutcome(None, False, agent.setup_conflicts(specs, links), gave_up=error)
+            return SetupOutcome(None, False, agent.setup_conflicts(specs, links or {}), gave_up=error)
         except PodGone:
             return SetupOutcome(None, False)  # the init agent is gone: released, how far setup got unknown
         if result.exit_code != agent.LINKS_EXIST:
             break
         # A setup may have happened before: the long way, against the links as they are.
         links = agent.parse_links(run.run(container, agent.LINKS_ARGV).stdout)
-        argv, accepted = agent.setup_release_argv(timeout, terminate_file), agent.RELEASED_CODES
+    links = links or {}
+    names = tuple(spec.name for spec in specs)
     managed = frozenset(n for n in names if n not in links or links[n].kind == "vxlan")
     return SetupOutcome(managed, not links, agent.setup_conflicts(specs, links))
 

@@ -171,7 +171,7 @@ class PodWatcher(pykka.ThreadingActor):
         if previous is None:
             logger.info("pod {}: seen ({}, ip {}, networks {})", pod.key, pod.phase or "no phase",
                         pod.ip or "none", ", ".join(spec.network for spec in resolution.networks) or "none")
-        update = PodUpdate(pod, resolution.networks)
+        update = PodUpdate(pod, resolution.networks, resolution.errors)
         self.registry.pod(pod.uid, pod.key).tell(update)
         named = {spec.network for spec in resolution.networks}
         if previous is not None:
@@ -208,6 +208,6 @@ class PodWatcher(pykka.ThreadingActor):
         routed = self.index.get(uid)
         if routed is None:
             return
-        self.registry.pod(uid, routed.pod.key).tell(PodUpdate(routed.pod, routed.networks))
+        self.registry.pod(uid, routed.pod.key).tell(PodUpdate(routed.pod, routed.networks, routed.errors))
         for spec in routed.networks:
             self.registry.tell_network(spec.network, Resend(uid), synced=self.synced_once)

@@ -6,6 +6,7 @@
 - `listwatch`: the one list+watch loop both streams use (relist on 410, backoff reconnect)
 - `execs`: `Executor` (exec with a deadline, stdin, exit code; bounded concurrency)
 - `events`: `record_event()` (core/v1 Events on pods)
+- `podstatus`: `ConditionWriter` (the Wired condition, patched through pods/status off the actors' threads)
 - `errors`: the project's error types and `classify()`, the one place that sorts client failures
 Values that leave this package are domain values (`model.Pod`, `ExecResult`, mappings) and the errors.
 """

@@ -17,18 +17,21 @@ ends the current watch at once. The events are frozen values, safe to share betw
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from kube_vxlan_controller.backoff import Backoff
 from kube_vxlan_controller.k8s.client import Cluster
-from kube_vxlan_controller.k8s.listwatch import ListWatch
+from kube_vxlan_controller.k8s.errors import classify
+from kube_vxlan_controller.k8s.listwatch import LIST_TIMEOUT, ListWatch
 from kube_vxlan_controller.messages import PodChanged, PodDeleted, PodEvent, PodsListed
-from kube_vxlan_controller.model import Pod
+from kube_vxlan_controller.model import Condition, Pod
+from kube_vxlan_controller.wired import CONDITION_TYPE
 
 __all__ = ["AGENT_CONTAINER", "INIT_AGENT_CONTAINER", "PodChanged", "PodDeleted", "PodStream", "PodsListed",
-           "pod_from_json"]
+           "list_pods_json", "pod_from_json", "read_pod_json"]
 
 #: the seed's container names.
 INIT_AGENT_CONTAINER = "vxlan-controller-agent-init"
@@ -62,7 +65,33 @@ def pod_from_json(
         agent_restarts=_int(agent.get("restartCount")) if agent is not None else 0,
         deleting=meta.get("deletionTimestamp") is not None,
         phase=_str(status.get("phase")),
+        wired=_condition(status.get("conditions"), CONDITION_TYPE),
     )
+
+
+def read_pod_json(cluster: Cluster, namespace: str, name: str) -> dict:
+    """One pod as the API writes it (parsed JSON, for `pod_from_json`); raises `K8sError` (`PodGone`: none)."""
+    try:
+        response = cluster.core().read_namespaced_pod(name, namespace, _preload_content=False,
+                                                      _request_timeout=LIST_TIMEOUT)
+        return json.loads(response.data)
+    except Exception as exc:  # noqa: BLE001 - sorted by classify, the one place that does
+        raise classify(exc) from exc
+
+
+def list_pods_json(cluster: Cluster, label_selector: str, namespace: str | None = None) -> list[dict]:
+    """The pods matching `label_selector` (in `namespace`, or all) as the API writes them; raises `K8sError`."""
+    core = cluster.core()
+    try:
+        if namespace is None:
+            response = core.list_pod_for_all_namespaces(label_selector=label_selector, _preload_content=False,
+                                                        _request_timeout=LIST_TIMEOUT)
+        else:
+            response = core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False,
+                                                _request_timeout=LIST_TIMEOUT)
+        return json.loads(response.data).get("items") or []
+    except Exception as exc:  # noqa: BLE001 - sorted by classify, the one place that does
+        raise classify(exc) from exc
 
 
 class PodStream:
@@ -136,6 +165,14 @@ def _status_of(statuses: Any, name: str) -> dict | None:
     for status in statuses if isinstance(statuses, list) else ():
         if isinstance(status, dict) and status.get("name") == name:
             return status
+    return None
+
+
+def _condition(conditions: Any, kind: str) -> Condition | None:
+    for condition in conditions if isinstance(conditions, list) else ():
+        if isinstance(condition, dict) and condition.get("type") == kind:
+            return Condition(condition.get("status") == "True", _str(condition.get("reason")),
+                             _str(condition.get("message")))
     return None
 
 

@@ -10,7 +10,9 @@ runtime). Every error is a `Status` object. Every JSON answer is written as kube
 any handler, the middleware lets access.py authenticate and authorize the request (401/403 Status);
 SelfSubjectAccessReviews are answered there too. `GET /sandbox/stats` tells what the server saw (see
 `Api.stats_endpoint`): benchmarks count every client's execs here, server side, the same way whoever the
-client is.
+client is. `Api.exec_log` keeps the last execs (pod, container, argv, stdin) and `Api.patches` counts PATCH
+requests by object and subresource, for tests that compare what a client ran or wrote (`GET /sandbox/execs`
+serves the log to other processes).
 
 Concurrency contract: every handler runs on the sandbox's event loop and touches the store, the kubelet
 and the deployment controller synchronously, so each request sees and makes one consistent change. Only
@@ -44,6 +46,8 @@ from .selectors import SelectorError, object_filter, parse_labels
 from .store import CLOSE, Store
 
 JSON = "application/json"
+#: how many execs the exec log keeps
+EXEC_LOG = 10_000
 #: paths `fail_requests` never fails: the control endpoint, the version (kubectl's dispatcher reads it).
 _NEVER_FAIL = ("/sandbox/", "/version")
 #: server-set metadata a client cannot set on create.
@@ -119,6 +123,10 @@ class Api:
         self.watches: set[asyncio.Task] = set()
         #: execs accepted (websocket upgraded), by container name, since the sandbox started.
         self.exec_counts: collections.Counter[str] = collections.Counter()
+        #: the last EXEC_LOG execs, oldest first: {namespace, pod, container, argv, stdin}
+        self.exec_log: collections.deque[dict] = collections.deque(maxlen=EXEC_LOG)
+        #: PATCH requests by (resource, subresource or "", namespace, name)
+        self.patches: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
 
     # application ---------------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -143,6 +151,7 @@ class Api:
         app.router.add_post("/sandbox/faults", self.faults_endpoint)
         app.router.add_post(REVIEWS_PATH, self._access_review)
         app.router.add_get("/sandbox/stats", self.stats_endpoint)
+        app.router.add_get("/sandbox/execs", self.execs_endpoint)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 
@@ -229,6 +238,10 @@ class Api:
                 netns[m["uid"]] = name
         return respond({"execs": {"total": sum(self.exec_counts.values()), "by_container": dict(self.exec_counts)},
                         "watches": len(self.watches), "netns": netns})
+
+    async def execs_endpoint(self, request: web.Request) -> web.Response:
+        """The exec log (`exec_log`), oldest first."""
+        return respond({"execs": list(self.exec_log)})
 
     # dispatch ------------------------------------------------------------------------------------------
     async def dispatch(self, request: web.Request):
@@ -445,6 +458,7 @@ class Api:
 
     def patch(self, request: web.Request, target: Target, raw: bytes) -> web.Response:
         r = target.resource
+        self.patches[(r.plural, target.sub or "", target.namespace or "", target.name)] += 1
         current = self.store.require(r, target.namespace or "", target.name)
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
         try:
@@ -569,6 +583,12 @@ class Api:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             raise errors.ApiError(400, "BadRequest", "Upgrade request required")
         self.exec_counts[container.name] += 1
+        record = {"namespace": target.namespace, "pod": target.name, "container": container.name, "argv": argv,
+                  "stdin": ""}
+        self.exec_log.append(record)
+
+        def on_stdin(data: bytes) -> None:
+            record["stdin"] += data.decode("utf-8", "replace")
         labels = dict((self.store.get(PODS, target.namespace, target.name) or {}).get("metadata", {})
                       .get("labels") or {})
         faults = self.faults
@@ -579,7 +599,8 @@ class Api:
         return await execws.serve_exec(
             request, container=runner, argv=argv,
             stdin=_flag(q.get("stdin")), stdout=_flag(q.get("stdout", "true")), stderr=_flag(q.get("stderr", "true")),
-            latency=faults.exec_latency, is_hung=is_hung, target=f"{target.namespace}/{target.name}:{container.name}")
+            latency=faults.exec_latency, is_hung=is_hung, target=f"{target.namespace}/{target.name}:{container.name}",
+            on_stdin=on_stdin)
 
     # log -----------------------------------------------------------------------------------------------
     async def log(self, request: web.Request, target: Target) -> web.StreamResponse:

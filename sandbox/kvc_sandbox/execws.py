@@ -105,8 +105,10 @@ class ExecError(Exception):
 class ExecSession:
     """One exec: the websocket, the reader of client frames, and the writers of output frames."""
 
-    def __init__(self, ws: web.WebSocketResponse, protocol: str, target: str) -> None:
+    def __init__(self, ws: web.WebSocketResponse, protocol: str, target: str,
+                 on_stdin: Callable[[bytes], None] | None = None) -> None:
         self.ws = ws
+        self._on_stdin = on_stdin
         self.protocol = protocol
         #: "namespace/name:container", for log lines
         self.target = target
@@ -133,6 +135,8 @@ class ExecSession:
                 if data[0] == STDIN:
                     if len(data) > 1:
                         self._stdin.put_nowait(data[1:])
+                        if self._on_stdin is not None:
+                            self._on_stdin(data[1:])
                 elif data[0] == CLOSE and self.protocol == V5 and data[1:2] == bytes([STDIN]):
                     self._stdin.put_nowait(_EOF)
                 # RESIZE (no tty here) and anything else: ignored, as the API server does.
@@ -192,12 +196,14 @@ async def serve_exec(
     latency: float = 0.0,
     is_hung: Callable[[], bool] = lambda: False,
     target: str = "",
+    on_stdin: Callable[[bytes], None] | None = None,
 ) -> web.WebSocketResponse:
     """Upgrade `request` to the exec websocket and run `argv` in `container`; see the module docstring.
-    `target` ("namespace/name:container") only names the exec in log lines."""
+    `target` ("namespace/name:container") only names the exec in log lines; `on_stdin` sees every chunk the
+    client writes to stdin (the exec log)."""
     ws = web.WebSocketResponse(protocols=PROTOCOLS, timeout=5.0, autoping=True)
     await ws.prepare(request)
-    s = ExecSession(ws, ws.ws_protocol or V1, target)
+    s = ExecSession(ws, ws.ws_protocol or V1, target, on_stdin)
     try:
         if await s.wait_gone(latency):
             return ws

@@ -27,6 +27,11 @@ Lifecycle:
   StartError, and retried the same way. One that cannot be created (its image not on this machine:
   ErrImageNeverPull): waiting with the runtime's reason, tried again every `WAITING_RETRY` seconds, no
   restart counted.
+- Ready: all containers ready AND every readiness gate (`spec.readinessGates`) names a condition whose status
+  is "True", with the kubelet's reasons and messages (pkg/kubelet/status/generate.go). Conditions of other
+  types than the kubelet's own (`KUBELET_CONDITIONS`) are the clients' (a controller patches them through
+  `pods/status`): kept as the API holds them, first in the list as the kubelet's status manager merges
+  them, and a change to them makes the kubelet publish the pod again (Ready follows its gates).
 - delete: deletionTimestamp set (MODIFIED); the pod's tasks stop (nothing starts or restarts any more),
   the runtime stops its containers with the grace period (each runtime its way, see its docstring) and
   removes them and the pod's network namespace, then the object is DELETED.
@@ -52,6 +57,9 @@ from .runtime import ContainerRuntime, ContainerWaiting, StartFailed
 from .store import Event, Store, now_rfc3339
 
 NODE_NAME = "sandbox-node"
+#: the condition types the kubelet owns (kubetypes.PodConditionsByKubelet); any other is a client's
+KUBELET_CONDITIONS = frozenset({"PodScheduled", "Ready", "Initialized", "ContainersReady",
+                                "PodReadyToStartContainers"})
 #: seconds between two tries of a container that could not be created (its image missing…)
 WAITING_RETRY = 2.0
 
@@ -257,7 +265,15 @@ class Kubelet:
 
     # events --------------------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
-        if event.resource != PODS or event.type != "ADDED":
+        if event.resource != PODS:
+            return
+        if event.type == "MODIFIED" and event.old is not None:
+            runtime = self._pods.get(event.obj["metadata"]["uid"])
+            if runtime is not None and client_conditions(event.old) != client_conditions(event.obj):
+                # After this write (a status patch), as the kubelet's next sync would: Ready follows its gates.
+                asyncio.get_running_loop().call_soon(self._publish, runtime)
+            return
+        if event.type != "ADDED":
             return
         m, spec = event.obj["metadata"], event.obj.get("spec") or {}
         runtime = PodRuntime(
@@ -397,8 +413,9 @@ class Kubelet:
             if container.status() != before:
                 self._publish(runtime)
 
-    # status --------------------------------------------------------------------------------------------
-    def _condition(self, runtime: PodRuntime, type_: str, true: bool, reason: str | None = None) -> dict:
+    # status ---------------------------------------------------------------------------------------------
+    def _condition(self, runtime: PodRuntime, type_: str, true: bool, reason: str | None = None,
+                   message: str | None = None) -> dict:
         value = "True" if true else "False"
         previous = runtime.conditions.get(type_)
         if previous is None or previous[0] != value:
@@ -407,14 +424,17 @@ class Kubelet:
                "lastTransitionTime": runtime.conditions[type_][1]}
         if not true and reason:
             out["reason"] = reason
+        if not true and message:
+            out["message"] = message
         return out
 
-    def _status(self, runtime: PodRuntime) -> dict:
+    def _status(self, runtime: PodRuntime, client: list[dict]) -> dict:
+        """The pod's status as the kubelet writes it; `client`: the conditions of other types the API holds."""
         initialized = all(c.state == "terminated" and c.exit_code == 0 for c in runtime.init_containers) \
             and runtime.sandbox is not None
-        ready = initialized and all(c.ready for c in runtime.containers)
+        containers_ready = initialized and all(c.ready for c in runtime.containers)
         running = initialized and any(c.state == "running" for c in runtime.containers)
-        not_ready = [c.name for c in runtime.containers if not c.ready]
+        not_ready = f"containers with unready status: [{' '.join(c.name for c in runtime.containers if not c.ready)}]"
         pending_init = [c.name for c in runtime.init_containers if c.state != "terminated"]
         init_failed = any(c.state == "terminated" and c.exit_code != 0 and not self._restarts(runtime, c)
                           for c in runtime.init_containers)
@@ -426,23 +446,25 @@ class Kubelet:
             phase = "Succeeded"
         else:
             phase = "Running" if running else "Pending"
+        gates = unready_gates(runtime.spec, client)
+        if not containers_ready:
+            ready = self._condition(runtime, "Ready", False, "ContainersNotReady", not_ready)
+        else:
+            ready = self._condition(runtime, "Ready", not gates, "ReadinessGatesNotReady", ", ".join(gates))
         status: dict = {
             "phase": phase,
             "conditions": [
+                *client,
                 self._condition(runtime, "PodReadyToStartContainers", runtime.sandbox is not None),
-                self._condition(runtime, "Initialized", initialized, "ContainersNotInitialized"),
-                self._condition(runtime, "Ready", ready, "ContainersNotReady"),
-                self._condition(runtime, "ContainersReady", ready, "ContainersNotReady"),
+                self._condition(runtime, "Initialized", initialized, "ContainersNotInitialized",
+                                f"containers with incomplete status: [{' '.join(pending_init)}]"),
+                ready,
+                self._condition(runtime, "ContainersReady", containers_ready, "ContainersNotReady", not_ready),
                 self._condition(runtime, "PodScheduled", True),
             ],
             "hostIP": self._runtime.host_ip,
             "qosClass": "BestEffort",
         }
-        for condition in status["conditions"]:
-            if condition["status"] == "False" and condition["type"] == "Initialized":
-                condition["message"] = f"containers with incomplete status: [{' '.join(pending_init)}]"
-            elif condition["status"] == "False" and condition["type"] in ("Ready", "ContainersReady"):
-                condition["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
         status["hostIPs"] = [{"ip": status["hostIP"]}]
         if runtime.ip:
             status["podIP"] = runtime.ip
@@ -461,7 +483,7 @@ class Kubelet:
         if pod is None or pod["metadata"]["uid"] != runtime.uid:
             return
         new = copy.deepcopy(pod)
-        new["status"] = self._status(runtime)
+        new["status"] = self._status(runtime, client_conditions(pod))
         self._store.put(PODS, new)
 
     # deletion ------------------------------------------------------------------------------------------
@@ -527,3 +549,24 @@ class Kubelet:
         for task in list(self._deletions):
             task.cancel()
         await asyncio.gather(*(self._teardown(r, 0.0) for r in list(self._pods.values())), return_exceptions=True)
+
+
+def client_conditions(pod: dict) -> list[dict]:
+    """The pod's conditions of types the kubelet does not own (readiness gates' and other clients')."""
+    return [c for c in (pod.get("status") or {}).get("conditions") or []
+            if isinstance(c, dict) and c.get("type") not in KUBELET_CONDITIONS]
+
+
+def unready_gates(spec: dict, conditions: list[dict]) -> list[str]:
+    """One message per readiness gate of `spec` not satisfied by `conditions`, in the kubelet's words
+    (GeneratePodReadyCondition); empty when every gate's condition is "True"."""
+    by_type = {c.get("type"): c for c in conditions}
+    messages = []
+    for gate in spec.get("readinessGates") or []:
+        kind = gate.get("conditionType") if isinstance(gate, dict) else None
+        condition = by_type.get(kind)
+        if condition is None:
+            messages.append(f'corresponding condition of pod readiness gate "{kind}" does not exist.')
+        elif condition.get("status") != "True":
+            messages.append(f'the status of pod readiness gate "{kind}" is not "True", but {condition.get("status")}')
+    return messages

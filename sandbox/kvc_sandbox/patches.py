@@ -1,5 +1,6 @@
 """The three patch formats the API server accepts: JSON merge patch (RFC 7386), strategic merge patch
-(merge patch where lists of named objects merge by `name` and `$`-directives are honoured or dropped),
+(merge patch where lists of objects merge by their merge key — `type` for conditions, as the API's
+`patchMergeKey` says, else `name` — and `$`-directives are honoured or dropped),
 and JSON patch (RFC 6902).
 
 Pure functions over plain dicts (they return new values, never mutate their inputs); safe from any thread.
@@ -10,6 +11,9 @@ from __future__ import annotations
 import copy
 
 from .errors import ApiError, bad_request
+
+#: list fields whose merge key is not `name` (k8s.io/api's `patchMergeKey`): pod and node conditions.
+MERGE_KEYS = {"conditions": "type"}
 
 
 def merge(target, patch, strategic: bool = False):
@@ -22,20 +26,20 @@ def merge(target, patch, strategic: bool = False):
         if value is None:
             result.pop(key, None)
         elif strategic and isinstance(value, list) and isinstance(result.get(key), list):
-            result[key] = _merge_named_list(result[key], value)
+            result[key] = _merge_keyed_list(result[key], value, MERGE_KEYS.get(key, "name"))
         else:
             result[key] = merge(result.get(key), value, strategic)
     return result
 
 
-def _merge_named_list(current: list, patch: list) -> list:
-    """Strategic merge of a list: items with a `name` merge with the same-named item, `$patch: delete`
+def _merge_keyed_list(current: list, patch: list, key: str) -> list:
+    """Strategic merge of a list: items with a `key` merge with the item of the same key, `$patch: delete`
     removes one; a list of anything else is replaced."""
-    if not all(isinstance(i, dict) and "name" in i for i in current + patch):
+    if not all(isinstance(i, dict) and key in i for i in current + patch):
         return copy.deepcopy(patch)
     result = [copy.deepcopy(i) for i in current]
     for item in patch:
-        index = next((n for n, old in enumerate(result) if old["name"] == item["name"]), None)
+        index = next((n for n, old in enumerate(result) if old[key] == item[key]), None)
         if item.get("$patch") == "delete":
             if index is not None:
                 result.pop(index)

@@ -15,9 +15,9 @@ then (the CA as certificate-authority-data, the admin's token; mode 0600), else 
 Concurrency contract: `Sandbox.start()` checks the runtime (`preflight`, in the caller's thread), then
 starts one thread that owns an asyncio loop; the store, the kubelet, the runtime, the deployment controller
 and the HTTP server live on that loop and nowhere else. The public methods (`start`, `stop`, `pod_netns`,
-`pod`, `wait_pod`, `faults.*`) may be called from any thread: they hand work to the loop and wait for it
-(bounded by a timeout). `stop()` is idempotent and also runs from `atexit`; it removes every namespace,
-link, process, container, network and file the sandbox created, also when start failed halfway.
+`pod`, `wait_pod`, `execs`, `patches`, `faults.*`) may be called from any thread: they hand work to the loop
+and wait for it (bounded by a timeout). `stop()` is idempotent and also runs from `atexit`; it removes every
+namespace, link, process, container, network and file the sandbox created, also when start failed halfway.
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ class Sandbox:
         self.store: Store | None = None
         self.kubelet: Kubelet | None = None
         self.runtime: ContainerRuntime | None = None
+        self.api: Api | None = None
         #: the netns runtime's node network (None on the docker runtime)
         self.network: NodeNetwork | None = None
 
@@ -204,7 +205,7 @@ class Sandbox:
             Deployments(store, kubelet)
             GarbageCollector(store, kubelet)
             self._bootstrap(store)
-            api = Api(store, kubelet, self.faults, Access(store, tokens))
+            api = self.api = Api(store, kubelet, self.faults, Access(store, tokens))
             self.faults.attach(drop_watches=lambda: self._on_loop(store.close_watches, quiet=True),
                                compact=lambda: self._on_loop(store.compact, quiet=True))
             runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=1.0, handle_signals=False)
@@ -291,6 +292,14 @@ class Sandbox:
     def pod(self, namespace: str, name: str) -> dict | None:
         """A copy of the pod object as stored now, None if there is none."""
         return self._on_loop(lambda: copy.deepcopy(self.store.get(PODS, namespace, name)))
+
+    def execs(self) -> list[dict]:
+        """The exec log, oldest first: {namespace, pod, container, argv, stdin} per exec (see api.py)."""
+        return self._on_loop(lambda: copy.deepcopy(list(self.api.exec_log)))
+
+    def patches(self, resource: str, namespace: str, name: str, subresource: str = "") -> int:
+        """How many PATCH requests the object (or its subresource) got."""
+        return self._on_loop(lambda: self.api.patches[(resource, subresource, namespace, name)])
 
     def token_for(self, namespace: str, serviceaccount: str) -> str:
         """The bearer token of an existing ServiceAccount; KeyError when there is none (yet)."""

@@ -123,10 +123,13 @@ def _pod_cells(pod: dict) -> list:
     reason, ready, total, restarts = pod_status_reason(pod)
     status = pod.get("status") or {}
     gates = (pod.get("spec") or {}).get("readinessGates") or []
+    # as kube-apiserver's printer: the gates whose condition is True, of all gates
+    true = {c.get("type") for c in status.get("conditions") or [] if c.get("status") == "True"}
+    passed = sum(1 for gate in gates if gate.get("conditionType") in true)
     return [pod["metadata"]["name"], f"{ready}/{total}", reason, str(restarts),
             _age(pod["metadata"].get("creationTimestamp")), status.get("podIP") or "<none>",
             (pod.get("spec") or {}).get("nodeName") or "<none>", status.get("nominatedNodeName") or "<none>",
-            f"{len(gates)}" if gates else "<none>"]
+            f"{passed}/{len(gates)}" if gates else "<none>"]
 
 
 def _deployment_cells(deploy: dict) -> list:

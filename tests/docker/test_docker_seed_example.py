@@ -1,6 +1,7 @@
 """The seed example (deploy/example.yaml) on the docker runtime — real images, busybox apps, the agent image
-as init agent and sidecar — with the controller as a host process: a ↔ b ping through gw, and every fdb
-exact, read inside the containers."""
+as init agent and sidecar — with the controller as a host process: a ↔ b ping through gw, every fdb
+exact, read inside the containers, and gw (whose readiness is gated on vxlan.openvnf.org/Wired) Ready only
+once wired."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from polling import wait_for
 from runtimes import missing_images
-from seedexample import Cluster, Deployed
+from seedexample import Cluster, Deployed, assert_ready_only_once_wired
 
 from kube_vxlan_controller.controller import Controller
 from kube_vxlan_controller.settings import Settings
+from kube_vxlan_controller.wired import CONDITION_TYPE
 
 pytestmark = pytest.mark.root
 
@@ -37,5 +40,10 @@ def test_seed_example_is_wired_and_pings_through_gw(sandbox, tmp_path):
         for app in ("a", "b", "gw"):
             statuses = example.pod(app)["status"]["containerStatuses"]
             assert all(s["containerID"].startswith("docker://") for s in statuses), statuses
+        gw = wait_for(lambda: (p := example.pod("gw")) and example.ready(p) and p, timeout=30, what="gw Ready")
+        wired = {c["type"]: c for c in gw["status"]["conditions"]}[CONDITION_TYPE]
+        assert (wired["status"], wired["message"]) == ("True", "vxeth1 1/1 peers, vxeth2 1/1")
+        assert_ready_only_once_wired(sandbox.kubeconfig, "run=gw")
     finally:
         controller.stop()
+

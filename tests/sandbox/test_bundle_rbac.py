@@ -3,7 +3,7 @@
 What kube_vxlan_controller/k8s/ calls: list and watch pods in all namespaces (pods.py), get, list and
 watch its ConfigMap in its own namespace (configmaps.py), exec in pods' agent containers (execs.py: a
 websocket GET, so `create` and `get` on pods/exec), create core/v1 Events in the pods' namespaces
-(events.py). Two ways: the evaluator over every verb of every kind the sandbox serves, in the
+(events.py), patch pods/status (podstatus.py: the Wired condition). Two ways: the evaluator over every verb of every kind the sandbox serves, in the
 controller's namespace, another one and cluster-wide; and the controller's own k8s code in-cluster,
 with the ServiceAccount's token, against a sandbox holding the bundle (root only).
 """
@@ -26,7 +26,9 @@ from kube_vxlan_controller.k8s.configmaps import ConfigMapStream, read_configmap
 from kube_vxlan_controller.k8s.events import record_event
 from kube_vxlan_controller.k8s.execs import Executor
 from kube_vxlan_controller.k8s.pods import PodsListed, PodStream
-from kube_vxlan_controller.model import Pod
+from kube_vxlan_controller.k8s.podstatus import patch_condition
+from kube_vxlan_controller.model import Condition, Pod
+from kube_vxlan_controller.wired import CONDITION_TYPE
 from kvc_sandbox import Sandbox, rbac
 from kvc_sandbox.authn import service_account_user
 from kvc_sandbox.requestinfo import checks
@@ -41,7 +43,8 @@ VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletec
 NEEDED = ({("", "pods", verb, ns) for verb in ("list", "watch") for ns in ("", HOME, "default")}
           | {("", "configmaps", verb, HOME) for verb in ("get", "list", "watch")}
           | {("", "pods/exec", verb, ns) for verb in ("create", "get") for ns in (HOME, "default")}
-          | {("", "events", "create", ns) for ns in (HOME, "default")})
+          | {("", "events", "create", ns) for ns in (HOME, "default")}
+          | {("", "pods/status", "patch", ns) for ns in (HOME, "default")})
 #: granted beyond that, on purpose (the bundle's comments): get of a single pod, and Events through
 #: events.k8s.io for a controller version that would use that API.
 EXTRA = ({("", "pods", "get", ns) for ns in (HOME, "default")}
@@ -111,6 +114,9 @@ def test_the_controllers_own_calls_work_with_the_bundle_in_cluster_and_nothing_m
         uid = core.read_namespaced_pod("p", "default").metadata.uid
         record_event(cluster, Pod(uid=uid, namespace="default", name="p"), reason="Probe", message="m")
         assert [e.reason for e in core.list_namespaced_event("default").items] == ["Probe"]
+        patch_condition(cluster, Pod(uid=uid, namespace="default", name="p"), Condition(False, "SettingUp"),
+                        transition=True)
+        assert CONDITION_TYPE in {c.type for c in core.read_namespaced_pod_status("p", "default").status.conditions}
 
         controller = cluster.core()
         denied = {
@@ -118,6 +124,7 @@ def test_the_controllers_own_calls_work_with_the_bundle_in_cluster_and_nothing_m
             "read a secret": lambda: controller.read_namespaced_secret("s", HOME),
             "list configmaps elsewhere": lambda: controller.list_namespaced_config_map("default"),
             "patch an event": lambda: controller.patch_namespaced_event("e", "default", {"message": "x"}),
+            "patch a pod": lambda: controller.patch_namespaced_pod("p", "default", {"metadata": {"labels": {"x": "y"}}}),
             "create a pod": lambda: controller.create_namespaced_pod("default", pod_manifest("q")),
         }
         for what, call in denied.items():

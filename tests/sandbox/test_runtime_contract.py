@@ -334,6 +334,49 @@ def test_pod_lifecycle_init_containers_in_order_then_running_and_restarts(sandbo
     assert steps[0] == "terminated" and steps[-1] == "running"
 
 
+GATE = "example.com/wired"
+
+
+def ready_condition(sandbox, name: str) -> dict:
+    return next(c for c in sandbox.pod("default", name)["status"]["conditions"] if c["type"] == "Ready")
+
+
+def test_readiness_gate_holds_ready_until_its_condition_is_true_through_pods_status(sandbox, core, kubectl):
+    """As the kubelet: Ready needs every container ready AND every gate's condition "True"; a client sets
+    the condition with a strategic merge patch of pods/status (what `patch_namespaced_pod_status` sends),
+    merged by `type` with the kubelet's own conditions, which it keeps."""
+    manifest = pod_manifest("p", init=[])
+    manifest["spec"]["readinessGates"] = [{"conditionType": GATE}]
+    core.create_namespaced_pod("default", manifest)
+    wait_for(lambda: phase(core, "p") == "Running", what="running")
+    ready = ready_condition(sandbox, "p")
+    assert (ready["status"], ready["reason"]) == ("False", "ReadinessGatesNotReady")
+    assert ready["message"] == f'corresponding condition of pod readiness gate "{GATE}" does not exist.'
+    assert {c["type"]: c["status"] for c in sandbox.pod("default", "p")["status"]["conditions"]}["ContainersReady"] \
+        == "True"
+
+    def set_gate(status: str) -> None:
+        core.patch_namespaced_pod_status("p", "default", {"status": {"conditions": [
+            {"type": GATE, "status": status, "reason": "Testing", "message": status}]}})
+
+    set_gate("False")
+    wait_for(lambda: ready_condition(sandbox, "p").get("message") ==
+             f'the status of pod readiness gate "{GATE}" is not "True", but False', what="Ready says the gate is False")
+    assert kubectl("get", "pod", "p", "-o", "wide").stdout.split("\n")[1].split()[-1] == "0/1"  # READINESS GATES
+    set_gate("True")
+    wait_for(lambda: ready_condition(sandbox, "p")["status"] == "True", what="Ready once the gate is True")
+    assert kubectl("get", "pod", "p", "-o", "wide").stdout.split("\n")[1].split()[-1] == "1/1"
+    conditions = sandbox.pod("default", "p")["status"]["conditions"]
+    assert [c["type"] for c in conditions].count(GATE) == 1
+    assert next(c for c in conditions if c["type"] == GATE)["message"] == "True"
+    assert {"Ready", "ContainersReady", "Initialized", "PodScheduled"} <= {c["type"] for c in conditions}
+    # a container restart republishes the status: the client's condition stays
+    assert exit_code(run(core, "p", ["kill", "-TERM", "1"], container=AGENT).status) in TERMINATE_CODES
+    wait_for(lambda: statuses(sandbox.pod("default", "p"))[AGENT]["restartCount"] == 1
+             and ready_condition(sandbox, "p")["status"] == "True", what="restarted, Ready again")
+    assert GATE in {c["type"] for c in sandbox.pod("default", "p")["status"]["conditions"]}
+
+
 def test_delete_makes_a_pod_terminating_then_gone_with_what_held_it(sandbox, core, runtime):
     core.create_namespaced_pod("default", pod_manifest("p", init=[]))
     wait_for(lambda: phase(core, "p") == "Running", what="running")

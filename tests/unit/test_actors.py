@@ -7,6 +7,7 @@ tested end to end on the sandbox (tests/e2e).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -20,7 +21,7 @@ from kube_vxlan_controller.actors.scheduler import Scheduler
 from kube_vxlan_controller.actors.supervisor import Supervisor
 from kube_vxlan_controller.messages import (ChildFailed, Member, PeersChanged, PodRemoved, PodUpdate, Snapshot,
                                             Synced)
-from kube_vxlan_controller.model import ExecResult, Pod
+from kube_vxlan_controller.model import Condition, ExecResult, Pod
 from kube_vxlan_controller.options import resolve
 from kube_vxlan_controller.settings import Settings
 from polling import wait_for
@@ -36,6 +37,8 @@ class FakePodExecutor:
         self.calls: list[list[str]] = []
         self.releases = 0
         self.gate: threading.Event | None = None
+        #: fdb batches fail (exit 255)
+        self.fail = False
 
     def run(self, namespace, pod, container, argv, *, stdin=None, deadline=None, suspect=False):
         self.calls.append(list(argv))
@@ -59,6 +62,8 @@ class FakePodExecutor:
                        for dev, ips in self.fdb.items() for ip in sorted(ips)]
             return ExecResult(0, json.dumps(entries))
         if argv[-3:] == ["-force", "-batch", "-"] and "bridge" in argv:
+            if self.fail:
+                return ExecResult(255, stderr="Cannot find device")
             for line in stdin.splitlines():
                 words = line.split()
                 dev, ip = words[words.index("dev") + 1], words[words.index("dst") + 1]
@@ -432,3 +437,39 @@ def test_a_forbidden_exec_is_said_once_and_converges_once_the_role_is_restored(s
             wait_for(lambda: fake.fdb.get("vxeth0") == {"10.0.0.2"}, what="fdb == peers once allowed")
     finally:
         logger.remove(sink)
+
+
+
+def test_the_wired_condition_is_handed_over_only_when_it_changes(scheduler):
+    fake, written = FakePodExecutor(), []
+    ref = PodActor.start("u1", "default/p-u1", executor=fake, settings=Settings(resync=600), scheduler=scheduler,
+                         conditions=lambda pod, condition, transition: written.append((condition, transition)))
+    # a restarted controller: the pod was wired before, and the API holds that
+    before = Condition(True, "Wired", "vxeth0 1/1 peers")
+    fake.fdb["vxeth0"] = {"10.0.0.2"}
+    ref.tell(PodUpdate(dataclasses.replace(running_pod(), wired=before), SPEC))
+    ref.tell(PeersChanged(snapshot("10.0.0.2")))
+    wait_for(lambda: fake.calls.count(agent.FDB_ARGV) == 1, what="the fdb read")
+    ref.tell(PeersChanged(snapshot("10.0.0.2", "10.0.0.3")))
+    wait_for(lambda: fake.fdb["vxeth0"] == {"10.0.0.2", "10.0.0.3"} and written, what="the changed condition")
+    assert written == [(Condition(True, "Wired", "vxeth0 2/2 peers"), False)], "unchanged: not written; then once"
+
+
+def test_a_failing_sync_makes_the_pod_unwired_at_once(scheduler):
+    fake, written = FakePodExecutor(), []
+    fake.links = set()
+    ref = PodActor.start("u1", "default/p-u1", executor=fake, settings=Settings(resync=600), scheduler=scheduler,
+                         conditions=lambda pod, condition, transition: written.append((condition, transition)))
+    ref.tell(PodUpdate(Pod(uid="u1", namespace="default", name="p-u1", ip="10.0.0.1", init_agent_running=True,
+                           init_agent_id="i1"), SPEC))
+    wait_for(lambda: fake.releases == 1, what="setup and release")
+    ref.tell(PodUpdate(running_pod(), SPEC))
+    ref.tell(PeersChanged(snapshot("10.0.0.2")))
+    wait_for(lambda: written and written[-1][0].status, what="wired")
+    assert [c.reason for c, _ in written] == ["SettingUp", "SettingUp", "Wired"]
+    assert [t for _, t in written] == [True, False, True]
+    fake.fail = True
+    ref.tell(PeersChanged(snapshot("10.0.0.2", "10.0.0.3")))
+    wait_for(lambda: written[-1][0].reason == "Failing", what="failing")
+    assert written[-1] == (Condition(False, "Failing", written[-1][0].message), True)
+    assert written[-1][0].message.startswith("vxeth0 ?/2 peers: container vxlan-controller-agent: ")

@@ -32,6 +32,7 @@ EXAMPLE_NETWORKS = {
 #: exactly what the controller uses, cluster-wide (as (apiGroups, resources, verbs) sets)
 EXPECTED_CLUSTER_RULES = {
     (frozenset({""}), frozenset({"pods"}), frozenset({"get", "list", "watch"})),
+    (frozenset({""}), frozenset({"pods/status"}), frozenset({"patch"})),
     (frozenset({""}), frozenset({"pods/exec"}), frozenset({"create", "get"})),
     (frozenset({""}), frozenset({"events"}), frozenset({"create"})),
     (frozenset({"events.k8s.io"}), frozenset({"events"}), frozenset({"create"})),

@@ -1,0 +1,333 @@
+"""`kube-vxlan-controller plan`: what the controller would run in a pod — running nothing.
+
+    kube-vxlan-controller plan [-n NAMESPACE] NAME                      # a pod of the cluster
+    kube-vxlan-controller plan -f FILE [NAME] [--configmap FILE]       # a manifest: a Pod, or a workload's
+                                                                        # pod template (NAME picks the document)
+
+It prints the networks the pod's annotation resolves to under the network ConfigMap (with every option
+as resolved), every validation error, and the exact execs the controller would run for a pod nobody set
+up: in the init agent the setup batch and the release (one exec), in the sidecar the fdb batch. They are
+built by the functions the controller itself uses (`options.resolve`, `agent.setup_exec`, `agent.fdb_diff`,
+`agent.batch_argv`), so the plan cannot drift from what runs. The controller's settings (flags and `KVC_*`
+variables, as for `run`) decide names, timeouts and the terminate file.
+
+Online (the pod or the ConfigMap comes from the cluster) the fdb batch holds the peers the cluster has
+now: the IPs of the other pods whose sidecar runs and whose annotation names the network validly. Offline
+(`-f FILE --configmap FILE`: no API call at all) the peers are unknown: the batch shows one marked
+placeholder line per network instead. Output: text for people, `-o json` for machines.
+
+Exit codes: 0 the pod is fine, 1 validation errors (a network that does not resolve, a missing opt-in
+label or agent container), 2 usage or unreadable input (a file, a pod that is not there), 3 the cluster
+cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import yaml
+
+from . import agent, options, settings as settings_module
+from .k8s import client, configmaps, pods
+from .k8s.errors import K8sError, PodGone
+from .logs import setup as setup_logs
+from .model import Pod
+from .settings import Settings
+
+OK, INVALID, USAGE, UNREACHABLE = 0, 1, 2, 3
+#: kinds whose `spec.template` is a pod template
+WORKLOADS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "ReplicationController")
+#: what stands for a peer's IP in an offline fdb batch
+PEER_PLACEHOLDER = "<PEER-IP>"
+
+
+class InputError(Exception):
+    """The input cannot be read or does not say which pod (exit 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exec:
+    """One exec the controller would run."""
+
+    container: str
+    argv: list[str]
+    stdin: str | None
+    #: when it runs, in words
+    when: str
+    #: what follows from its outcome, in words
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    source: str
+    pod_key: str
+    networks: tuple[options.NetworkSpec, ...]
+    errors: tuple[str, ...]
+    execs: tuple[Exec, ...]
+    #: network → peer IPs (online); None: unknown (offline)
+    peers: Mapping[str, tuple[str, ...]] | None = field(default=None)
+
+
+# -- input ------------------------------------------------------------------------------------------
+
+
+def _documents(path: str) -> list[dict]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        docs = [doc for doc in yaml.safe_load_all(text) if doc]
+    except (OSError, yaml.YAMLError) as error:
+        raise InputError(f"cannot read {path}: {error}") from None
+    out: list[dict] = []
+    for doc in docs:
+        if not isinstance(doc, dict):
+            raise InputError(f"{path}: a document is not a Kubernetes object")
+        out += [item for item in doc.get("items") or [] if isinstance(item, dict)] if doc.get("kind") == "List" \
+            else [doc]
+    return out
+
+
+def pods_in(docs: list[dict]) -> list[tuple[str, dict]]:
+    """(what it is, the pod as `pod_from_json` reads it) for every Pod and workload pod template."""
+    found = []
+    for doc in docs:
+        kind, meta = doc.get("kind"), doc.get("metadata") or {}
+        where = f"{meta.get('namespace') or 'default'}/{meta.get('name', '?')}"
+        template = None
+        if kind in WORKLOADS:
+            template = (doc.get("spec") or {}).get("template")
+        elif kind == "CronJob":
+            template = (((doc.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}).get("template")
+        if kind == "Pod":
+            pod = dict(doc)
+            pod["metadata"] = {**meta, "namespace": meta.get("namespace") or "default"}
+            found.append((f"Pod {where}", pod))
+        elif isinstance(template, dict):
+            template_meta = template.get("metadata") or {}
+            pod = {"metadata": {**template_meta, "namespace": meta.get("namespace") or "default",
+                                "name": meta.get("name", "?")}, "spec": template.get("spec") or {}}
+            found.append((f"the pod template of {kind} {where}", pod))
+    return found
+
+
+def pick_pod(path: str, name: str | None) -> tuple[str, dict]:
+    candidates = pods_in(_documents(path))
+    if name is not None:
+        candidates = [c for c in candidates if c[1]["metadata"].get("name") == name]
+    if len(candidates) != 1:
+        if not candidates:
+            raise InputError(f"{path}: no Pod or pod template{f' named {name!r}' if name else ''}")
+        names = ", ".join(repr(c[1]["metadata"]["name"]) for c in candidates)
+        raise InputError(f"{path} holds several pods ({names}): name one (plan -f FILE NAME)")
+    what, pod = candidates[0]
+    return f"{what} ({path})", pod
+
+
+def configmap_data(path: str, name: str) -> Mapping[str, str]:
+    """The data of the ConfigMap in the file: the only one, or the one named `name`."""
+    maps = [doc for doc in _documents(path) if doc.get("kind") == "ConfigMap"]
+    if len(maps) > 1:
+        maps = [doc for doc in maps if (doc.get("metadata") or {}).get("name") == name]
+    if len(maps) != 1:
+        raise InputError(f"{path}: no ConfigMap{' named ' + repr(name) if not maps else 's: more than one named ' + repr(name)}")
+    data = maps[0].get("data") or {}
+    return {str(k): v for k, v in data.items() if isinstance(v, str)}
+
+
+# -- the plan ---------------------------------------------------------------------------------------
+
+
+def _has_net_admin(container: dict) -> bool:
+    context = container.get("securityContext") or {}
+    added = (context.get("capabilities") or {}).get("add") or []
+    return bool(context.get("privileged")) or any(str(c).upper() in ("NET_ADMIN", "CAP_NET_ADMIN") for c in added)
+
+
+def pod_errors(raw: dict, pod: Pod, s: Settings) -> list[str]:
+    """What keeps the controller from wiring the pod, beyond its networks' options."""
+    errors = []
+    if pod.labels.get(s.label) != "true":
+        errors.append(f'pod {pod.key}: label {s.label} is not "true": the controller ignores the pod')
+    if s.annotation not in pod.annotations:
+        errors.append(f"pod {pod.key}: no annotation {s.annotation}: the pod names no network")
+    spec = raw.get("spec") or {}
+    for key, name, what in (("initContainers", s.init_agent, "the interfaces are never set up"),
+                            ("containers", s.agent, "the fdb is never kept")):
+        container = next((c for c in spec.get(key) or [] if isinstance(c, dict) and c.get("name") == name), None)
+        if container is None:
+            errors.append(f"pod {pod.key}: no {key[:-1]} {name}: {what}")
+        elif not _has_net_admin(container):
+            errors.append(f"pod {pod.key}: container {name} lacks the NET_ADMIN capability: {what}")
+    return errors
+
+
+def peers_in(raw_pods: list[dict], configmap: Mapping[str, str], s: Settings, *, but: str) -> dict[str, set[str]]:
+    """network → the IPs of its members among `raw_pods` (the network actor's rule: label "true", sidecar
+    running, an IP, not being deleted, the network resolved), leaving out the pod `but` (a UID)."""
+    peers: dict[str, set[str]] = {}
+    for raw in raw_pods:
+        pod = pods.pod_from_json(raw, init_container=s.init_agent, agent_container=s.agent)
+        if pod.uid == but or pod.labels.get(s.label) != "true" or not (pod.agent_running and pod.ip) \
+                or pod.deleting:
+            continue
+        for spec in options.resolve(pod.annotations.get(s.annotation), configmap, pod_key=pod.key).networks:
+            peers.setdefault(spec.network, set()).add(pod.ip)
+    return peers
+
+
+def make_plan(source: str, raw: dict, configmap: Mapping[str, str], s: Settings,
+              peers: Mapping[str, set[str]] | None) -> Plan:
+    """The plan for the pod `raw` (as the API writes it, or a manifest's); `peers` None: offline."""
+    pod = pods.pod_from_json(raw, init_container=s.init_agent, agent_container=s.agent)
+    resolution = options.resolve(pod.annotations.get(s.annotation), configmap, pod_key=pod.key)
+    specs = resolution.networks
+    timeout = agent.in_pod_timeout(s.exec_deadline)
+    argv, batch = agent.setup_exec(specs, None, timeout=timeout, terminate_file=s.terminate_file, underlay=pod.ip)
+    execs = [Exec(s.init_agent, argv, batch, "while the init agent runs: set up and release it, in one exec",
+                  "" if batch is None else f"exit {agent.LINKS_EXIST} (an interface exists already, nothing changed): "
+                  f"the controller reads `{shlex.join(agent.LINKS_ARGV)}` and runs the batch computed from what "
+                  "it finds instead")]
+    fresh = {spec.name: frozenset() for spec in specs}
+    if peers is None:
+        fdb = agent.FdbDiff(add=tuple((spec.name, PEER_PLACEHOLDER) for spec in specs)).batch()
+    else:
+        fdb = agent.fdb_diff({spec.name: peers.get(spec.network, set()) for spec in specs}, fresh).batch()
+    if fdb:
+        execs.append(Exec(s.agent, agent.batch_argv("bridge", timeout), fdb,
+                          "once the sidecar runs: one flood entry per peer"))
+    known = None if peers is None else {spec.network: tuple(sorted(peers.get(spec.network, ()), key=_ip_key))
+                                        for spec in specs}
+    errors = tuple(pod_errors(raw, pod, s)) + resolution.errors
+    return Plan(source, pod.key, specs, errors, tuple(execs), known)
+
+
+def _ip_key(ip: str):
+    address = ipaddress.ip_address(ip)
+    return address.version, int(address)
+
+
+# -- output -----------------------------------------------------------------------------------------
+
+
+def render_text(plan: Plan) -> str:
+    out = [f"pod {plan.pod_key}: {plan.source}", "", "networks:"]
+    out += [f"  {spec.network}: {spec.describe()}" for spec in plan.networks] or ["  none"]
+    out += ["", "errors:"]
+    out += [f"  {error}" for error in plan.errors] or ["  none"]
+    if plan.peers is not None and plan.networks:
+        out.append("")
+        out += [f"peers of {spec.network}: {' '.join(plan.peers.get(spec.network, ())) or 'none yet'}"
+                for spec in plan.networks]
+    for run in plan.execs:
+        out += ["", f"exec in {run.container} ({run.when}):", f"  {shlex.join(run.argv)}"]
+        if run.stdin is not None:
+            out.append("  stdin:")
+            out += [f"    {line}" for line in run.stdin.splitlines()]
+        if run.note:
+            out.append(f"  then, on {run.note}")
+    if plan.peers is None and plan.networks:
+        out += ["", f"offline: the peers are unknown; {PEER_PLACEHOLDER} stands for each member's pod IP (one line "
+                    "per peer; a pod alone in its networks gets no fdb exec)"]
+    if len(plan.execs) == 1 and plan.networks and plan.peers is not None:
+        out += ["", "no fdb exec yet: no other member of its networks runs its sidecar"]
+    return "\n".join(out) + "\n"
+
+
+def render_json(plan: Plan) -> str:
+    return json.dumps({
+        "pod": plan.pod_key, "source": plan.source,
+        "networks": [{"network": spec.network, "interface": spec.name, "options": spec.describe()}
+                     for spec in plan.networks],
+        "errors": list(plan.errors),
+        "peers": None if plan.peers is None else {net: list(ips) for net, ips in plan.peers.items()},
+        "execs": [{"container": run.container, "argv": run.argv, "stdin": run.stdin, "when": run.when,
+                   "note": run.note} for run in plan.execs],
+    }, indent=1) + "\n"
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kube-vxlan-controller plan", conflict_handler="resolve",
+        description="Show what the controller would run in a pod (networks, errors, the execs with their "
+                    "batches), running nothing. Online with a pod NAME or without --configmap FILE; offline "
+                    "with -f FILE and --configmap FILE.",
+        epilog="The controller's settings below (as for `run`, also as KVC_* variables) decide names and "
+               "timeouts. Exit codes: 0 fine, 1 validation errors, 2 usage or input, 3 cluster unreachable.")
+    settings_module.add_arguments(p)
+    p.add_argument("name", nargs="?", metavar="NAME", help="the pod (with -f: the document's name, when several)")
+    p.add_argument("-n", "--pod-namespace", default="default", help="the pod's namespace (default: default)")
+    p.add_argument("-f", "--filename", metavar="FILE", help="a manifest (YAML, several documents allowed; '-': "
+                                                            "stdin): a Pod, or a Deployment… whose pod template")
+    p.add_argument("--configmap", metavar="FILE", dest="configmap_file",
+                   help="the network ConfigMap from a file (else from the cluster: KVC_CONFIGMAP in --namespace)")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    return p
+
+
+def _connect(s: Settings):
+    kubeconfig = s.kubeconfig
+    if kubeconfig is None and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        kubeconfig = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or str(Path.home() / ".kube/config")
+    return client.connect(kubeconfig, namespace=s.namespace)
+
+
+def main(argv: list[str]) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if (args.filename is None) == (args.name is None) and args.filename is None:
+        p.print_usage(sys.stderr)
+        print("kube-vxlan-controller plan: name a pod, or give a manifest with -f FILE", file=sys.stderr)
+        return USAGE
+    s = settings_module.from_arguments(args)
+    setup_logs("WARNING")
+    try:
+        return _plan(args, s)
+    except InputError as error:
+        print(f"kube-vxlan-controller plan: {error}", file=sys.stderr)
+        return USAGE
+
+
+def _plan(args, s: Settings) -> int:
+    online = args.filename is None or args.configmap_file is None
+    cluster = None
+    try:
+        if online:
+            cluster = _connect(s)
+        if args.filename is not None:
+            source, raw = pick_pod(args.filename, args.name)
+        else:
+            try:
+                raw = pods.read_pod_json(cluster, args.pod_namespace, args.name)
+            except PodGone:
+                raise InputError(f"pod {args.pod_namespace}/{args.name} not found") from None
+            source = "from the cluster"
+        if args.configmap_file is not None:
+            configmap = configmap_data(args.configmap_file, s.configmap)
+            source += f"; networks from ConfigMap {args.configmap_file}"
+        else:
+            configmap = configmaps.read_configmap(cluster, s.configmap, s.namespace)
+            source += f"; networks from ConfigMap {s.namespace}/{s.configmap}"
+        peers = None
+        if cluster is not None:
+            uid = (raw.get("metadata") or {}).get("uid", "")
+            peers = peers_in(pods.list_pods_json(cluster, s.selector, s.watch_namespace), configmap, s, but=uid)
+    except K8sError as error:
+        print(f"kube-vxlan-controller plan: cannot reach the cluster: {error}", file=sys.stderr)
+        return UNREACHABLE
+    finally:
+        if cluster is not None:
+            cluster.close()
+    plan = make_plan(source, raw, configmap, s, peers)
+    print(render_json(plan) if args.output == "json" else render_text(plan), end="")
+    return INVALID if plan.errors else OK

@@ -1,0 +1,105 @@
+"""The `vxlan.openvnf.org/Wired` pod condition: are all of a pod's VXLAN networks set up and wired to
+every peer?
+
+Pure code: the pod actor says what it knows after a pass (`Facts`), `judge` says what the condition is.
+True (reason `Wired`) when every network the annotation names resolved, its interface exists and its fdb
+holds every peer; the message counts them per network: `vxeth1 3/3 peers, vxeth2 1/1`. False otherwise,
+with the first reason that applies:
+
+- `Failing`, `Hung`, `Forbidden`: the last pass failed (an exec failed, timed out, was denied); the
+  message is the counts (`?` where the fdb is unknown) and the error;
+- `NetworksInvalid`: the annotation names a network that did not resolve (the errors, as the Event says);
+- `SetupFailed`: the setup batch failed on every attempt and the init agent was released anyway;
+- `SettingUp`: the interfaces are not set up yet, the sidecar agent does not run yet, or a network has
+  not published its members yet;
+- `InterfaceMissing`: a network's interface is not there (a non-vxlan link holds its name);
+- `PeersMissing`: the fdb read or written last lacks peers.
+
+When it is judged (the pod actor's business) matters as much: after each pass, against the peers that
+pass synced to — the point where the fdb is known exact. A membership change does not make every member
+False until its next sync (at most `--coalesce-max` later): used as a readiness gate, the condition must
+not flap every member NotReady on every join. A sync that fails says so at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .model import Condition
+from .options import NetworkSpec
+
+CONDITION_TYPE = "vxlan.openvnf.org/Wired"
+#: The API server refuses longer condition messages; ours are much shorter but for error texts.
+MAX_MESSAGE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the pod actor knows of its pod after a pass."""
+
+    networks: tuple[NetworkSpec, ...]
+    #: the annotation's errors (networks that did not resolve)
+    invalid: tuple[str, ...] = ()
+    #: (reason, error) when the last pass failed
+    failure: tuple[str, str] | None = None
+    #: the setup gave up (its error): the init agent was released without the interfaces as asked
+    setup_failed: str | None = None
+    #: interfaces whose fdb is kept (exist with the right VNI); None: not known yet
+    managed: frozenset[str] | None = None
+    agent_running: bool = False
+    #: interface → all-zeros peers as last read or written (exact after a sync); None: unknown
+    fdb: Mapping[str, frozenset[str]] | None = None
+    #: network → the peers the last sync made its fdb hold (networks not synced yet are missing)
+    peers: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+def judge(facts: Facts) -> Condition:
+    """The Wired condition these facts make (see the module docstring)."""
+    counts = _counts(facts)
+    if facts.failure is not None:
+        reason, error = facts.failure
+        return _false(reason, f"{counts}: {error}" if counts else error)
+    if facts.invalid:
+        return _false("NetworksInvalid", "; ".join(facts.invalid))
+    if facts.setup_failed is not None:
+        return _false("SetupFailed", f"setup gave up, the init agent was released anyway: {facts.setup_failed}")
+    if not facts.networks:
+        return Condition(True, "Wired", "no networks")
+    if facts.managed is None:
+        return _false("SettingUp", "waiting for the init agent to set up the interfaces")
+    missing = [spec.name for spec in facts.networks if spec.name not in facts.managed]
+    if missing:
+        return _false("InterfaceMissing", f"no vxlan interface {', '.join(missing)}: {counts}")
+    if not facts.agent_running:
+        return _false("SettingUp", "interfaces set up, waiting for the sidecar agent")
+    unsynced = [spec.network for spec in facts.networks if spec.network not in facts.peers]
+    if unsynced:
+        return _false("SettingUp", f"waiting for the members of {', '.join(unsynced)}")
+    if all(_have(facts, spec) == len(facts.peers[spec.network]) for spec in facts.networks):
+        return Condition(True, "Wired", counts)
+    return _false("PeersMissing", counts)
+
+
+def _false(reason: str, message: str) -> Condition:
+    return Condition(False, reason, message[:MAX_MESSAGE])
+
+
+def _have(facts: Facts, spec: NetworkSpec) -> int | None:
+    """How many of the network's synced peers the interface's fdb holds; None when unknown."""
+    if facts.fdb is None:
+        return None
+    return len(facts.fdb.get(spec.name, frozenset()) & facts.peers.get(spec.network, frozenset()))
+
+
+def _counts(facts: Facts) -> str:
+    """`vxeth1 3/3 peers, vxeth2 1/1` over the networks synced at least once ("" for none)."""
+    parts = []
+    for spec in facts.networks:
+        if spec.network not in facts.peers:
+            continue
+        have = _have(facts, spec)
+        parts.append(f"{spec.network} {'?' if have is None else have}/{len(facts.peers[spec.network])}")
+    if not parts:
+        return ""
+    return ", ".join([parts[0] + " peers", *parts[1:]])
