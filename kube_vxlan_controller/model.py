@@ -52,6 +52,12 @@ class Pod:
     wired: Condition | None = None
 
     @property
+    def joinable(self) -> bool:
+        """The sidecar runs, the IP is known and the pod is not being deleted: it is a member of every
+        network it names validly (the network actors' rule; `plan` counts peers by it too)."""
+        return self.agent_running and bool(self.ip) and not self.deleting
+
+    @property
     def key(self) -> str:
         """`namespace/name`, the way every log line names a pod."""
         return f"{self.namespace}/{self.name}"

@@ -170,13 +170,12 @@ def pod_errors(raw: dict, pod: Pod, s: Settings) -> list[str]:
 
 
 def peers_in(raw_pods: list[dict], configmap: Mapping[str, str], s: Settings, *, but: str) -> dict[str, set[str]]:
-    """network → the IPs of its members among `raw_pods` (the network actor's rule: label "true", sidecar
-    running, an IP, not being deleted, the network resolved), leaving out the pod `but` (a UID)."""
+    """network → the IPs of its members among `raw_pods` (label "true", `Pod.joinable`, the network
+    resolved: the watcher's and network actors' rules), leaving out the pod `but` (a UID)."""
     peers: dict[str, set[str]] = {}
     for raw in raw_pods:
         pod = pods.pod_from_json(raw, init_container=s.init_agent, agent_container=s.agent)
-        if pod.uid == but or pod.labels.get(s.label) != "true" or not (pod.agent_running and pod.ip) \
-                or pod.deleting:
+        if pod.uid == but or pod.labels.get(s.label) != "true" or not pod.joinable:
             continue
         for spec in options.resolve(pod.annotations.get(s.annotation), configmap, pod_key=pod.key).networks:
             peers.setdefault(spec.network, set()).add(pod.ip)

@@ -103,7 +103,7 @@ class NetworkActor(pykka.ThreadingActor):
     def _update(self, message: PodUpdate) -> None:
         pod = message.pod
         spec = next((s for s in message.networks if s.network == self.name), None)
-        member = pod.agent_running and pod.ip and not pod.deleting and spec is not None
+        member = pod.joinable and spec is not None
         on_its_way = spec is not None and not member and not pod.deleting and pod.phase not in FINISHED
         self._set(pod.uid, Member(pod.uid, pod.key, pod.ip, spec.name) if member else None, named=spec is not None,
                   on_its_way=on_its_way)
