@@ -184,8 +184,12 @@ class Elector:
             return self._write(self.lock.create, record, timeout, now)
         # 3. what changed is news; a held record in force is someone else's
         with self._lock:
-            if current != self._observed:
+            changed = current != self._observed
+            if changed:
                 self._observed, self._observed_at = current, self.clock()
+        if changed:
+            logger.debug("lease {}: held by {!r}, renewed {} (seen changing now)", self.lock.describe(),
+                         current.holder, current.renew_time)
         if current.holder and self.lease_valid(now) and not self.is_leader():
             return False
         # 4. take it over (or renew it after a failed fast path)
