@@ -80,7 +80,10 @@ def check_timing(lease_duration: float, renew_deadline: float, retry_period: flo
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    """Now, never on a whole second: the official client writes a datetime with isoformat(), which leaves
+    a zero fraction out, and kube-apiserver parses a MicroTime (renewTime) with exactly six digits."""
+    now = datetime.now(timezone.utc)
+    return now if now.microsecond else now.replace(microsecond=1)
 
 
 class Elector:
