@@ -2,10 +2,11 @@
 
 - The query endpoint (`--admin`, loopback only): `GET /v1/inspect?net=A&net=B` and
   `GET /v1/pods?prefix=P`, JSON, answered by the QueryActor. `kube-vxlan-controller inspect/list` talk
-  to it from inside the controller's pod (`kubectl exec … kube-vxlan-controller inspect nets …`).
+  to it from inside the controller's pod (`kubectl exec … kube-vxlan-controller inspect nets …`). A
+  process that does not lead (it has no QueryActor) answers 503 with JSON saying who leads.
 - The health endpoint (`--health`, 0.0.0.0:8080 in the bundle, for the kubelet and Prometheus):
-  `/healthz` (the process is not giving up), `/readyz` (every pod of the first list has been
-  reconciled once), `/metrics`.
+  `/healthz` (the process is not giving up), `/readyz` (a standby: it has read the Lease; the leader:
+  every pod of the first list has been reconciled once), `/metrics`.
 
 Concurrency contract: each server runs in its own thread (stdlib ThreadingHTTPServer, one thread per
 request); handlers only ask the QueryActor with a deadline or read thread-safe state.
@@ -84,14 +85,23 @@ def _json(value) -> tuple[int, str, bytes]:
     return 200, "application/json", json.dumps(value, indent=1).encode() + b"\n"
 
 
-def query_routes(query_actor, deadline: float) -> dict[str, Route]:
-    """The query actor answers one question at a time, each within `deadline`: a question may wait
-    for the one before it, hence twice the deadline here."""
-    proxy = query_actor.proxy()
+def query_routes(query_actor: Callable[[], object], deadline: float, *,
+                 not_leading: Callable[[], dict]) -> dict[str, Route]:
+    """`query_actor()` is the QueryActor while this process leads, else None: then the answer is 503
+    with `not_leading()`. The query actor answers one question at a time, each within `deadline`: a
+    question may wait for the one before it, hence twice the deadline here."""
     wait = 2 * deadline + 2
+
+    def ask(question: Callable[[object], object]) -> tuple[int, str, bytes]:
+        actor = query_actor()
+        if actor is None:
+            status, kind, body = _json(not_leading())
+            return 503, kind, body
+        return _json(question(actor.proxy()).get(timeout=wait))
+
     return {
-        "/v1/inspect": lambda q: _json(proxy.inspect(q.get("net", [])).get(timeout=wait)),
-        "/v1/pods": lambda q: _json(proxy.list_pods(q.get("prefix", [""])[0]).get(timeout=wait)),
+        "/v1/inspect": lambda q: ask(lambda proxy: proxy.inspect(q.get("net", []))),
+        "/v1/pods": lambda q: ask(lambda proxy: proxy.list_pods(q.get("prefix", [""])[0])),
     }
 
 

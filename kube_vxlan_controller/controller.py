@@ -1,13 +1,22 @@
-"""The running controller: builds the actor tree, starts it in dependency order, stops it in reverse.
+"""The running controller: endpoints and the leader election at once; the actor tree only while leading.
 
-Start: scheduler → registry → supervisor (which starts the pod watcher) → query actor → endpoints.
+Start: the endpoints (query, health) and the elector (election.py), which tries to acquire the Lease;
+`start()` returns after its first try, so on a cluster where no one else leads, the tree runs by then.
+A standby watches the Lease (a hint to try again at once) and serves /healthz, /readyz (ready once it
+has read the Lease), /metrics, and answers `inspect`/`list` with who leads.
+On acquiring (on the elector's thread): scheduler → registry → supervisor (which starts the pod
+watcher) → query actor; every exec is fenced by the Lease (it must end before the Lease could expire).
+On losing the Lease (renewals failed for the renew deadline): no exec starts any more, at once, and
+`lost` is set: `run` then stops and exits 1, and Kubernetes restarts the process, as a standby.
 Stop (SIGTERM/SIGINT, or a test), within about the exec deadline: endpoints close; the supervisor
 stops, stopping the watcher first (no new work, no restart); pod actors start no new exec and stop
 (each finishes the exec in flight or hits its deadline); then network actors, the query actor, the
-scheduler.
+scheduler — all while the elector still renews; then the elector stops and releases the Lease, so a
+standby takes over at once.
 
-Concurrency contract: `start()`/`stop()` are called from one thread (the main thread in `run`); all
-other work happens in actor threads and the k8s stream threads.
+Concurrency contract: `start()`/`stop()` are called from one thread (the main thread in `run`); the
+tree is started on the elector's thread, under a lock `stop()` takes too, so it starts whole or not at
+all; all other work happens in actor threads and the k8s stream threads.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from loguru import logger
 
 from . import admin
+from .election import Elector, Role
 from .actors.board import Board
 from .actors.network import NetworkActor
 from .actors.pod import PodActor
@@ -27,9 +37,9 @@ from .actors.registry import Registry
 from .actors.scheduler import Scheduler
 from .actors.supervisor import Supervisor
 from .actors.watcher import PodWatcher
-from .k8s import client, configmaps, events, execs, podstatus, pods
+from .k8s import client, configmaps, events, execs, leases, podstatus, pods
 from .metrics import Metrics
-from .settings import Settings
+from .settings import EXEC_LINGER, Settings
 
 
 class Controller:
@@ -37,6 +47,8 @@ class Controller:
         self.settings = settings
         self.cluster = cluster
         self.fatal = threading.Event()
+        #: set when this process led and could not renew its Lease: it must exit
+        self.lost = threading.Event()
         self.synced = threading.Event()
         #: pod UIDs of the first complete list: ready once each has had a reconcile pass
         self.first_list: frozenset[str] | None = None
@@ -51,6 +63,11 @@ class Controller:
         self.registry: Registry | None = None
         self.supervisor = None
         self.executor = None
+        self.elector: Elector | None = None
+        self.lease_watch: leases.LeaseWatch | None = None
+        #: held while the tree starts and while stop() decides: the tree starts whole or not at all
+        self._lock = threading.Lock()
+        self._closing = False
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -58,9 +75,60 @@ class Controller:
         s = self.settings
         if self.cluster is None:
             self.cluster = client.connect(s.kubeconfig)
+        self.elector = Elector(
+            leases.LeaseLock(self.cluster, namespace=s.namespace, name=s.lease_name), identity=s.identity,
+            lease_duration=s.lease_duration, renew_deadline=s.renew_deadline, retry_period=s.retry_period,
+            on_started_leading=self._lead, on_stopped_leading=self._lose, on_new_leader=self._new_leader)
+        self.lease_watch = leases.LeaseWatch(self.cluster, namespace=s.namespace, name=s.lease_name,
+                                             on_change=self.elector.wake)
+        threading.Thread(target=self.lease_watch.run, name="lease-watch", daemon=True).start()
+        if s.admin:
+            self.servers.append(admin.Server("query", s.admin, admin.query_routes(
+                lambda: self.query, s.exec_deadline + 1, not_leading=self._not_leading), loopback_only=True).start())
+        if s.health:
+            self.servers.append(admin.Server("health", s.health, admin.health_routes(
+                alive=lambda: not self.fatal.is_set(), ready=self.ready, metrics=self)).start())
+        logger.info("leader election on lease {}/{} as {} (lease {}s, renew deadline {:g}s, retry {:g}s)",
+                    s.namespace, s.lease_name, s.identity, s.lease_duration, s.renew_deadline, s.retry_period)
+        self.elector.start()
+        self.elector.first_try.wait(s.renew_deadline)
+        return self
+
+    def _lead(self) -> None:
+        """The elector acquired the Lease: start the tree (on the elector's thread)."""
+        with self._lock:
+            if self._closing:
+                return
+            self.metrics.leader.set(1)
+            logger.info("became leader (lease {}/{})", self.settings.namespace, self.settings.lease_name)
+            self.lease_watch.stop()  # a leader needs no hint
+            self._start_tree()
+
+    def _lose(self) -> None:
+        """Renewals failed for the renew deadline: no exec starts any more, from now on; `run` exits."""
+        self.stopping.set()
+        self.metrics.leader.set(0)
+        logger.error("lost leadership: could not renew lease {}/{} for {:g}s; every exec stops, and the process "
+                     "exits to come back as a standby", self.settings.namespace, self.settings.lease_name,
+                     self.settings.renew_deadline)
+        self.lost.set()
+
+    def _new_leader(self, holder: str) -> None:
+        self.metrics.leader_transitions.inc()
+        if holder != self.settings.identity:
+            logger.info("leader is {}", holder or "nobody (the lease is free)")
+
+    def _not_leading(self) -> dict:
+        """What the query endpoint answers while this process does not lead."""
+        return {"role": self.elector.role.value, "identity": self.settings.identity,
+                "leader": self.elector.leader or None,
+                "lease": f"{self.settings.namespace}/{self.settings.lease_name}"}
+
+    def _start_tree(self) -> None:
+        s, elector = self.settings, self.elector
         self.executor = execs.Executor(self.cluster, deadline=s.exec_deadline,
                                        max_concurrent=s.max_concurrent_execs, observer=self.metrics.observe_exec,
-                                       stopping=self.stopping)
+                                       stopping=self.stopping, fence=lambda: elector.horizon() - EXEC_LINGER)
         self.scheduler = Scheduler().start()
         # Events are API calls: made off the actors' threads so that no actor blocks on the API.
         self.event_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="events")
@@ -80,15 +148,8 @@ class Controller:
                                            fatal=self.fatal)
         self.supervisor.proxy().start_children().get(timeout=10)
         self.query = QueryActor.start(registry=self.registry, board=self.board, deadline=s.exec_deadline + 1)
-        if s.admin:
-            self.servers.append(admin.Server("query", s.admin, admin.query_routes(self.query, s.exec_deadline + 1),
-                                             loopback_only=True).start())
-        if s.health:
-            self.servers.append(admin.Server("health", s.health, admin.health_routes(
-                alive=lambda: not self.fatal.is_set(), ready=self.ready, metrics=self)).start())
         logger.info("controller started (label {}, annotation {}, ConfigMap {}/{})", s.selector, s.annotation,
                     s.namespace, s.configmap)
-        return self
 
     def _start_watcher(self, supervisor):
         """Called by the supervisor, at start and on restarts."""
@@ -128,8 +189,13 @@ class Controller:
         self.synced.set()
 
     def ready(self) -> bool:
-        """/readyz: the first pod list was routed and every pod in it has been reconciled once."""
-        if not self.synced.is_set():
+        """/readyz: a standby once it has read the Lease (it is healthy, and a Deployment's rolling update
+        waits for Ready pods); the leader once the first pod list was routed and every pod in it has been
+        reconciled once."""
+        role = self.elector.role if self.elector else Role.STOPPED
+        if role is Role.STANDBY:
+            return self.elector.observed
+        if role is not Role.LEADING or not self.synced.is_set():
             return False
         alive = self.registry.pods()
         for uid in self.first_list & alive.keys():  # pods gone since need no pass
@@ -139,18 +205,35 @@ class Controller:
         return True
 
     def stop(self) -> None:
-        """Graceful: returns within about the exec deadline plus a few seconds, whatever is hung."""
-        if self.supervisor is None:
+        """Graceful: returns within about the exec deadline plus a few seconds, whatever is hung; releases
+        the Lease last, once no exec runs."""
+        if self.elector is None:
             return
+        with self._lock:
+            self._closing = True
+        for server in self.servers:
+            _quietly("endpoint", server.stop)
+        self.servers = []
+        led = self.supervisor is not None
+        if led:
+            self._stop_tree()
+        _quietly("lease watch", self.lease_watch.stop)
+        _quietly("elector", self.elector.stop)
+        _quietly("lease release", self.elector.release)
+        self.metrics.leader.set(0)
+        self.elector = None
+        if not led:
+            logger.info("controller stopped (a standby: nothing ran)")
+
+    def _stop_tree(self) -> None:
         logger.info("controller stopping: watcher, then pod actors, then networks")
         deadline = time.monotonic() + self.settings.exec_deadline + 3
         self.stopping.set()
-        for server in self.servers:
-            _quietly("endpoint", server.stop)
         # The supervisor stops its watcher first (no new work), and can restart nothing after that.
         _quietly("supervisor", lambda: self.supervisor.stop(timeout=10))
         pods, networks = self.registry.stop_all(deadline)
         _quietly("query actor", lambda: self.query.stop(timeout=5))
+        self.query = None
         self.scheduler.stop()
         self.event_pool.shutdown(wait=False, cancel_futures=True)
         self.conditions.close()

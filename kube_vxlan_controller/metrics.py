@@ -24,6 +24,9 @@ class Metrics:
                                         registry=r)
         self.watch_restarts = Counter("kvc_watch_restarts", "List/watch restarts, by stream and cause",
                                       ["stream", "cause"], registry=r)
+        self.leader = Gauge("kvc_leader", "1 while this process leads (holds the Lease), else 0", registry=r)
+        self.leader_transitions = Counter("kvc_leader_transitions", "Changes of the Lease's holder this process "
+                                          "saw (to or from itself, to nobody on a release)", registry=r)
 
     def drop_members(self, network: str) -> None:
         """A retired network's gauge goes (its only writer was its network actor)."""

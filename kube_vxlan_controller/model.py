@@ -8,6 +8,7 @@ no client model leaves `k8s/`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Mapping
 
@@ -74,3 +75,19 @@ class ExecResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """The leader election record a coordination.k8s.io/v1 Lease holds (client-go's
+    LeaderElectionRecord). Times are the writers' wall clocks: recorded for people, never compared
+    (the election judges expiry by when it saw the record change, on its own clock)."""
+
+    #: who leads; "" when nobody does (after a release)
+    holder: str = ""
+    #: seconds the holder's term lasts after the record last changed
+    lease_duration: int = 0
+    acquire_time: datetime | None = None
+    renew_time: datetime | None = None
+    #: how often the holder changed
+    transitions: int = 0

@@ -2,7 +2,8 @@
 
 They talk to the controller's loopback query endpoint (`--admin`, default 127.0.0.1:8081; also
 `KVC_ADMIN`) and print the original's formats, or JSON with `-o json`. When no controller answers they
-say so and exit 3.
+say so and exit 3; when the controller there is a standby (another replica leads), they say who leads
+and exit 4: ask again in the leader's pod.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import urllib.request
 
 DEFAULT_ADMIN = "127.0.0.1:8081"
 NO_CONTROLLER = 3
+NOT_LEADER = 4
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -34,18 +36,36 @@ def fetch(admin: str, path: str, params: list[tuple[str, str]], timeout: float):
         return json.load(response)
 
 
-def _ask(args, path: str, params: list[tuple[str, str]]):
+def _ask(args, path: str, params: list[tuple[str, str]]) -> tuple[int, object]:
+    """(0, the answer), or (an exit code, None) after saying what went wrong."""
     try:
-        return fetch(args.admin, path, params, args.timeout)
+        return 0, fetch(args.admin, path, params, args.timeout)
     except urllib.error.HTTPError as error:  # it answered, with an error
         body = error.read().decode(errors="replace").strip()
+        standby = _standby(error.code, body)
+        if standby is not None:
+            leader = standby["leader"] or f"nobody yet (lease {standby['lease']} is free)"
+            print(f"kube-vxlan-controller: the controller at {args.admin} is not the leader ({standby['role']}, "
+                  f"{standby['identity']}); the leader is {leader}: ask it, in its pod", file=sys.stderr)
+            return NOT_LEADER, None
         print(f"kube-vxlan-controller: the controller at {args.admin} answered {error.code}: {body}", file=sys.stderr)
-        return None
+        return NO_CONTROLLER, None
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
         print(f"kube-vxlan-controller: no controller answers at {args.admin} ({reason}); is it running? "
               f"(--admin ADDRESS or KVC_ADMIN)", file=sys.stderr)
+        return NO_CONTROLLER, None
+
+
+def _standby(code: int, body: str) -> dict | None:
+    """The not-leading answer of the query endpoint (503 with role, identity, leader, lease), else None."""
+    if code != 503:
         return None
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) and {"role", "identity", "leader", "lease"} <= answer.keys() else None
 
 
 def format_inspect(networks: list[dict]) -> str:
@@ -79,9 +99,9 @@ def inspect_main(argv: list[str]) -> int:
     p.add_argument("what", choices=("nets",))
     p.add_argument("nets", nargs="+", metavar="NET")
     args = p.parse_args(argv)
-    answer = _ask(args, "/v1/inspect", [("net", n) for n in args.nets])
-    if answer is None:
-        return NO_CONTROLLER
+    code, answer = _ask(args, "/v1/inspect", [("net", n) for n in args.nets])
+    if code:
+        return code
     print(json.dumps(answer, indent=1) if args.output == "json" else format_inspect(answer), end="\n" if args.output == "json" else "")
     return 0
 
@@ -91,8 +111,8 @@ def list_main(argv: list[str]) -> int:
     p.add_argument("what", choices=("pods",))
     p.add_argument("prefix", nargs="?", default="", help="pod name prefix")
     args = p.parse_args(argv)
-    answer = _ask(args, "/v1/pods", [("prefix", args.prefix)])
-    if answer is None:
-        return NO_CONTROLLER
+    code, answer = _ask(args, "/v1/pods", [("prefix", args.prefix)])
+    if code:
+        return code
     print(json.dumps(answer, indent=1) if args.output == "json" else format_pods(answer), end="\n" if args.output == "json" else "")
     return 0

@@ -1,8 +1,9 @@
 """`kube-vxlan-controller run`: the controller in the foreground until SIGTERM/SIGINT.
 
 SIGTERM (`kill -TERM 1` in the pod) stops it gracefully: the watcher stops, in-flight execs finish or
-hit their deadline, actors stop in reverse start order, exit 0. A fatal condition (restart budget
-exhausted) exits 1 so that Kubernetes restarts the pod.
+hit their deadline, actors stop in reverse start order, the Lease is released, exit 0. A fatal
+condition (restart budget exhausted) and lost leadership (the Lease could not be renewed) exit 1 so
+that Kubernetes restarts the container (which then comes back as a standby).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ def main(argv: list[str]) -> int:
     controller = Controller(settings)
     try:
         controller.start()
-        while not stop.is_set() and not controller.fatal.is_set():
+        while not (stop.is_set() or controller.fatal.is_set() or controller.lost.is_set()):
             stop.wait(0.5)
     finally:
         controller.stop()
-    return 1 if controller.fatal.is_set() else 0
+    return 1 if controller.fatal.is_set() or controller.lost.is_set() else 0

@@ -9,15 +9,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import socket
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .agent import release_argv
+from .election import check_timing
 
 #: Where Kubernetes mounts the namespace of a pod's service account.
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 #: The seed's fallback when the controller does not run in a pod.
 DEFAULT_NAMESPACE = "kube-system"
+#: seconds a command may run in a pod past its exec's deadline: the `timeout N` around it (actors/pod.py)
+#: lets it run for the deadline rounded down, plus one second.
+EXEC_LINGER = 1.0
 
 
 def own_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
@@ -27,6 +33,12 @@ def own_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
     except OSError:
         return DEFAULT_NAMESPACE
     return text or DEFAULT_NAMESPACE
+
+
+def default_identity() -> str:
+    """client-go's: the hostname (in Kubernetes, the pod's name), "_", a random UUID, so that a restarted
+    process is a new candidate and never mistakes its predecessor's Lease for its own."""
+    return f"{socket.gethostname()}_{uuid.uuid4()}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,10 +90,33 @@ class Settings:
     health: str = field(
         default="0.0.0.0:8080", metadata={"help": "address serving /healthz, /readyz and /metrics ('' disables)"}
     )
+    lease_name: str = field(
+        default="kube-vxlan-controller",
+        metadata={"help": "the coordination.k8s.io/v1 Lease in --namespace on which replicas elect their leader "
+                          "(the only one that watches and execs)"})
+    lease_duration: int = field(
+        default=15, metadata={"help": "seconds a standby waits, after it last saw the Lease change, before it "
+                                      "takes over (client-go's LeaseDuration)"})
+    renew_deadline: float = field(
+        default=10.0, metadata={"help": "seconds the leader keeps trying to renew the Lease before it gives up "
+                                        "leading: it stops every exec and exits 1"})
+    retry_period: float = field(
+        default=2.0, metadata={"help": "seconds between tries to acquire (a standby) or renew (the leader)"})
+    identity: str = field(
+        default_factory=default_identity,
+        metadata={"help": "this replica's name in the Lease (default: the hostname, i.e. the pod name, '_' and "
+                          "a random UUID)"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
 
     def __post_init__(self) -> None:
         release_argv(self.terminate_file)  # fails now, with a clear message, on a path a shell would misread
+        check_timing(self.lease_duration, self.renew_deadline, self.retry_period)
+        if not self.exec_deadline + EXEC_LINGER + self.retry_period < self.lease_duration:
+            # The leader starts an exec only if it ends before its Lease could expire (election.py):
+            # right after a renewal that must still leave room for one.
+            raise ValueError(f"an exec must fit in a lease: --exec-deadline ({self.exec_deadline}) + "
+                             f"{EXEC_LINGER:g} + --retry-period ({self.retry_period}) must be less than "
+                             f"--lease-duration ({self.lease_duration})")
 
     @property
     def selector(self) -> str:

@@ -59,13 +59,27 @@ class Deployed:
         live = [p for p in items if not p["metadata"].get("deletionTimestamp")]
         return live[0] if len(live) == 1 else None
 
-    def controller(self) -> dict:
-        return wait_for(lambda: self.pod("kube-vxlan-controller", NS), timeout=60, what="one controller pod")
+    def controllers(self) -> list[dict]:
+        """The live (not terminating) controller pods: the bundle runs two replicas."""
+        items = self.cluster.json("-n", NS, "get", "pods", "-l", "run=kube-vxlan-controller")["items"]
+        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
-    def controller_name(self) -> str:
-        """As the seed README finds it."""
-        return self.kubectl("-n", NS, "get", "po", "-l", "run=kube-vxlan-controller", "--field-selector",
-                            "status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}").stdout.strip()
+    def holder(self) -> str:
+        """The Lease's holder identity: the leader's pod name, '_', a UUID ('' when none holds it)."""
+        return self.kubectl("-n", NS, "get", "lease", "kube-vxlan-controller", "-o",
+                            "jsonpath={.spec.holderIdentity}", check=False).stdout.strip()
+
+    def leader_name(self) -> str:
+        """As the README finds the leader's pod."""
+        return self.holder().split("_")[0]
+
+    def leader(self) -> dict:
+        """The live controller pod that holds the Lease."""
+        def find():
+            name = self.leader_name()
+            return next((p for p in self.controllers() if p["metadata"]["name"] == name), None)
+
+        return wait_for(find, timeout=60, what="the leader's pod")
 
     def fdb(self, pod: str) -> dict[str, set[str]] | None:
         out = self.kubectl("exec", pod, "-c", AGENT, "--", "bridge", "-j", "fdb", "show", check=False)

@@ -2,7 +2,8 @@
 
 Concurrency contract:
 - `Cluster.core()` is one `CoreV1Api` on one shared `ApiClient`, for plain REST calls (list, watch,
-  ConfigMaps, Events). urllib3's pool is thread-safe, so any thread may use it at the same time.
+  ConfigMaps, Events), and `Cluster.coordination()` one `CoordinationV1Api` on the same client (the
+  election's Lease). urllib3's pool is thread-safe, so any thread may use them at the same time.
 - `Cluster.exec_core()` lends a `CoreV1Api` on an `ApiClient` nobody else uses meanwhile (a context
   manager; returned to a pool after the call). Exec must never use the shared client:
   `kubernetes.stream.stream()` swaps `api_client.call_api` for the length of the call, so two threads
@@ -36,6 +37,7 @@ class Cluster:
         self.namespace = namespace
         self._api_client = client.ApiClient(configuration)
         self._core = client.CoreV1Api(self._api_client)
+        self._coordination = client.CoordinationV1Api(self._api_client)
         self._exec_pool: queue.SimpleQueue[client.CoreV1Api] = queue.SimpleQueue()
 
     @property
@@ -45,6 +47,10 @@ class Cluster:
     def core(self) -> client.CoreV1Api:
         """The shared core/v1 API for REST calls; safe from any thread."""
         return self._core
+
+    def coordination(self) -> client.CoordinationV1Api:
+        """The shared coordination.k8s.io/v1 API (Leases); safe from any thread."""
+        return self._coordination
 
     @contextlib.contextmanager
     def exec_core(self) -> Iterator[client.CoreV1Api]:

@@ -11,6 +11,10 @@ nowhere else, and callers decide by type alone:
 - `Forbidden`: 403, RBAC denied the request; the message names the user, verb and resource, as the
   API server words it. Not transient by nature, but an operator may fix the role meanwhile: callers
   say so once and keep retrying with backoff (level-triggered, no restart needed).
+- `Conflict`: 409, someone else wrote first: the object changed since it was read (a stale
+  resourceVersion) or already exists. Optimistic concurrency: read again and decide again (the
+  leader election relies on it).
+- `LeaseEnding`: an exec not started because it might outlive the leader's Lease (see execs.py).
 - `K8sError` itself: anything else (401, 422, …), retried with backoff and logged likewise.
 
 Every error keeps the client's exception as `__cause__` and its HTTP status (when known) as `status`.
@@ -51,6 +55,14 @@ class Cancelled(K8sError):
 
 class Forbidden(K8sError):
     """RBAC denied the request (403); the message says which permission is missing."""
+
+
+class Conflict(K8sError):
+    """409: the object changed since it was read, or it exists already; read it again."""
+
+
+class LeaseEnding(K8sError):
+    """Not started: the exec could outlive this leader's Lease, so another leader could be exec'ing then."""
 
 
 class ApiUnavailable(K8sError):
@@ -114,6 +126,8 @@ def _from_api_exception(exc: ApiException) -> K8sError:
         return PodGone(text, status=status)
     if status == 403:
         return Forbidden(text, status=status)
+    if status == 409:
+        return Conflict(text, status=status)
     if status >= 500 or status in _RETRYABLE_STATUS:
         return ApiUnavailable(text, status=status)
     return K8sError(text, status=status)

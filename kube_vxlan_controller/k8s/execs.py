@@ -12,6 +12,11 @@ How one exec goes (the measured client behaviour, see KUBERNETES-CLIENT-NOTES.md
    exit status from channel 3 (a Kubernetes Status);
 5. close the websocket, always.
 
+A fence (`fence`, for the leader election): a callable giving the `time.monotonic()` by which every
+exec must have ended, the command in the pod included. An exec that could run past it, deadline
+counted, is not started (`LeaseEnding`): the leader's Lease might have expired by then and another
+leader be exec'ing.
+
 Outcomes: an `ExecResult` whenever the command ran to its end, whatever its exit code; `ExecTimeout`
 when the deadline passed first (the command may still run in the pod: callers wrap long commands in
 `timeout N`); `PodGone` when the pod or container is not there; `ApiUnavailable` when the connection
@@ -42,7 +47,8 @@ from kubernetes.stream import stream
 from loguru import logger
 
 from kube_vxlan_controller.k8s.client import Cluster
-from kube_vxlan_controller.k8s.errors import ApiUnavailable, Cancelled, ExecTimeout, K8sError, PodGone, classify
+from kube_vxlan_controller.k8s.errors import (ApiUnavailable, Cancelled, ExecTimeout, K8sError, LeaseEnding, PodGone,
+                                              classify)
 from kube_vxlan_controller.model import ExecResult
 
 #: exit code reported when the runtime could not run the command and gave no exit code.
@@ -70,6 +76,7 @@ class Executor:
         max_concurrent: int = 32,
         observer: Observer | None = None,
         stopping: threading.Event | None = None,
+        fence: Callable[[], float] | None = None,
     ) -> None:
         if deadline <= 0 or max_concurrent < 1:
             raise ValueError(f"bad executor: deadline={deadline} max_concurrent={max_concurrent}")
@@ -82,6 +89,7 @@ class Executor:
         self._suspect_slots = threading.BoundedSemaphore(max(1, max_concurrent // 8))
         self._observer = observer
         self._stopping = stopping or threading.Event()
+        self._fence = fence
         if websocket.getdefaulttimeout() is None:
             # The client opens exec websockets without any socket timeout, so a server that accepts
             # the connection but never answers the upgrade would hold the thread (and its slot) for
@@ -104,13 +112,17 @@ class Executor:
 
         Blocks for a free slot first (one of the few suspect slots when `suspect`: the pod's last exec
         timed out), then for at most `deadline` seconds (default: the executor's). Raises `Cancelled`
-        without running anything when the process began stopping while this call waited for its slot.
+        without running anything when the process began stopping while this call waited for its slot,
+        `LeaseEnding` when the exec could outlast the fence.
         """
         limit = self.deadline if deadline is None else deadline
         with self._suspect_slots if suspect else self._slots:
             if self._stopping.is_set():
                 raise Cancelled(f"exec in {namespace}/{pod} [{container}] not started: stopping")
             started = time.monotonic()
+            if self._fence is not None and started + limit > self._fence():
+                raise LeaseEnding(f"exec in {namespace}/{pod} [{container}] not started: it could outlast "
+                                  f"this leader's Lease, which has not been renewed lately")
             outcome = "error"
             try:
                 result = self._exec(namespace, pod, container, argv, stdin, started + limit)

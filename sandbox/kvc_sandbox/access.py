@@ -59,8 +59,8 @@ class Access:
         self.tokens = tokens
         self.policy = StorePolicy(store)
 
-    def check(self, request: web.Request) -> None:
-        """Nothing if the request may go on; an ApiError (401, 403) otherwise."""
+    def check(self, request: web.Request) -> User:
+        """The request's user if it may go on; an ApiError (401, 403) otherwise."""
         user = self.authenticate(request)
         if not user.privileged:
             websocket = request.headers.get("Upgrade", "").lower() == "websocket"
@@ -69,6 +69,7 @@ class Access:
                 if not decision.allowed:
                     message, details = rbac.forbidden(user, attrs, decision.reason)
                     raise errors.ApiError(403, "Forbidden", message, details or None)
+        return user
 
     def authenticate(self, request: web.Request) -> User:
         """The request's user; an ApiError (401, or 403 for another local user on plain HTTP) if none."""

@@ -10,7 +10,8 @@ runtime). Every error is a `Status` object. Every JSON answer is written as kube
 any handler, the middleware lets access.py authenticate and authorize the request (401/403 Status);
 SelfSubjectAccessReviews are answered there too. `GET /sandbox/stats` tells what the server saw (see
 `Api.stats_endpoint`): benchmarks count every client's execs here, server side, the same way whoever the
-client is. `Api.exec_log` keeps the last execs (pod, container, argv, stdin) and `Api.patches` counts PATCH
+client is, and tests see by whom (the authenticated user) and whether two users ever exec'd at once.
+`Api.exec_log` keeps the last execs (pod, container, argv, stdin) and `Api.patches` counts PATCH
 requests by object and subresource, for tests that compare what a client ran or wrote (`GET /sandbox/execs`
 serves the log to other processes).
 
@@ -38,6 +39,7 @@ from loguru import logger
 
 from . import deployments, errors, execws, openapi, openapi_proto, patches, tables
 from .access import REVIEWS_PATH, Access
+from .authn import User
 from .faults import Faults
 from .kubelet import Kubelet
 from .resources import (BY_PATH, DEPLOYMENTS, NAMESPACES, PODS, RESOURCES, VERSION, Resource, core_versions,
@@ -51,6 +53,8 @@ EXEC_LOG = 10_000
 #: paths `fail_requests` never fails: the control endpoint, the version (kubectl's dispatcher reads it).
 _NEVER_FAIL = ("/sandbox/", "/version")
 #: server-set metadata a client cannot set on create.
+#: the authenticated user of a request, set by the middleware.
+USER = web.RequestKey("user", User)
 _SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
                   "deletionGracePeriodSeconds", "generation", "managedFields", "selfLink")
 
@@ -121,8 +125,12 @@ class Api:
         self._random = random.Random()
         #: the open watch handlers, ended on shutdown.
         self.watches: set[asyncio.Task] = set()
-        #: execs accepted (websocket upgraded), by container name, since the sandbox started.
+        #: execs accepted (websocket upgraded), by container name and by user, since the sandbox started.
         self.exec_counts: collections.Counter[str] = collections.Counter()
+        self.exec_users: collections.Counter[str] = collections.Counter()
+        #: execs running now (upgraded, command not ended) by user, and the most users ever at once.
+        self.exec_running: collections.Counter[str] = collections.Counter()
+        self.most_exec_users = 0
         #: the last EXEC_LOG execs, oldest first: {namespace, pod, container, argv, stdin}
         self.exec_log: collections.deque[dict] = collections.deque(maxlen=EXEC_LOG)
         #: PATCH requests by (resource, subresource or "", namespace, name)
@@ -158,7 +166,7 @@ class Api:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable]):
         try:
-            self.access.check(request)
+            request[USER] = self.access.check(request)
             if (self.faults.fail_share > 0 and not request.path.startswith(_NEVER_FAIL)
                     and not request.path.endswith("/exec")
                     and self._random.random() < self.faults.fail_share):
@@ -228,15 +236,18 @@ class Api:
         return respond(f.snapshot())
 
     async def stats_endpoint(self, request: web.Request) -> web.Response:
-        """`execs`: {total, by_container} accepted since start; `watches`: watch streams open now; `netns`:
-        pod UID → the name of its network namespace (under /run/netns), for tools that read the kernel."""
+        """`execs`: {total, by_container, by_user} accepted since start, and `most_users_at_once`: the most
+        users whose execs ran at the same time (from the upgrade to the command's end: two controllers
+        that both exec'd at once make it 2); `watches`: watch streams open now; `netns`: pod UID → the
+        name of its network namespace (under /run/netns), for tools that read the kernel."""
         netns = {}
         for pod in self.store.list(PODS):
             m = pod["metadata"]
             name = self.kubelet.netns(m["namespace"], m["name"])
             if name is not None:
                 netns[m["uid"]] = name
-        return respond({"execs": {"total": sum(self.exec_counts.values()), "by_container": dict(self.exec_counts)},
+        return respond({"execs": {"total": sum(self.exec_counts.values()), "by_container": dict(self.exec_counts),
+                                  "by_user": dict(self.exec_users), "most_users_at_once": self.most_exec_users},
                         "watches": len(self.watches), "netns": netns})
 
     async def execs_endpoint(self, request: web.Request) -> web.Response:
@@ -582,7 +593,9 @@ class Api:
         container, runner = self.kubelet.exec_target(target.namespace, target.name, q.get("container"))
         if request.headers.get("Upgrade", "").lower() != "websocket":
             raise errors.ApiError(400, "BadRequest", "Upgrade request required")
+        user = request[USER].name
         self.exec_counts[container.name] += 1
+        self.exec_users[user] += 1
         record = {"namespace": target.namespace, "pod": target.name, "container": container.name, "argv": argv,
                   "stdin": ""}
         self.exec_log.append(record)
@@ -596,11 +609,16 @@ class Api:
         def is_hung() -> bool:
             return faults.hangs(labels)
 
-        return await execws.serve_exec(
-            request, container=runner, argv=argv,
-            stdin=_flag(q.get("stdin")), stdout=_flag(q.get("stdout", "true")), stderr=_flag(q.get("stderr", "true")),
-            latency=faults.exec_latency, is_hung=is_hung, target=f"{target.namespace}/{target.name}:{container.name}",
-            on_stdin=on_stdin)
+        self.exec_running[user] += 1
+        self.most_exec_users = max(self.most_exec_users, sum(1 for n in self.exec_running.values() if n))
+        try:
+            return await execws.serve_exec(
+                request, container=runner, argv=argv, stdin=_flag(q.get("stdin")),
+                stdout=_flag(q.get("stdout", "true")), stderr=_flag(q.get("stderr", "true")),
+                latency=faults.exec_latency, is_hung=is_hung,
+                target=f"{target.namespace}/{target.name}:{container.name}", on_stdin=on_stdin)
+        finally:
+            self.exec_running[user] -= 1
 
     # log -----------------------------------------------------------------------------------------------
     async def log(self, request: web.Request, target: Target) -> web.StreamResponse:

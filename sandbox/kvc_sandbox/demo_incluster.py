@@ -2,7 +2,8 @@
 image, in its pod, with its service account and the bundle's RBAC — on the sandbox's docker runtime over
 HTTPS. `kubectl apply -f deploy/bundle.yaml`, `kubectl create -f deploy/example.yaml`, progress until the
 example is wired (read with `kube-vxlan-controller inspect nets … -o json` through kubectl exec in the
-controller's pod), then the seed README's operator commands verbatim and its pings.
+leading controller's pod: the bundle runs two replicas), then the seed README's operator commands
+verbatim and its pings.
 """
 
 from __future__ import annotations
@@ -38,16 +39,18 @@ class InClusterDemo(Demo):
         return 0 if ok else 1
 
     def controller_pod(self) -> str:
-        """The running controller pod's name, as the seed's README finds it."""
+        """The leading controller pod's name, as the README finds it: the Lease's holder is the pod's name,
+        '_' and a UUID."""
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
-            name = self.kubectl("-n", NS, "get", "po", "-l", "run=kube-vxlan-controller", "--field-selector",
-                                "status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}").stdout.strip()
-            if name and " " not in name:
-                say(f"==> the controller runs in pod {NS}/{name}")
+            holder = self.kubectl("-n", NS, "get", "lease", "kube-vxlan-controller", "-o",
+                                  "jsonpath={.spec.holderIdentity}").stdout.strip()
+            if holder:
+                name = holder.split("_")[0]
+                say(f"==> the leading controller runs in pod {NS}/{name} (the Lease's holder: {holder})")
                 return name
             time.sleep(0.5)
-        say("==> the controller pod did not start")
+        say("==> no controller leads")
         return ""
 
     def inspect(self, controller: str) -> list | None:

@@ -96,6 +96,9 @@ class Sandbox:
         self.url = self.local_url = ""
         #: host, port, CA and tokens for pods (None without TLS).
         self.in_cluster: InCluster | None = None
+        #: the admin's and every ServiceAccount's bearer token (on plain HTTP too: a request that carries
+        #: one is that account's, RBAC applies).
+        self.tokens: Tokens | None = None
         self._port = port
         self._tls, self._extra_listen, self._https_port = tls or bool(extra_listen), list(extra_listen), https_port
         self._workdir = Path(workdir) if workdir else None
@@ -200,7 +203,7 @@ class Sandbox:
             if self._tls and self._runtime_name == "docker" and runtime.host_ip not in self._extra_listen:
                 self._extra_listen.insert(0, runtime.host_ip)  # the pods' gateway: pods reach the API there
             store = self.store = Store()
-            tokens = Tokens(store)
+            tokens = self.tokens = Tokens(store)
             kubelet = self.kubelet = Kubelet(store, runtime, restart_delay=self._restart_delay)
             Deployments(store, kubelet)
             GarbageCollector(store, kubelet)
@@ -303,7 +306,7 @@ class Sandbox:
 
     def token_for(self, namespace: str, serviceaccount: str) -> str:
         """The bearer token of an existing ServiceAccount; KeyError when there is none (yet)."""
-        return self._on_loop(lambda: self._require_in_cluster().token_for(namespace, serviceaccount))
+        return self._on_loop(lambda: self.tokens.token_for(namespace, serviceaccount))
 
     def serviceaccount_files(self, namespace: str, serviceaccount: str) -> dict[str, bytes]:
         """What a pod of this ServiceAccount finds in /var/run/secrets/kubernetes.io/serviceaccount/."""

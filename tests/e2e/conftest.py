@@ -145,17 +145,23 @@ def controller(sandbox):
         c.stop()
 
 
+#: leader election for controller processes: a short lease, so that a successor of a killed one need not
+#: wait 15 s (an exec of 3 s and its second in the pod fit in it: kube_vxlan_controller/settings.py)
+LEASE_FLAGS = ("--lease-duration", "6", "--renew-deadline", "4", "--retry-period", "0.5")
+
+
 @pytest.fixture
 def controller_process(sandbox, tmp_path):
-    """The controller as a separate process (`kube-vxlan-controller run`), for kill and signal tests."""
+    """The controller as a separate process (`kube-vxlan-controller run`), for kill and signal tests;
+    `kubeconfig` (default: the sandbox's, the admin) says who it is to the API server."""
     procs = []
 
-    def start(*extra: str) -> subprocess.Popen:
+    def start(*extra: str, kubeconfig=None) -> subprocess.Popen:
         log = open(tmp_path / f"controller-{len(procs)}.log", "w")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kube_vxlan_controller.cli", "run", "--kubeconfig", str(sandbox.kubeconfig),
-             "--namespace", "kube-system", "--health", "", "--admin", "127.0.0.1:0", "--exec-deadline", "3",
-             "--resync", "5", *extra],
+            [sys.executable, "-m", "kube_vxlan_controller.cli", "run", "--kubeconfig",
+             str(kubeconfig or sandbox.kubeconfig), "--namespace", "kube-system", "--health", "", "--admin",
+             "127.0.0.1:0", "--exec-deadline", "3", "--resync", "5", *LEASE_FLAGS, *extra],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         proc.log_path = log.name
         procs.append(proc)

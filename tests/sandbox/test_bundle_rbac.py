@@ -3,9 +3,11 @@
 What kube_vxlan_controller/k8s/ calls: list and watch pods in all namespaces (pods.py), get, list and
 watch its ConfigMap in its own namespace (configmaps.py), exec in pods' agent containers (execs.py: a
 websocket GET, so `create` and `get` on pods/exec), create core/v1 Events in the pods' namespaces
-(events.py), patch pods/status (podstatus.py: the Wired condition). Two ways: the evaluator over every verb of every kind the sandbox serves, in the
-controller's namespace, another one and cluster-wide; and the controller's own k8s code in-cluster,
-with the ServiceAccount's token, against a sandbox holding the bundle (root only).
+(events.py), patch pods/status (podstatus.py: the Wired condition), and in its own namespace create its
+Lease, then get, update, list and watch that one Lease by name (leases.py). Two ways: the evaluator over
+every verb of every kind the sandbox serves, in the controller's namespace, another one and
+cluster-wide; and the controller's own k8s code in-cluster, with the ServiceAccount's token, against a
+sandbox holding the bundle (root only).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from kubernetes.utils import create_from_dict
 from kube_vxlan_controller.k8s.client import connect
 from kube_vxlan_controller.k8s.configmaps import ConfigMapStream, read_configmap
 from kube_vxlan_controller.k8s.events import record_event
+from kube_vxlan_controller.k8s.errors import Forbidden
 from kube_vxlan_controller.k8s.execs import Executor
+from kube_vxlan_controller.k8s.leases import LeaseLock, LeaseWatch
 from kube_vxlan_controller.k8s.pods import PodsListed, PodStream
 from kube_vxlan_controller.k8s.podstatus import patch_condition
-from kube_vxlan_controller.model import Condition, Pod
+from kube_vxlan_controller.model import Condition, LeaseRecord, Pod
 from kube_vxlan_controller.wired import CONDITION_TYPE
 from kvc_sandbox import Sandbox, rbac
 from kvc_sandbox.authn import service_account_user
@@ -44,7 +48,11 @@ NEEDED = ({("", "pods", verb, ns) for verb in ("list", "watch") for ns in ("", H
           | {("", "configmaps", verb, HOME) for verb in ("get", "list", "watch")}
           | {("", "pods/exec", verb, ns) for verb in ("create", "get") for ns in (HOME, "default")}
           | {("", "events", "create", ns) for ns in (HOME, "default")}
-          | {("", "pods/status", "patch", ns) for ns in (HOME, "default")})
+          | {("", "pods/status", "patch", ns) for ns in (HOME, "default")}
+          | {("coordination.k8s.io", "leases", "create", HOME)})
+LEASE = "kube-vxlan-controller"
+#: on its own Lease only (by name: a list or watch of it carries a field selector on its name)
+NEEDED_ON_ITS_LEASE = {(verb, HOME) for verb in ("get", "update", "list", "watch")}
 #: granted beyond that, on purpose (the bundle's comments): get of a single pod, and Events through
 #: events.k8s.io for a controller version that would use that API.
 EXTRA = ({("", "pods", "get", ns) for ns in (HOME, "default")}
@@ -55,16 +63,19 @@ def bundle_docs(*kinds: str) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(BUNDLE.read_text()) if doc and (not kinds or doc["kind"] in kinds)]
 
 
-def request_path(group: str, resource: str, verb: str, namespace: str) -> tuple[str, str, dict]:
-    """method, path and query of a request with these attributes."""
+def request_path(group: str, resource: str, verb: str, namespace: str, name: str = "x") -> tuple[str, str, dict]:
+    """method, path and query of a request with these attributes (lists, watches and deletecollections of
+    one object by name when `name` is not "x", which stands for any object)."""
     plural, _, sub = resource.partition("/")
     base = f"/apis/{group}/v1" if group else "/api/v1"
     collection = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
-    one = f"{collection}/x" + (f"/{sub}" if sub else "")
-    return {"get": ("GET", one, {}), "list": ("GET", collection, {}), "watch": ("GET", collection, {"watch": "true"}),
+    one = f"{collection}/{name}" + (f"/{sub}" if sub else "")
+    named = {} if name == "x" else {"fieldSelector": f"metadata.name={name}"}
+    return {"get": ("GET", one, {}), "list": ("GET", collection, named),
+            "watch": ("GET", collection, {"watch": "true", **named}),
             "create": ("POST", one if sub else collection, {}), "update": ("PUT", one, {}),
             "patch": ("PATCH", one, {}), "delete": ("DELETE", one, {}),
-            "deletecollection": ("DELETE", collection, {})}[verb]
+            "deletecollection": ("DELETE", collection, named)}[verb]
 
 
 def test_the_bundle_grants_exactly_what_the_controller_needs():
@@ -82,6 +93,18 @@ def test_the_bundle_grants_exactly_what_the_controller_needs():
                         granted.add((r.group, resource, verb, namespace))
     assert NEEDED <= granted, f"the bundle misses {sorted(NEEDED - granted)}"
     assert granted == NEEDED | EXTRA, f"the bundle grants more: {sorted(granted - NEEDED - EXTRA)}"
+
+
+def test_the_bundle_grants_its_own_lease_by_name_and_no_other():
+    policy = rbac.Objects(bundle_docs())
+
+    def granted(name: str) -> set[tuple[str, str]]:
+        return {(verb, namespace) for verb in VERBS for namespace in (HOME, "default")
+                if all(rbac.authorize(CONTROLLER, a, policy).allowed for a in
+                       checks(*request_path("coordination.k8s.io", "leases", verb, namespace, name), False))}
+
+    assert granted(LEASE) == NEEDED_ON_ITS_LEASE | {("create", HOME)}
+    assert granted("someone-elses") == {("create", HOME)}
 
 
 @pytest.mark.root
@@ -117,6 +140,17 @@ def test_the_controllers_own_calls_work_with_the_bundle_in_cluster_and_nothing_m
         patch_condition(cluster, Pod(uid=uid, namespace="default", name="p"), Condition(False, "SettingUp"),
                         transition=True)
         assert CONDITION_TYPE in {c.type for c in core.read_namespaced_pod_status("p", "default").status.conditions}
+        lease = LeaseLock(cluster, namespace=HOME, name=LEASE)
+        assert lease.get(5) is None
+        lease.create(LeaseRecord(holder="me", lease_duration=15), 5)
+        lease.update(LeaseRecord(holder="", lease_duration=1), 5)
+        assert lease.get(5).holder == ""
+        looks: list = []
+        LeaseWatch(cluster, namespace=HOME, name=LEASE, on_change=lambda: looks.append(1), watch_timeout=1).run(
+            iterations=2)
+        assert looks
+        with pytest.raises(Forbidden):
+            LeaseLock(cluster, namespace=HOME, name="someone-elses").get(5)
 
         controller = cluster.core()
         denied = {

@@ -6,9 +6,13 @@ import json
 import urllib.request
 
 import pytest
-from apihelpers import AGENT, AGENT_INIT, pod_manifest
+from apihelpers import AGENT, AGENT_INIT, close, open_exec, pod_manifest, service_account_token
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from kubernetes.stream import stream
 from polling import wait_for
+
+from kvc_sandbox.runner import kubeconfig_text
 
 pytestmark = pytest.mark.root
 
@@ -32,7 +36,7 @@ def run(core, name: str, container: str, argv: list[str]) -> None:
 
 def test_stats_count_execs_by_container_and_map_pods_to_their_network_namespaces(sandbox, core):
     before = stats(sandbox)
-    assert before["execs"] == {"total": 0, "by_container": {}}
+    assert before["execs"] == {"total": 0, "by_container": {}, "by_user": {}, "most_users_at_once": 0}
     pod = core.create_namespaced_pod("default", pod_manifest("p"))
     wait_for(lambda: running(core, "p", AGENT_INIT), what="the init agent to run")
     run(core, "p", AGENT_INIT, ["kill", "-TERM", "1"])
@@ -40,7 +44,8 @@ def test_stats_count_execs_by_container_and_map_pods_to_their_network_namespaces
     run(core, "p", AGENT, ["true"])
     run(core, "p", AGENT, ["true"])
     after = stats(sandbox)
-    assert after["execs"] == {"total": 3, "by_container": {AGENT_INIT: 1, AGENT: 2}}
+    assert after["execs"] == {"total": 3, "by_container": {AGENT_INIT: 1, AGENT: 2}, "by_user": {"sandbox-admin": 3},
+                              "most_users_at_once": 1}
     assert after["netns"] == {pod.metadata.uid: sandbox.pod_netns("default", "p")}
 
 
@@ -51,3 +56,33 @@ def test_stats_count_open_watches(sandbox):
         wait_for(lambda: stats(sandbox)["watches"] == 1, what="the watch to be counted")
     finally:
         watch.close()
+
+
+def test_stats_count_execs_by_user_and_the_most_users_exec_ing_at_once(sandbox, core, tmp_path):
+    rbac = k8s.RbacAuthorizationV1Api(core.api_client)
+    core.create_namespaced_service_account("default", {"metadata": {"name": "other"}})
+    rbac.create_namespaced_role("default", {"metadata": {"name": "exec"}, "rules": [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]}]})
+    rbac.create_namespaced_role_binding("default", {
+        "metadata": {"name": "exec"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "exec"},
+        "subjects": [{"kind": "ServiceAccount", "name": "other", "namespace": "default"}]})
+    (tmp_path / "other").write_text(kubeconfig_text(sandbox.url, token=service_account_token(sandbox, "default", "other")))
+    other = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(tmp_path / "other")))
+    core.create_namespaced_pod("default", pod_manifest("p", init=[]))
+    wait_for(lambda: running(core, "p", AGENT), what="the agent to run")
+
+    run(core, "p", AGENT, ["true"])
+    run(other, "p", AGENT, ["true"])
+    assert stats(sandbox)["execs"]["most_users_at_once"] == 1, "one after the other is not at once"
+    waiting = open_exec(core, "p", ["sh", "-c", "read line"], container=AGENT, stdin=True)  # runs until stdin ends
+    try:
+        run(other, "p", AGENT, ["true"])
+    finally:
+        waiting.close_channel(0)
+        waiting.run_forever(timeout=10)
+        close(waiting)
+    execs = stats(sandbox)["execs"]
+    assert execs["by_user"] == {"sandbox-admin": 2, "system:serviceaccount:default:other": 2}
+    assert execs["most_users_at_once"] == 2
+    other.api_client.close()

@@ -11,7 +11,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
-from kube_vxlan_controller.k8s.errors import ApiUnavailable, ExecTimeout, Forbidden, K8sError, PodGone, classify
+from kube_vxlan_controller.k8s.errors import (ApiUnavailable, Conflict, ExecTimeout, Forbidden, K8sError, PodGone,
+                                               classify)
 
 
 def status_body(code: int, reason: str, message: str) -> str:
@@ -88,7 +89,13 @@ def test_rbac_denials_are_forbidden_with_the_missing_permission_named():
         assert 'cannot create resource "pods/exec"' in str(error)
 
 
-@pytest.mark.parametrize("code", [401, 409, 422])
+def test_409_is_a_conflict_read_again():
+    error = classify(rest(409, "Conflict", "the object has been modified"))
+    assert type(error) is Conflict
+    assert error.status == 409
+
+
+@pytest.mark.parametrize("code", [401, 422])
 def test_auth_and_validation_errors_are_plain_k8s_errors(code):
     error = classify(rest(code, "No", "denied"))
     assert type(error) is K8sError

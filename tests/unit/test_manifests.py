@@ -39,6 +39,8 @@ EXPECTED_CLUSTER_RULES = {
 }
 EXPECTED_ROLE_RULES = {
     (frozenset({""}), frozenset({"configmaps"}), frozenset({"get", "list", "watch"})),
+    (frozenset({"coordination.k8s.io"}), frozenset({"leases"}), frozenset({"create"})),
+    (frozenset({"coordination.k8s.io"}), frozenset({"leases"}), frozenset({"get", "update", "list", "watch"})),
 }
 BROAD_ROLES = {"cluster-admin", "admin", "edit", "system:masters"}
 
@@ -168,10 +170,14 @@ def test_cluster_role_is_least_privilege():
     assert len(rules) == len(EXPECTED_CLUSTER_RULES)
 
 
-def test_role_only_reads_configmaps_in_its_namespace():
+def test_role_reads_configmaps_and_holds_only_its_own_lease_in_its_namespace():
     role = one(load("bundle.yaml"), "Role", "kube-vxlan-controller")
     assert role["metadata"]["namespace"] == "kube-system"
     assert rule_set(role["rules"]) == EXPECTED_ROLE_RULES
+    names = {frozenset(r["verbs"]): r.get("resourceNames") for r in role["rules"] if r["resources"] == ["leases"]}
+    # a create cannot be limited by name; everything else is about the one Lease (the --lease-name default)
+    assert names == {frozenset({"create"}): None,
+                     frozenset({"get", "update", "list", "watch"}): ["kube-vxlan-controller"]}
 
 
 def test_network_configmap_as_in_the_seed():
@@ -184,8 +190,9 @@ def test_controller_deployment():
     dep = one(docs, "Deployment", "kube-vxlan-controller")
     assert dep["apiVersion"] == "apps/v1"
     spec = dep["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"]["type"] == "Recreate"
+    # two replicas, one leading; a rollout keeps one running and waits for the new one to be Ready
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     # the seed's commands find the controller with -l run=kube-vxlan-controller
     assert spec["selector"]["matchLabels"] == {"run": "kube-vxlan-controller"}
     assert spec["template"]["metadata"]["labels"]["run"] == "kube-vxlan-controller"
