@@ -422,8 +422,13 @@ def test_a_forbidden_exec_is_said_once_and_converges_once_the_role_is_restored(s
         ref = PodActor.start("u1", "default/p-u1", executor=fake, settings=Settings(resync=600),
                              scheduler=scheduler, backoff=Backoff(initial=0.01, cap=0.02),
                              events=lambda pod, reason, message: events.append((reason, message)))
-        ref.tell(PodUpdate(running_pod(), SPEC))
-        ref.tell(PeersChanged(snapshot("10.0.0.2")))
+        if phase == "setup":  # each retry enters "setting up" before its exec is denied again
+            fake.links = set()
+            ref.tell(PodUpdate(Pod(uid="u1", namespace="default", name="p-u1", ip="10.0.0.1",
+                                   init_agent_running=True, init_agent_id="c1"), SPEC))
+        else:
+            ref.tell(PodUpdate(running_pod(), SPEC))
+            ref.tell(PeersChanged(snapshot("10.0.0.2")))
         wait_for(lambda: fake.calls.count(["denied"]) >= 5, what="several denied retries")
         assert [reason for reason, _ in events] == ["VxlanForbidden"]
         assert 'cannot create resource "pods/exec"' in events[0][1]
@@ -432,7 +437,8 @@ def test_a_forbidden_exec_is_said_once_and_converges_once_the_role_is_restored(s
         assert not [line for line in lines if "retrying in" in line]
         fake.allowed.set()
         if phase == "setup":
-            wait_for(lambda: fake.calls[-1] != ["denied"], what="setup runs once allowed")
+            wait_for(lambda: releases(fake.calls) == 1, what="set up and released once allowed")
+            wait_for(lambda: ref.proxy().state().get(timeout=5).status == "set up", what="set up")
         else:
             wait_for(lambda: fake.fdb.get("vxeth0") == {"10.0.0.2"}, what="fdb == peers once allowed")
     finally:
