@@ -9,7 +9,9 @@ condition (the API refuses to change a UID).
 
 `ConditionWriter` does these patches off the actors' threads, so no actor blocks on the API. Latest wins
 per pod: conditions handed over for a pod while its patch waits or runs collapse into one patch of the
-newest. A failed patch is retried with that pod's own backoff (0.8 s ×2, capped at 30 s) unless a newer
+newest. A change of status or reason is written at once; a change of the message alone (the peer counts
+move with every join in a busy network) at most once per `message_interval` (10 s) per pod, so a
+churning network of 200 costs the API server a few patches a second, not 200 per change. A failed patch is retried with that pod's own backoff (0.8 s ×2, capped at 30 s) unless a newer
 condition came meanwhile; a pod that is gone (404, or a UID that is not the pod's any more: 409/422) is
 dropped; a denial (RBAC without `patch` on `pods/status`) is logged once, until a patch goes through.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from loguru import logger
@@ -35,6 +38,8 @@ from kube_vxlan_controller.wired import CONDITION_TYPE
 
 #: (connect, read) seconds.
 REQUEST_TIMEOUT = (5.0, 15.0)
+#: seconds between two patches of one pod whose condition's status did not flip
+MESSAGE_INTERVAL = 10.0
 
 
 def condition_patch(pod: Pod, condition: Condition, *, transition: bool,
@@ -61,8 +66,16 @@ def patch_condition(cluster: Cluster, pod: Pod, condition: Condition, *, transit
 class ConditionWriter:
     """Patches pods' Wired conditions on a few threads of its own; see the module docstring."""
 
-    def __init__(self, cluster: Cluster, scheduler, *, workers: int = 2, backoff=Backoff) -> None:
+    def __init__(self, cluster: Cluster, scheduler, *, workers: int = 2, backoff=Backoff,
+                 message_interval: float = MESSAGE_INTERVAL, clock=time.monotonic) -> None:
         self.cluster, self.scheduler = cluster, scheduler
+        self.message_interval, self.clock = message_interval, clock
+        #: uid → when its last patch went through, and what it wrote (a message-only change waits)
+        self._written: dict[str, tuple[float, Condition]] = {}
+        #: uids whose message-only change waits for a reminder from the scheduler
+        self._deferred: set[str] = set()
+        #: `_written` is pruned of entries older than the interval when it grows past this
+        self._prune_at = 1024
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="conditions")
         self._lock = threading.Lock()
         #: uid → (pod, condition, transition) waiting to be written
@@ -80,7 +93,17 @@ class ConditionWriter:
             if self._closed:
                 return
             waiting = self._pending.get(pod.uid)
-            self._pending[pod.uid] = (pod, condition, transition or (waiting is not None and waiting[2]))
+            transition = transition or (waiting is not None and waiting[2])
+            self._pending[pod.uid] = (pod, condition, transition)
+            at, last = self._written.get(pod.uid, (float("-inf"), None))
+            message_only = not transition and last is not None and (last.status, last.reason) == (
+                condition.status, condition.reason)
+            wait = at + self.message_interval - self.clock() if message_only else 0.0
+            if wait > 0:
+                if pod.uid not in self._deferred:
+                    self._deferred.add(pod.uid)
+                    self.scheduler.tell_later(wait, self, pod.uid)
+                return
         self._submit(pod.uid)
 
     def _forget(self, uid: str) -> None:
@@ -88,9 +111,12 @@ class ConditionWriter:
         with self._lock:
             self._pending.pop(uid, None)
             self._backoffs.pop(uid, None)
+            self._written.pop(uid, None)
 
     def tell(self, uid: str) -> None:
-        """The scheduler's reminder that a pod's retry is due."""
+        """The scheduler's reminder that a pod's retry, or its deferred message-only change, is due."""
+        with self._lock:
+            self._deferred.discard(uid)
         self._submit(uid)
 
     def close(self) -> None:
@@ -130,6 +156,10 @@ class ConditionWriter:
         with self._lock:
             self._backoffs.pop(uid, None)
             self._denied = False
+            self._written[uid] = (now := self.clock(), condition)
+            if len(self._written) > self._prune_at:  # pods come and go: forget what no longer matters
+                self._written = {u: w for u, w in self._written.items() if now - w[0] < self.message_interval}
+                self._prune_at = max(1024, 2 * len(self._written))
         logger.debug("pod {}: condition {} {} ({}: {})", pod.key, CONDITION_TYPE, condition.status,
                      condition.reason, condition.message)
 
