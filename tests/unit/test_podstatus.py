@@ -3,6 +3,8 @@ most once per interval — with a fake API and a fake scheduler, so nothing wait
 
 from __future__ import annotations
 
+import pytest
+
 from kube_vxlan_controller.k8s.podstatus import ConditionWriter
 from kube_vxlan_controller.model import Condition, Pod
 from polling import wait_for
@@ -34,56 +36,53 @@ class FakeScheduler:
         self.reminders.append((delay, ref, message))
 
 
+@pytest.fixture
+def setup():
+    """(fake cluster, fake scheduler, the clock's [now], a writer with a 10 s message interval)"""
+    cluster, scheduler, now = FakeCluster(), FakeScheduler(), [100.0]
+    writer = ConditionWriter(cluster, scheduler, message_interval=10, clock=lambda: now[0])
+    yield cluster, scheduler, now, writer
+    writer.close()
+
+
 def messages(cluster: FakeCluster) -> list[str]:
     return [body["status"]["conditions"][0]["message"] for _, body in cluster.api.patches]
 
 
-def test_message_only_changes_wait_for_the_interval_and_the_newest_is_written():
-    cluster, scheduler, now = FakeCluster(), FakeScheduler(), [100.0]
-    writer = ConditionWriter(cluster, scheduler, message_interval=10, clock=lambda: now[0])
-    try:
-        writer.write(POD, Condition(True, "Wired", "vxeth0 1/1 peers"), True)
-        wait_for(lambda: len(cluster.api.patches) == 1, what="the flip written at once")
-        now[0] = 101.0
-        writer.write(POD, Condition(True, "Wired", "vxeth0 2/2 peers"), False)
-        writer.write(POD, Condition(True, "Wired", "vxeth0 3/3 peers"), False)
-        assert [delay for delay, _, _ in scheduler.reminders] == [9.0]  # one reminder for both
-        assert len(cluster.api.patches) == 1
-        now[0] = 110.0
-        _, ref, uid = scheduler.reminders.pop()
-        ref.tell(uid)
-        wait_for(lambda: len(cluster.api.patches) == 2, what="the deferred change")
-        assert messages(cluster) == ["vxeth0 1/1 peers", "vxeth0 3/3 peers"]
-    finally:
-        writer.close()
+def test_message_only_changes_wait_for_the_interval_and_the_newest_is_written(setup):
+    cluster, scheduler, now, writer = setup
+    writer.write(POD, Condition(True, "Wired", "vxeth0 1/1 peers"), True)
+    wait_for(lambda: len(cluster.api.patches) == 1, what="the flip written at once")
+    now[0] = 101.0
+    writer.write(POD, Condition(True, "Wired", "vxeth0 2/2 peers"), False)
+    writer.write(POD, Condition(True, "Wired", "vxeth0 3/3 peers"), False)
+    assert [delay for delay, _, _ in scheduler.reminders] == [9.0]  # one reminder for both
+    assert len(cluster.api.patches) == 1
+    now[0] = 110.0
+    _, ref, uid = scheduler.reminders.pop()
+    ref.tell(uid)
+    wait_for(lambda: len(cluster.api.patches) == 2, what="the deferred change")
+    assert messages(cluster) == ["vxeth0 1/1 peers", "vxeth0 3/3 peers"]
 
 
-def test_a_new_reason_is_written_at_once_even_within_the_interval():
-    cluster, scheduler, now = FakeCluster(), FakeScheduler(), [100.0]
-    writer = ConditionWriter(cluster, scheduler, message_interval=10, clock=lambda: now[0])
-    try:
-        writer.write(POD, Condition(False, "SettingUp", "waiting for the init agent"), True)
-        wait_for(lambda: len(cluster.api.patches) == 1, what="the first write")
-        writer.write(POD, Condition(False, "Failing", "setup exited 1"), False)
-        wait_for(lambda: len(cluster.api.patches) == 2, what="the new reason")
-        assert scheduler.reminders == []
-    finally:
-        writer.close()
+def test_a_new_reason_is_written_at_once_even_within_the_interval(setup):
+    cluster, scheduler, now, writer = setup
+    writer.write(POD, Condition(False, "SettingUp", "waiting for the init agent"), True)
+    wait_for(lambda: len(cluster.api.patches) == 1, what="the first write")
+    writer.write(POD, Condition(False, "Failing", "setup exited 1"), False)
+    wait_for(lambda: len(cluster.api.patches) == 2, what="the new reason")
+    assert scheduler.reminders == []
 
 
-def test_a_flip_is_written_at_once_even_within_the_interval():
-    cluster, scheduler, now = FakeCluster(), FakeScheduler(), [100.0]
-    writer = ConditionWriter(cluster, scheduler, message_interval=10, clock=lambda: now[0])
-    try:
-        writer.write(POD, Condition(True, "Wired", "vxeth0 1/1 peers"), True)
-        wait_for(lambda: len(cluster.api.patches) == 1, what="the first write")
-        writer.write(POD, Condition(True, "Wired", "vxeth0 2/2 peers"), False)  # deferred
-        writer.write(POD, Condition(False, "PeersMissing", "vxeth0 2/3 peers"), True)
-        wait_for(lambda: len(cluster.api.patches) == 2, what="the flip")
-        assert messages(cluster)[-1] == "vxeth0 2/3 peers"
-        assert cluster.api.patches[-1][1]["status"]["conditions"][0]["status"] == "False"
-        _, ref, uid = scheduler.reminders.pop()
-        ref.tell(uid)  # the reminder of the deferred change finds nothing left to write: nothing submitted
-        assert len(cluster.api.patches) == 2
-    finally:
-        writer.close()
+def test_a_flip_is_written_at_once_even_within_the_interval(setup):
+    cluster, scheduler, now, writer = setup
+    writer.write(POD, Condition(True, "Wired", "vxeth0 1/1 peers"), True)
+    wait_for(lambda: len(cluster.api.patches) == 1, what="the first write")
+    writer.write(POD, Condition(True, "Wired", "vxeth0 2/2 peers"), False)  # deferred
+    writer.write(POD, Condition(False, "PeersMissing", "vxeth0 2/3 peers"), True)
+    wait_for(lambda: len(cluster.api.patches) == 2, what="the flip")
+    assert messages(cluster)[-1] == "vxeth0 2/3 peers"
+    assert cluster.api.patches[-1][1]["status"]["conditions"][0]["status"] == "False"
+    _, ref, uid = scheduler.reminders.pop()
+    ref.tell(uid)  # the reminder of the deferred change finds nothing left to write: nothing submitted
+    assert len(cluster.api.patches) == 2
