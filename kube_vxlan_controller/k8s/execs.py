@@ -1,9 +1,10 @@
 """Commands run in a pod's container through the exec API, each with a hard deadline.
 
 How one exec goes (the measured client behaviour, see KUBERNETES-CLIENT-NOTES.md):
-1. wait for a slot: a process-wide semaphore bounds concurrent execs (`max_concurrent`, default 32), so
-   a thousand pods starting together do not open a thousand websockets. Waiting for a slot is not part
-   of the deadline and never a timeout: a pod waiting for its turn is not hung;
+1. wait for a slot: process-wide slots bound concurrent execs (`max_concurrent`, default 32), so a
+   thousand pods starting together do not open a thousand websockets; they are served in the order
+   they asked (`slots.FairSlots`). Waiting for a slot is not part of the deadline and never a timeout:
+   a pod waiting for its turn is not hung;
 2. open the websocket (`stream(connect_get_namespaced_pod_exec, …, _preload_content=False)`) on an
    ApiClient lent for the call (stream() is not thread-safe; the websocket lives on without it);
 3. write stdin, then close channel 0 (EOF; only the v5 channel protocol can say it, so stdin on an
@@ -50,6 +51,7 @@ from kube_vxlan_controller.k8s.client import Cluster
 from kube_vxlan_controller.k8s.errors import (ApiUnavailable, Cancelled, ExecTimeout, K8sError, LeaseEnding, PodGone,
                                               classify)
 from kube_vxlan_controller.model import ExecResult
+from kube_vxlan_controller.slots import FairSlots
 
 #: exit code reported when the runtime could not run the command and gave no exit code.
 EXEC_FAILED = 126
@@ -83,10 +85,10 @@ class Executor:
         self._cluster = cluster
         self.deadline = deadline
         self.max_concurrent = max_concurrent
-        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._slots = FairSlots(max_concurrent)
         #: pods whose last exec timed out share a few slots of their own, so that a node full of hung
         #: pods cannot hold every slot for a whole deadline while healthy pods wait.
-        self._suspect_slots = threading.BoundedSemaphore(max(1, max_concurrent // 8))
+        self._suspect_slots = FairSlots(max(1, max_concurrent // 8))
         self._observer = observer
         self._stopping = stopping or threading.Event()
         self._fence = fence
