@@ -30,6 +30,8 @@ from .model import Condition
 from .options import NetworkSpec
 
 CONDITION_TYPE = "vxlan.openvnf.org/Wired"
+#: the reason while a pod is not set up, or its sidecar or its networks' members are not there yet
+SETTING_UP = "SettingUp"
 #: The API server refuses longer condition messages; ours are much shorter but for error texts.
 MAX_MESSAGE = 1024
 
@@ -67,15 +69,15 @@ def judge(facts: Facts) -> Condition:
     if not facts.networks:
         return Condition(True, "Wired", "no networks")
     if facts.managed is None:
-        return _false("SettingUp", "waiting for the init agent to set up the interfaces")
+        return _false(SETTING_UP, "waiting for the init agent to set up the interfaces")
     missing = [spec.name for spec in facts.networks if spec.name not in facts.managed]
     if missing:
         return _false("InterfaceMissing", f"no vxlan interface {', '.join(missing)}: {counts}")
     if not facts.agent_running:
-        return _false("SettingUp", "interfaces set up, waiting for the sidecar agent")
+        return _false(SETTING_UP, "interfaces set up, waiting for the sidecar agent")
     unsynced = [spec.network for spec in facts.networks if spec.network not in facts.peers]
     if unsynced:
-        return _false("SettingUp", f"waiting for the members of {', '.join(unsynced)}")
+        return _false(SETTING_UP, f"waiting for the members of {', '.join(unsynced)}")
     if all(_have(facts, spec) == len(facts.peers[spec.network]) for spec in facts.networks):
         return Condition(True, "Wired", counts)
     return _false("PeersMissing", counts)

@@ -46,7 +46,7 @@ from ..k8s.errors import Cancelled, ExecTimeout, Forbidden, K8sError, PodGone
 from ..messages import ChildFailed, Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync, Retry, Snapshot
 from ..model import Condition, Pod
 from ..options import NetworkSpec
-from ..wired import Facts, judge
+from ..wired import SETTING_UP, Facts, judge
 from . import podexec
 
 #: setup attempts before the init agent is released anyway, so that a pod with a network that cannot
@@ -372,6 +372,8 @@ class PodActor(pykka.ThreadingActor):
             networks=self.networks, invalid=self.invalid,
             failure=(reason, self.error) if reason is not None else None, setup_failed=self.setup_failed,
             managed=self.managed, agent_running=pod.agent_running, fdb=self.observed, peers=self.synced_peers))
+        if self.wired is None and condition.reason == SETTING_UP:
+            return  # a missing condition holds a readiness gate closed too: a new pod's first write says more
         if condition != self.wired:
             transition = self.wired is None or self.wired.status != condition.status
             self.wired = condition
