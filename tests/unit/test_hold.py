@@ -76,80 +76,72 @@ def sizes(recorder: Recorder) -> list[int]:
     return [len(m.snapshot.members) for m in recorder.messages if isinstance(m, PeersChanged)]
 
 
-def test_a_burst_is_told_to_earlier_members_once_the_pods_on_their_way_joined():
-    scheduler = Scheduler().start()
-    pods: dict[str, Recorder] = {}
+@pytest.fixture
+def network():
+    """start(**options) → (the network actor, uid → Recorder of what each pod actor was told)."""
+    scheduler, pods, started = Scheduler().start(), {}, []
     registry = Registry(pod_factory=None, network_factory=None)
     registry.existing_pod = lambda uid: pods.setdefault(uid, Recorder())
-    net = NetworkActor.start("vxeth0", registry=registry, synced=True, scheduler=scheduler, hold=30, stall=30)
-    try:
-        for i in range(12):  # a Deployment of 12: all created, none running yet
-            net.tell(PodUpdate(pod(f"p{i}", member=False), SPEC))
-        for i in range(4):
-            net.ask(PodUpdate(pod(f"p{i}", member=True), SPEC))
-        # p0 and p1 were told before the hold began (nobody was told yet when p0 joined); from then on only
-        # newcomers hear, each of the members there when it joined.
-        assert sizes(pods["p2"]) == [3] and sizes(pods["p3"]) == [4]
-        told_before = {uid: sizes(pods[uid]) for uid in ("p0", "p1")}
-        assert told_before == {"p0": [1], "p1": [2]}
-        net.tell(PodUpdate(Pod(uid="p11", namespace="default", name="p11", deleting=True), SPEC))  # one is deleted
-        for i in range(4, 11):
-            net.ask(PodUpdate(pod(f"p{i}", member=True), SPEC))
-        # every awaited pod joined or went: everyone hears the whole membership, once
-        wait_for(lambda: all(sizes(pods[f"p{i}"])[-1:] == [11] for i in range(11)), what="all told 11 members")
-        assert sizes(pods["p0"]) == [1, 11] and sizes(pods["p5"]) == [6, 11] and sizes(pods["p10"]) == [11]
-        # a later change in the grown network is not worth holding: told at once
-        net.ask(PodUpdate(pod("p12", member=False), SPEC))
-        net.ask(PodUpdate(pod("p12", member=True), SPEC))
-        wait_for(lambda: sizes(pods["p0"])[-1] == 12, what="p0 told of p12 at once")
-    finally:
+
+    def start(**options):
+        started.append(NetworkActor.start("vxeth0", registry=registry, scheduler=scheduler, **options))
+        return started[-1], pods
+
+    yield start
+    for net in started:
         net.stop()
-        scheduler.stop()
+    scheduler.stop()
 
 
-def test_a_stalled_hold_ends_after_the_stall_and_tells_everyone():
-    scheduler = Scheduler().start()
-    pods: dict[str, Recorder] = {}
-    registry = Registry(pod_factory=None, network_factory=None)
-    registry.existing_pod = lambda uid: pods.setdefault(uid, Recorder())
-    net = NetworkActor.start("vxeth0", registry=registry, synced=False, scheduler=scheduler, hold=30, stall=0.3)
-    try:
-        for i in range(2):
-            net.tell(PodUpdate(pod(f"p{i}", member=True), SPEC))
-        net.tell(PodUpdate(pod("p9", member=False), SPEC))  # on its way, never to arrive
-        net.ask(Synced())
-        assert sizes(pods["p0"]) == [2]
-        net.ask(PodUpdate(pod("p2", member=True), SPEC))
-        assert sizes(pods["p0"]) == [2] and sizes(pods["p2"]) == [3]  # held back from p0, not from p2
-        wait_for(lambda: sizes(pods["p0"]) == [2, 3], what="the stalled hold released", timeout=5)
-    finally:
-        net.stop()
-        scheduler.stop()
+def test_a_burst_is_told_to_earlier_members_once_the_pods_on_their_way_joined(network):
+    net, pods = network(synced=True, hold=30, stall=30)
+    for i in range(12):  # a Deployment of 12: all created, none running yet
+        net.tell(PodUpdate(pod(f"p{i}", member=False), SPEC))
+    for i in range(4):
+        net.ask(PodUpdate(pod(f"p{i}", member=True), SPEC))
+    # p0 and p1 were told before the hold began (nobody was told yet when p0 joined); from then on only
+    # newcomers hear, each of the members there when it joined.
+    assert sizes(pods["p2"]) == [3] and sizes(pods["p3"]) == [4]
+    told_before = {uid: sizes(pods[uid]) for uid in ("p0", "p1")}
+    assert told_before == {"p0": [1], "p1": [2]}
+    net.tell(PodUpdate(Pod(uid="p11", namespace="default", name="p11", deleting=True), SPEC))  # one is deleted
+    for i in range(4, 11):
+        net.ask(PodUpdate(pod(f"p{i}", member=True), SPEC))
+    # every awaited pod joined or went: everyone hears the whole membership, once
+    wait_for(lambda: all(sizes(pods[f"p{i}"])[-1:] == [11] for i in range(11)), what="all told 11 members")
+    assert sizes(pods["p0"]) == [1, 11] and sizes(pods["p5"]) == [6, 11] and sizes(pods["p10"]) == [11]
+    # a later change in the grown network is not worth holding: told at once
+    net.ask(PodUpdate(pod("p12", member=False), SPEC))
+    net.ask(PodUpdate(pod("p12", member=True), SPEC))
+    wait_for(lambda: sizes(pods["p0"])[-1] == 12, what="p0 told of p12 at once")
 
 
-def test_the_next_hold_of_the_same_growth_lasts_as_long_as_the_growth_has():
-    scheduler = Scheduler().start()
+def test_a_stalled_hold_ends_after_the_stall_and_tells_everyone(network):
+    net, pods = network(synced=False, hold=30, stall=0.3)
+    for i in range(2):
+        net.tell(PodUpdate(pod(f"p{i}", member=True), SPEC))
+    net.tell(PodUpdate(pod("p9", member=False), SPEC))  # on its way, never to arrive
+    net.ask(Synced())
+    assert sizes(pods["p0"]) == [2]
+    net.ask(PodUpdate(pod("p2", member=True), SPEC))
+    assert sizes(pods["p0"]) == [2] and sizes(pods["p2"]) == [3]  # held back from p0, not from p2
+    wait_for(lambda: sizes(pods["p0"]) == [2, 3], what="the stalled hold released", timeout=5)
+
+
+def test_the_next_hold_of_the_same_growth_lasts_as_long_as_the_growth_has(network):
     now = [0.0]
-    pods: dict[str, Recorder] = {}
-    registry = Registry(pod_factory=None, network_factory=None)
-    registry.existing_pod = lambda uid: pods.setdefault(uid, Recorder())
-    net = NetworkActor.start("vxeth0", registry=registry, synced=True, scheduler=scheduler, hold=5, stall=600,
-                             clock=lambda: now[0])
-    try:
-        net.ask(PodUpdate(pod("p0", member=True), SPEC))
-        for i in range(1, 4):
-            net.ask(PodUpdate(pod(f"p{i}", member=False), SPEC))
-        net.ask(PodUpdate(pod("p1", member=True), SPEC))
-        assert net.proxy().hold.get().longest == 5  # the growth's first hold: `hold`
-        now[0] = 1.0
-        net.ask(PodUpdate(pod("p2", member=True), SPEC))
-        net.ask(PodUpdate(pod("p3", member=True), SPEC))
-        assert net.proxy().hold.get() is None and sizes(pods["p0"]) == [1, 4]  # all awaited joined
-        for i in range(4, 10):
-            net.ask(PodUpdate(pod(f"p{i}", member=False), SPEC))
-        now[0] = 20.0
-        net.ask(PodUpdate(pod("p4", member=True), SPEC))
-        assert net.proxy().hold.get().longest == 20  # the same growth, 20 s old
-    finally:
-        net.stop()
-        scheduler.stop()
+    net, pods = network(synced=True, hold=5, stall=600, clock=lambda: now[0])
+    net.ask(PodUpdate(pod("p0", member=True), SPEC))
+    for i in range(1, 4):
+        net.ask(PodUpdate(pod(f"p{i}", member=False), SPEC))
+    net.ask(PodUpdate(pod("p1", member=True), SPEC))
+    assert net.proxy().hold.get().longest == 5  # the growth's first hold: `hold`
+    now[0] = 1.0
+    net.ask(PodUpdate(pod("p2", member=True), SPEC))
+    net.ask(PodUpdate(pod("p3", member=True), SPEC))
+    assert net.proxy().hold.get() is None and sizes(pods["p0"]) == [1, 4]  # all awaited joined
+    for i in range(4, 10):
+        net.ask(PodUpdate(pod(f"p{i}", member=False), SPEC))
+    now[0] = 20.0
+    net.ask(PodUpdate(pod("p4", member=True), SPEC))
+    assert net.proxy().hold.get().longest == 20  # the same growth, 20 s old
