@@ -186,10 +186,10 @@ class Oracle:
 
     def _setup(self, pod: Pod, specs: tuple[options.NetworkSpec, ...]) -> None:
         try:
-            batch = agent.setup_batch(specs, {}, underlay=pod.ip)
-            argv = (agent.setup_release_argv(self.exec_timeout, TERMINATE_FILE) if batch
-                    else agent.release_argv(TERMINATE_FILE))
-            result = self._run(pod, INIT_AGENT, argv, batch or None)
+            # links {}: the pods start empty, so no check that none of the links exists yet
+            argv, batch = agent.setup_exec(specs, {}, timeout=self.exec_timeout, terminate_file=TERMINATE_FILE,
+                                           underlay=pod.ip)
+            result = self._run(pod, INIT_AGENT, argv, batch)
             if result.exit_code not in agent.RELEASED_CODES:
                 logger.error("oracle: setup and release of {} exited {}: {}", pod.key, result.exit_code,
                              result.stderr)

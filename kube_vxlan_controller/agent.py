@@ -440,7 +440,7 @@ def fdb_lines(stdout: str) -> dict[str, list[str]]:
     return lines
 
 
-def _ip_order(ip: str) -> tuple[int, int]:
+def ip_order(ip: str) -> tuple[int, int]:
     address = ipaddress.ip_address(ip)
     return address.version, int(address)
 
@@ -472,8 +472,8 @@ def fdb_diff(desired: Mapping[str, Iterable[str]], observed: Mapping[str, Iterab
                 have.add(str(_ip(raw)))
             except (TypeError, ValueError):
                 continue  # cannot be named in a del line either; parse_fdb never yields one
-        add += [(dev, ip) for ip in sorted(want - have, key=_ip_order)]
-        delete += [(dev, ip) for ip in sorted(have - want, key=_ip_order)]
+        add += [(dev, ip) for ip in sorted(want - have, key=ip_order)]
+        delete += [(dev, ip) for ip in sorted(have - want, key=ip_order)]
     return FdbDiff(tuple(add), tuple(delete), tuple(invalid))
 
 

@@ -24,7 +24,6 @@ cannot be reached.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import shlex
@@ -138,8 +137,7 @@ def configmap_data(path: str, name: str) -> Mapping[str, str]:
         maps = [doc for doc in maps if (doc.get("metadata") or {}).get("name") == name]
     if len(maps) != 1:
         raise InputError(f"{path}: no ConfigMap{' named ' + repr(name) if not maps else 's: more than one named ' + repr(name)}")
-    data = maps[0].get("data") or {}
-    return {str(k): v for k, v in data.items() if isinstance(v, str)}
+    return configmaps.json_data(maps[0])
 
 
 # -- the plan ---------------------------------------------------------------------------------------
@@ -202,15 +200,10 @@ def make_plan(source: str, raw: dict, configmap: Mapping[str, str], s: Settings,
     if fdb:
         execs.append(Exec(s.agent, agent.batch_argv("bridge", timeout), fdb,
                           "once the sidecar runs: one flood entry per peer"))
-    known = None if peers is None else {spec.network: tuple(sorted(peers.get(spec.network, ()), key=_ip_key))
+    known = None if peers is None else {spec.network: tuple(sorted(peers.get(spec.network, ()), key=agent.ip_order))
                                         for spec in specs}
     errors = tuple(pod_errors(raw, pod, s)) + resolution.errors
     return Plan(source, pod.key, specs, errors, tuple(execs), known)
-
-
-def _ip_key(ip: str):
-    address = ipaddress.ip_address(ip)
-    return address.version, int(address)
 
 
 # -- output -----------------------------------------------------------------------------------------

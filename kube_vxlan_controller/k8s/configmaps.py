@@ -101,12 +101,12 @@ class ConfigMapStream:
             _found(f"{self.namespace}/{self.name}")
         else:
             _log_missing(f"{self.namespace}/{self.name}")
-        self._publish(_json_data(mine[0]) if mine else _EMPTY)
+        self._publish(json_data(mine[0]) if mine else _EMPTY)
 
     def _changed(self, kind: str, item: dict) -> None:
         if _name(item) != self.name:
             return
-        self._publish(_EMPTY if kind == "DELETED" else _json_data(item))
+        self._publish(_EMPTY if kind == "DELETED" else json_data(item))
 
     def _publish(self, data: Mapping[str, str]) -> None:
         if self._last is not None and dict(data) == dict(self._last):
@@ -125,10 +125,10 @@ def _name(item: dict) -> str | None:
     return meta.get("name") if isinstance(meta, dict) else None
 
 
-def _json_data(item: dict) -> Mapping[str, str]:
-    """A ConfigMap's `data` as the API wrote it; values that are not strings are not options."""
+def json_data(item: dict) -> Mapping[str, str]:
+    """A ConfigMap's `data` as the API (or a manifest) wrote it; values that are not strings are not options."""
     data = item.get("data")
-    return MappingProxyType({k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {})
+    return MappingProxyType({str(k): v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {})
 
 
 def _found(key: str) -> None:
