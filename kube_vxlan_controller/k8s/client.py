@@ -1,10 +1,11 @@
 """The connection to one cluster: configuration, API clients and the controller's own namespace.
 
 Concurrency contract:
-- `Cluster.core()` is one `CoreV1Api` on one shared `ApiClient`, for plain REST calls (list, watch,
-  ConfigMaps, Events), and `Cluster.coordination()` one `CoordinationV1Api` on the same client (the
+- `Cluster.core()` is one `CoreV1` (corev1.py: the core/v1 calls the controller makes, without the
+  generated `CoreV1Api`) on one shared `ApiClient`, for plain REST calls (list, watch, ConfigMaps,
+  Events, pod status), and `Cluster.coordination()` one `CoordinationV1Api` on the same client (the
   election's Lease). urllib3's pool is thread-safe, so any thread may use them at the same time.
-- `Cluster.exec_core()` lends a `CoreV1Api` on an `ApiClient` nobody else uses meanwhile (a context
+- `Cluster.exec_core()` lends a `CoreV1` on an `ApiClient` nobody else uses meanwhile (a context
   manager; returned to a pool after the call). Exec must never use the shared client:
   `kubernetes.stream.stream()` swaps `api_client.call_api` for the length of the call, so two threads
   execing through one client break each other (measured: 1168 of 1168 concurrent calls failed with one
@@ -23,6 +24,7 @@ from typing import Iterator
 from kubernetes import client, config
 from loguru import logger
 
+from kube_vxlan_controller.k8s.corev1 import CoreV1
 from kube_vxlan_controller.k8s.errors import K8sError
 from kube_vxlan_controller.settings import own_namespace
 
@@ -35,16 +37,17 @@ class Cluster:
         self.configuration = configuration
         #: the namespace the controller runs in (its ConfigMap and Lease live there).
         self.namespace = namespace
-        self._api_client = client.ApiClient(configuration)
-        self._core = client.CoreV1Api(self._api_client)
-        self._coordination = client.CoordinationV1Api(self._api_client)
-        self._exec_pool: queue.SimpleQueue[client.CoreV1Api] = queue.SimpleQueue()
+        #: the shared `ApiClient` (for tests and tools that need a generated API class on it)
+        self.api_client = client.ApiClient(configuration)
+        self._core = CoreV1(self.api_client)
+        self._coordination = client.CoordinationV1Api(self.api_client)
+        self._exec_pool: queue.SimpleQueue[CoreV1] = queue.SimpleQueue()
 
     @property
     def host(self) -> str:
         return self.configuration.host
 
-    def core(self) -> client.CoreV1Api:
+    def core(self) -> CoreV1:
         """The shared core/v1 API for REST calls; safe from any thread."""
         return self._core
 
@@ -53,12 +56,12 @@ class Cluster:
         return self._coordination
 
     @contextlib.contextmanager
-    def exec_core(self) -> Iterator[client.CoreV1Api]:
+    def exec_core(self) -> Iterator[CoreV1]:
         """Lend a core/v1 API on an `ApiClient` of its own for one `stream()` (exec), then take it back."""
         try:
             api = self._exec_pool.get_nowait()
         except queue.Empty:
-            api = client.CoreV1Api(client.ApiClient(self.configuration))
+            api = CoreV1(client.ApiClient(self.configuration))
         try:
             yield api
         finally:
@@ -66,7 +69,7 @@ class Cluster:
 
     def close(self) -> None:
         """Release the shared client's connections and the pooled exec clients'."""
-        self._api_client.close()
+        self.api_client.close()
         while True:
             try:
                 self._exec_pool.get_nowait().api_client.close()

@@ -7,6 +7,7 @@ import threading
 from typing import Any, Callable
 
 import pytest
+from kubernetes import client
 from loguru import logger
 
 from kube_vxlan_controller.k8s import client as k8s_client
@@ -69,6 +70,12 @@ def cluster(sandbox):
 
 
 @pytest.fixture
+def core(cluster) -> client.CoreV1Api:
+    """The generated core/v1 API on the cluster's client, for what the tests do beyond the controller's calls."""
+    return client.CoreV1Api(cluster.api_client)
+
+
+@pytest.fixture
 def runner():
     runner = Runner()
     yield runner
@@ -97,9 +104,9 @@ def pod_body(name: str, labels: dict[str, str] | None = None, annotations: dict[
 
 
 @pytest.fixture
-def make_pod(cluster):
+def make_pod(core):
     def make(name: str, labels: dict[str, str] | None = None, namespace: str = "default", **kwargs) -> Any:
-        return cluster.core().create_namespaced_pod(namespace, pod_body(name, labels, **kwargs))
+        return core.create_namespaced_pod(namespace, pod_body(name, labels, **kwargs))
 
     return make
 

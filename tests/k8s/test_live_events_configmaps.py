@@ -22,10 +22,10 @@ def configmap(data: dict[str, str]) -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": NAME}, "data": data}
 
 
-def test_record_event_creates_an_event_on_the_pod(cluster, make_pod):
+def test_record_event_creates_an_event_on_the_pod(core, cluster, make_pod):
     pod = pod_from_json(ApiClient().sanitize_for_serialization(make_pod("p1")))
     record_event(cluster, pod, reason="VxlanNetworkInvalid", message="vxeth1: id=abc is not a VNI")
-    events = cluster.core().list_namespaced_event("default").items
+    events = core.list_namespaced_event("default").items
     assert len(events) == 1
     event = events[0]
     assert (event.reason, event.message, event.type) == ("VxlanNetworkInvalid", "vxeth1: id=abc is not a VNI", "Warning")
@@ -43,16 +43,15 @@ def test_record_event_never_raises_and_logs_a_warning(sandbox, cluster, make_pod
     assert any("default/p1: could not record event VxlanNetworkInvalid" in line for line in logs)
 
 
-def test_read_configmap_returns_its_data_or_nothing_when_missing(cluster, logs):
+def test_read_configmap_returns_its_data_or_nothing_when_missing(core, cluster, logs):
     assert dict(read_configmap(cluster, NAME, "kube-system")) == {}
     assert dict(read_configmap(cluster, NAME, "kube-system")) == {}
     assert sum("not found" in line for line in logs) == 1, "a missing ConfigMap is logged once"
-    cluster.core().create_namespaced_config_map("kube-system", configmap({"vxeth0": "id=100 up"}))
+    core.create_namespaced_config_map("kube-system", configmap({"vxeth0": "id=100 up"}))
     assert dict(read_configmap(cluster)) == {"vxeth0": "id=100 up"}  # the controller's namespace by default
 
 
-def test_configmap_stream_reports_the_data_then_every_change(cluster, runner):
-    core = cluster.core()
+def test_configmap_stream_reports_the_data_then_every_change(core, cluster, runner):
     core.create_namespaced_config_map("kube-system", configmap({"vxeth0": "100"}))
     core.create_namespaced_config_map("kube-system", {"metadata": {"name": "unrelated"}, "data": {"x": "y"}})
     seen = Recorder()
@@ -70,12 +69,12 @@ def test_configmap_stream_reports_the_data_then_every_change(cluster, runner):
         {"vxeth0": "100"}, {"vxeth0": "100", "vxeth1": "id=101 up"}, {}, {"vxeth2": "102"}]
 
 
-def test_configmap_stream_reports_nothing_new_after_a_relist_of_the_same_data(sandbox, cluster, runner):
-    cluster.core().create_namespaced_config_map("kube-system", configmap({"vxeth0": "100"}))
+def test_configmap_stream_reports_nothing_new_after_a_relist_of_the_same_data(core, sandbox, cluster, runner):
+    core.create_namespaced_config_map("kube-system", configmap({"vxeth0": "100"}))
     seen, heard = Recorder(), Recorder()
     runner.start(ConfigMapStream(cluster, on_change=seen, observer=heard, backoff=Backoff(initial=0.05, cap=0.2)))
     seen.wait(lambda d: True)
-    cluster.core().create_namespaced_config_map("kube-system", {"metadata": {"name": "other"}, "data": {}})
+    core.create_namespaced_config_map("kube-system", {"metadata": {"name": "other"}, "data": {}})
     sandbox.faults.compact()
     sandbox.faults.drop_watches()
     wait_for(lambda: heard.items.count("listed") >= 2, what="a relist")

@@ -47,7 +47,8 @@ def names(events: Recorder) -> set[str]:
     return {e.pod.name for e in events.items if isinstance(e, PodChanged)}
 
 
-def test_stream_sees_a_created_pod_its_ip_and_its_agents_starting_and_stopping(sandbox, cluster, make_pod, pod_stream):
+def test_stream_sees_a_created_pod_its_ip_and_its_agents_starting_and_stopping(core, sandbox, cluster, make_pod,
+                                                                             pod_stream):
     stream, events, _ = pod_stream()
     created = make_pod("p1")
     events.wait(changed("p1"), what="p1 added")
@@ -62,7 +63,7 @@ def test_stream_sees_a_created_pod_its_ip_and_its_agents_starting_and_stopping(s
                           what="p1 sidecar agent running")
     assert sidecar.pod.ip == setup.pod.ip
 
-    cluster.core().delete_namespaced_pod("p1", "default")
+    core.delete_namespaced_pod("p1", "default")
     gone = events.wait(lambda e: isinstance(e, PodDeleted) and e.pod.name == "p1", what="p1 deleted")
     assert gone.pod.uid == created.metadata.uid
 
@@ -159,8 +160,8 @@ def test_stop_ends_a_live_watch_at_once(cluster, runner):
     assert stop.is_set()
 
 
-def test_all_namespaces_when_no_namespace_is_given(cluster, make_pod, runner):
-    cluster.core().create_namespace({"metadata": {"name": "other"}})
+def test_all_namespaces_when_no_namespace_is_given(core, cluster, make_pod, runner):
+    core.create_namespace({"metadata": {"name": "other"}})
     events = Recorder()
     runner.start(PodStream(cluster, label_selector=SELECTOR, on_event=events, backoff=fast_backoff()))
     events.wait(lambda e: isinstance(e, PodsListed))
