@@ -44,7 +44,7 @@ test: venv deps lint test-images
 demo: venv deps
 	$(BIN)/kube-vxlan-sandbox demo
 
-# The README's figures: every scenario, contender (this controller) against the oracle (root; about 15 min
+# The README's figures: every scenario, contender (this controller) against the oracle (root; about 20 min
 # on 2 cores, more when the machine is busy).
 # Table on stdout; bench/out/bench.json and bench/out/bench.png.
 bench: venv deps
