@@ -86,3 +86,25 @@ def test_a_flip_is_written_at_once_even_within_the_interval(setup):
     _, ref, uid = scheduler.reminders.pop()
     ref.tell(uid)  # the reminder of the deferred change finds nothing left to write: nothing submitted
     assert len(cluster.api.patches) == 2
+
+
+def test_message_only_changes_of_all_pods_share_a_budget_taken_in_turn(setup):
+    cluster, scheduler, now, writer = setup
+    pods = [Pod(uid=f"u{i}", namespace="default", name=f"p{i}", ip=f"10.0.0.{i}") for i in range(1, 5)]
+    for pod in pods:
+        writer.write(pod, Condition(True, "Wired", "vxeth0 1/1 peers"), True)
+    wait_for(lambda: len(cluster.api.patches) == 4, what="the flips, all at once")
+    now[0] = 130.0  # every pod's own interval is over
+    for pod in pods:
+        writer.write(pod, Condition(True, "Wired", "vxeth0 2/2 peers"), False)
+    wait_for(lambda: len(cluster.api.patches) == 5, what="the first message-only change, at once")
+    # the others wait for their turns, 1 / MESSAGE_RATE apart
+    assert [delay for delay, _, _ in scheduler.reminders] == [0.5, 1.0, 1.5]
+    writer.write(pods[3], Condition(False, "PeersMissing", "vxeth0 2/3 peers"), True)
+    wait_for(lambda: len(cluster.api.patches) == 6, what="a flip, at once whatever the budget")
+    assert messages(cluster)[-1] == "vxeth0 2/3 peers"
+    for delay, ref, uid in scheduler.reminders:
+        now[0] = 130.0 + delay
+        ref.tell(uid)
+    wait_for(lambda: len(cluster.api.patches) == 8, what="the two deferred changes (the flipped pod's is written)")
+    assert sorted(messages(cluster)[-2:]) == ["vxeth0 2/2 peers"] * 2
