@@ -7,8 +7,9 @@ fast the burst is wired. So when membership changes while the network is growing
 (`worth_holding`: the pods on their way — naming it, not members yet, not being deleted, not finished —
 are at least a quarter of the members told so far), the network holds the change back from those
 members until the pods that were on their way *then* have joined or gone (not the ones created later).
-A burst then costs each member one sync at its end. A newcomer is told at once (its own batch holds
-every member already there), and so is a pod that left. Steady churn (a few pods on their way in a big
+A burst then costs each member one sync at its end. A newcomer joining during the hold waits for its
+end too, at most `stall` seconds of its own (told at once, its batch would be redone at the end: 3 execs
+a pod instead of 2); a pod that left is told at once. Steady churn (a few pods on their way in a big
 network) is not held: its members are told at once, and their own coalescing window gathers changes.
 
 A hold ends early when none of the pods it awaits joined or went for `stall` seconds or a quarter of the

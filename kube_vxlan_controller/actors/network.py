@@ -11,9 +11,11 @@ Retirement is this actor's own decision: when no pod names the network any more 
 removal atomic with the watcher's tells); the next pod naming the network starts a new actor. A crashed
 actor's successor is rebuilt by the watcher from its pod index, then `Synced`.
 
-Who is told: the members and the pods that left, except while a `Hold` (see `hold`) keeps a change
-back from the members told before it began: then newcomers and leavers only, and everybody once the
-pods that were on their way have joined (`HoldCheck` notes, through the scheduler, end a stalled hold).
+Who is told: the members and the pods that left, except while a `Hold` (see `hold`) keeps changes back:
+then the pods that left only, and everybody once the pods that were on their way have joined. A
+newcomer joining during a hold waits too, but at most `stall` seconds of its own (then it hears the
+membership as it is, and again at the hold's end): a burst costs each pod one fdb sync, not two.
+`HoldCheck` notes, through the scheduler, end a stalled hold and tell newcomers whose wait is over.
 
 Concurrency contract: owns `pods` (every pod naming the network, with its `Member` when it is one);
 never blocks (tells only). Bursts coalesce with no timer: a snapshot is made when the mailbox is empty
@@ -52,6 +54,10 @@ class NetworkActor(pykka.ThreadingActor):
         #: members told a snapshot since they joined (a hold keeps changes back from these only)
         self.told: set[str] = set()
         self.hold: Hold | None = None
+        #: newcomers a hold keeps waiting: uid → when it joined (told after `stall` at the latest)
+        self.waiting: dict[str, float] = {}
+        #: when the HoldCheck now scheduled is due (None: none is)
+        self.check_due: float | None = None
         #: when the network's current growth began (its first hold); None: not growing
         self.growing_since: float | None = None
         self.snapshot = Snapshot(name, ())
@@ -149,12 +155,14 @@ class NetworkActor(pykka.ThreadingActor):
                     self._begin_hold()
                 else:
                     self.growing_since = None  # a change told at once: the growth is over
-            targets = [uid for uid in uids if uid not in self.told] if self.hold is not None else uids
+            targets = self._newcomers_due(uids) if self.hold is not None else uids
             message = PeersChanged(self.snapshot)
             for uid in targets + sorted(self.left):
                 self._tell(uid, message)
             self.told.update(targets)
             self.left.clear()
+            if self.waiting:
+                self._schedule_check()
         if not self.pods and not self.retiring:
             self.retiring = True
             self.actor_ref.tell(Retire())
@@ -169,15 +177,41 @@ class NetworkActor(pykka.ThreadingActor):
         self._schedule_check()
 
     def _check_hold(self) -> None:
+        self.check_due = None
         if self.hold is None:
             return
         if self.hold.over(self.clock(), stall=self.stall):
             self._release()
-        else:
-            self._schedule_check()
+            return
+        if self.synced:
+            message = PeersChanged(self.snapshot)
+            for uid in self._newcomers_due([m.uid for m in self.snapshot.members]):
+                self._tell(uid, message)
+                self.told.add(uid)
+        self._schedule_check()
+
+    def _newcomers_due(self, members: list[str]) -> list[str]:
+        """Under a hold: start the wait of members not told yet; return (and stop waiting for) those whose
+        wait reached `stall`."""
+        now, present = self.clock(), set(members)
+        self.waiting = {uid: since for uid, since in self.waiting.items() if uid in present}
+        for uid in members:
+            if uid not in self.told:
+                self.waiting.setdefault(uid, now)
+        due = sorted(uid for uid, since in self.waiting.items() if now - since >= self.stall)
+        for uid in due:
+            del self.waiting[uid]
+        return due
 
     def _schedule_check(self) -> None:
+        """A HoldCheck for when the hold may be over or the first waiting newcomer is due (unless one is
+        scheduled for then or earlier already)."""
         due = self.hold.check_at(stall=self.stall)
+        if self.waiting:
+            due = min(due, min(self.waiting.values()) + self.stall)
+        if self.check_due is not None and self.check_due <= due:
+            return
+        self.check_due = due
         self.scheduler.tell_later(due - self.clock(), self.actor_ref, HoldCheck())
 
     def _release(self) -> None:
@@ -186,6 +220,7 @@ class NetworkActor(pykka.ThreadingActor):
                      self.clock() - self.hold.since, len(self.hold.awaited))
         self.hold = None
         self.told.clear()
+        self.waiting.clear()
         self.dirty = True
 
     def _tell(self, uid: str, message) -> None:
