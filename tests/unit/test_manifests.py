@@ -247,6 +247,11 @@ def test_dockerfile_default_target_is_the_controller():
 SHELLS = [s for s in ("bash", "sh") if shutil.which(s)]
 
 
+def _default_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start_agent(shell: str, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     terminate = tmp_path / "terminate"
     proc = subprocess.Popen(
@@ -255,6 +260,9 @@ def start_agent(shell: str, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # as in a container: no signal ignored on entry. A shell cannot trap a signal ignored when it
+        # started, and a test run started in the background (`cmd &` without job control) ignores INT.
+        preexec_fn=_default_signals,
     )
     # the script prints this after installing its traps: from here on TERM is handled
     assert "waiting for TERM" in proc.stdout.readline()
