@@ -78,13 +78,16 @@ def test_seed_operator_commands_verbatim_in_the_leaders_pod_and_the_standby_says
 def test_kill_term_1_in_the_leader_hands_over_and_the_new_leader_repairs_what_changed_meanwhile(deployed):
     pod = deployed.leader()
     name = pod["metadata"]["name"]
-    started = time.monotonic()
-    deployed.kubectl("-n", NS, "exec", name, "--", "kill", "-TERM", "1", check=False)
-    # Meanwhile: remove an fdb entry by hand in b, and delete pod a (its Deployment makes a new one).
+    # Before the hand-over, an fdb entry removed by hand in b: the leader does not look before its next
+    # resync (minutes away), and the new leader must find it in its first read. (Removed after the TERM,
+    # it could land after that read: the standby takes over within milliseconds.)
     b = deployed.pod("b")["metadata"]["name"]
     gw_ip = deployed.pod("gw")["status"]["podIP"]
     deployed.kubectl("exec", b, "-c", AGENT, "--", "bridge", "fdb", "del", "00:00:00:00:00:00", "dev", "vxeth2",
                      "dst", gw_ip)
+    started = time.monotonic()
+    deployed.kubectl("-n", NS, "exec", name, "--", "kill", "-TERM", "1", check=False)
+    # Meanwhile: pod a deleted (its Deployment makes a new one).
     deployed.kubectl("delete", "pod", deployed.pod("a")["metadata"]["name"], "--wait=false")
     wait_for(lambda: deployed.leader_name() not in ("", name), timeout=30, what="the standby leading")
     took = time.monotonic() - started
