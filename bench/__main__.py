@@ -28,7 +28,6 @@ from bench import report
 from bench.contestants import DEFAULT_CONTROLLER, Contender, Oracle
 from bench.run import Run
 from bench.scenarios import Burst, Churn, Idle, Joins
-from kube_vxlan_controller.settings import Settings
 
 KINDS = ("burst", "joins", "churn", "idle")
 
@@ -52,10 +51,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--churn-seconds", type=float, default=60.0)
     p.add_argument("--idle-pods", type=int, default=1000)
     p.add_argument("--idle-networks", type=int, default=10)
-    p.add_argument("--idle-seconds", type=float, default=Settings().resync,
-                   help="the steady window; default: the controller's default --resync, so that it holds each "
-                        "pod's periodic re-read once whatever their phases (a shorter window right after wiring "
-                        "catches the first wave of re-reads or misses it)")
+    p.add_argument("--idle-seconds", type=float, default=Idle.seconds,
+                   help="the steady window (default: the controller's default --resync, %(default)g s)")
     p.add_argument("--keep-logs", action="store_true", help="keep every process's log under OUT/logs")
     return p
 

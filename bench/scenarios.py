@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from bench.run import SETTLE, TICK
+from kube_vxlan_controller.settings import Settings
 
 NETWORK = "vxeth0"
 ONE_NETWORK = {NETWORK: "id=100 up"}
@@ -214,8 +215,9 @@ class Churn(Scenario):
 class Idle(Scenario):
     pods: int = 1000
     networks: int = 10
-    #: the steady window (bench/__main__.py defaults it to the controller's default --resync)
-    seconds: float = 300.0
+    #: the steady window: the controller's default --resync, so that it holds each pod's periodic re-read
+    #: once whatever their phases (a shorter window right after wiring catches their first wave or misses it)
+    seconds: float = Settings.resync
     #: the oracle does nothing once everything is written (no resync): a shorter window shows it
     oracle_seconds: float = 10.0
     timeout: float = field(default=900.0, kw_only=True)

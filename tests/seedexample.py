@@ -129,7 +129,12 @@ class Deployed:
         return self.kubectl("-n", NS, "exec", pod, "--", "python", "-c", script).stdout
 
     def ready(self, pod: dict) -> bool:
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+        return pod_condition(pod, "Ready").get("status") == "True"
+
+
+def pod_condition(pod: dict, kind: str = CONDITION_TYPE) -> dict:
+    """The condition of type `kind` of a pod as the API's JSON holds it ({} when it has none)."""
+    return next((c for c in pod["status"].get("conditions") or () if c["type"] == kind), {})
 
 
 def assert_ready_only_once_wired(kubeconfig: Path, selector: str, namespace: str = "default") -> None:
@@ -144,15 +149,12 @@ def assert_ready_only_once_wired(kubeconfig: Path, selector: str, namespace: str
     finally:
         api.close()
 
-    def condition(pod: dict, kind: str) -> dict:
-        return next((c for c in pod["status"].get("conditions", []) if c["type"] == kind), {})
-
-    assert versions and all(condition(v, CONDITION_TYPE).get("status") == "True"
-                            for v in versions if condition(v, "Ready").get("status") == "True")
-    gated = [condition(v, "Ready") for v in versions
-             if condition(v, "ContainersReady").get("status") == "True" and condition(v, "Ready")["status"] == "False"]
+    assert versions and all(pod_condition(v, CONDITION_TYPE).get("status") == "True"
+                            for v in versions if pod_condition(v, "Ready").get("status") == "True")
+    gated = [pod_condition(v, "Ready") for v in versions
+             if pod_condition(v, "ContainersReady").get("status") == "True" and pod_condition(v, "Ready")["status"] == "False"]
     assert gated and all(ready["reason"] == "ReadinessGatesNotReady" for ready in gated)
     assert {ready["message"] for ready in gated} <= {
         f'corresponding condition of pod readiness gate "{CONDITION_TYPE}" does not exist.',
         f'the status of pod readiness gate "{CONDITION_TYPE}" is not "True", but False'}
-    assert condition(versions[-1], "Ready").get("status") == "True"
+    assert pod_condition(versions[-1], "Ready").get("status") == "True"

@@ -11,11 +11,10 @@ import pytest
 import yaml
 from polling import wait_for
 from runtimes import missing_images
-from seedexample import Cluster, Deployed, assert_ready_only_once_wired
+from seedexample import Cluster, Deployed, assert_ready_only_once_wired, pod_condition
 
 from kube_vxlan_controller.controller import Controller
 from kube_vxlan_controller.settings import Settings
-from kube_vxlan_controller.wired import CONDITION_TYPE
 
 pytestmark = pytest.mark.root
 
@@ -43,13 +42,9 @@ def test_seed_example_is_wired_and_pings_through_gw(sandbox, tmp_path):
         wait_for(lambda: (p := example.pod("gw")) and example.ready(p) and p, timeout=30, what="gw Ready")
         # gw may have been Wired with 0/0 peers on vxeth1 before a joined; a change of the message alone
         # is written within the writer's interval (10 s per pod)
-        wait_for(lambda: wired_of(example.pod("gw")) == ("True", "vxeth1 1/1 peers, vxeth2 1/1"), timeout=30,
+        wait_for(lambda: (c := pod_condition(example.pod("gw"))) and (c["status"], c["message"]) == (
+                 "True", "vxeth1 1/1 peers, vxeth2 1/1"), timeout=30,
                  what="gw's Wired condition counting its peers")
         assert_ready_only_once_wired(sandbox.kubeconfig, "run=gw")
     finally:
         controller.stop()
-
-
-def wired_of(pod: dict) -> tuple[str, str] | None:
-    wired = {c["type"]: c for c in pod["status"].get("conditions") or ()}.get(CONDITION_TYPE)
-    return None if wired is None else (wired["status"], wired["message"])
