@@ -169,31 +169,30 @@ class PodActor(pykka.ThreadingActor):
             if self.sync_due or self.setup_due:
                 self._note_flush()
             return self._inspect() if time.monotonic() < message.deadline else None
-        try:
-            if isinstance(message, PodUpdate):
-                self._updated(message.pod, message.networks, message.errors)
-            elif isinstance(message, PeersChanged):
-                self.snapshots[message.snapshot.network] = message.snapshot
-                self.sync_due = True
-            elif isinstance(message, Flush):
-                self.flush_noted = False
-            elif isinstance(message, Reconcile):
-                self.reconcile_scheduled = False
-            elif isinstance(message, Retry):
-                self.retry_scheduled = False
-                self.setup_due, self.sync_due = True, True
-            elif isinstance(message, Resync):
-                self.kernel, self.sync_due = None, True
-                self.scheduler.tell_later(self.settings.resync, self.actor_ref, Resync())
-            elif isinstance(message, PodRemoved):
-                self.actor_ref.stop(block=False)
-                return None
-            if self.actor_inbox.empty():  # the last of a burst does the work of all
-                self._work()
-            else:
-                self._note_flush()
-        except Exception as error:
-            logger.exception("pod {}: failed to handle {}: {}", self.pod_key, type(message).__name__, error)
+        # Only the failures `_work` expects are caught (there); anything else is a bug and escapes: pykka
+        # stops this actor, `on_failure` tells the supervisor, and a fresh one starts from the pod index.
+        if isinstance(message, PodUpdate):
+            self._updated(message.pod, message.networks, message.errors)
+        elif isinstance(message, PeersChanged):
+            self.snapshots[message.snapshot.network] = message.snapshot
+            self.sync_due = True
+        elif isinstance(message, Flush):
+            self.flush_noted = False
+        elif isinstance(message, Reconcile):
+            self.reconcile_scheduled = False
+        elif isinstance(message, Retry):
+            self.retry_scheduled = False
+            self.setup_due, self.sync_due = True, True
+        elif isinstance(message, Resync):
+            self.kernel, self.sync_due = None, True
+            self.scheduler.tell_later(self.settings.resync, self.actor_ref, Resync())
+        elif isinstance(message, PodRemoved):
+            self.actor_ref.stop(block=False)
+            return None
+        if self.actor_inbox.empty():  # the last of a burst does the work of all
+            self._work()
+        else:
+            self._note_flush()
         return None
 
     def _note_flush(self) -> None:

@@ -115,25 +115,21 @@ class PodWatcher(pykka.ThreadingActor):
 
     def on_receive(self, message):
         if isinstance(message, StreamDied):
-            # Deliberately outside the try below: this is the crash the supervisor handles.
             raise RuntimeError(f"{message.stream} died: {message.error}")
-        try:
-            if isinstance(message, (PodsListed, PodChanged, PodDeleted)) and not self.configmap_read:
-                self.held.append(message)
-            elif isinstance(message, PodsListed):
-                self._listed(message.pods)
-            elif isinstance(message, PodChanged):
-                self._route(message.pod)
-            elif isinstance(message, PodDeleted):
-                self._gone(message.pod.uid)
-            elif isinstance(message, ConfigChanged):
-                self._configmap(message.data)
-            elif isinstance(message, Rebuild):
-                self._rebuild(message.network)
-            elif isinstance(message, Reroute):
-                self._reroute(message.uid)
-        except Exception:
-            logger.exception("pod watcher: failed to handle {}", type(message).__name__)
+        if isinstance(message, (PodsListed, PodChanged, PodDeleted)) and not self.configmap_read:
+            self.held.append(message)
+        elif isinstance(message, PodsListed):
+            self._listed(message.pods)
+        elif isinstance(message, PodChanged):
+            self._route(message.pod)
+        elif isinstance(message, PodDeleted):
+            self._gone(message.pod.uid)
+        elif isinstance(message, ConfigChanged):
+            self._configmap(message.data)
+        elif isinstance(message, Rebuild):
+            self._rebuild(message.network)
+        elif isinstance(message, Reroute):
+            self._reroute(message.uid)
 
     # -- routing ----------------------------------------------------------------------------------
 
