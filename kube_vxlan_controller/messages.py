@@ -8,7 +8,7 @@ pykka does not copy messages. Each name means one thing.
     every actor ──ChildFailed──▶ Supervisor
 
 Everything is level-based: a message carries the whole current value (a pod, a network's member set),
-never a delta to apply blindly. Notes an actor sends itself (`Flush`, `Reconcile`, `Retry`, `Resync`, `Retire`, `HoldCheck`)
+never a delta to apply blindly. Notes an actor sends itself (`Flush`, `Reconcile`, `Resync`, `Retire`, `HoldCheck`)
 say "look again", nothing more.
 """
 
@@ -159,12 +159,8 @@ class Flush:
 
 @dataclass(frozen=True, slots=True)
 class Reconcile:
-    """The coalescing window is over: compare desired with observed and apply the difference."""
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """The backoff after a failure is over: try again."""
+    """The time the pod's reconciler asked to come back at has come (its coalescing window is over, or its
+    backoff after a failure): ask it again what to do."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,7 +144,7 @@ def test_a_forbidden_exec_is_said_once_and_converges_once_the_role_is_restored(s
     try:
         ref = PodActor.start("u1", "default/p-u1", executor=fake, settings=Settings(resync=600),
                              scheduler=scheduler, backoff=Backoff(initial=0.01, cap=0.02),
-                             events=lambda pod, reason, message: events.append((reason, message)))
+                             events=lambda pod, reason, message, type="Warning": events.append((reason, message)))
         if phase == "setup":  # each retry enters "setting up" before its exec is denied again
             fake.links = set()
             ref.tell(PodUpdate(Pod(uid="u1", namespace="default", name="p-u1", ip="10.0.0.1",
