@@ -231,6 +231,8 @@ class PodReconciler:
     # -- what to do next ---------------------------------------------------------------------------
 
     def next(self, now: float) -> Setup | Converge | NoExec | After | None:
+        """What to do now (see the module docstring). An exec returned is committed to (the status, the
+        attempts, the window and the work owed say it runs): the caller runs it and reports its outcome."""
         pod = self.pod
         if pod is None or pod.deleting:
             return None
@@ -358,6 +360,7 @@ class PodReconciler:
         return After(delay), events
 
     def counted(self, execs: int) -> None:
+        """Execs run in the pod, whatever their outcome (the board shows the count)."""
         self.execs += execs
 
     def _pass_done(self) -> None:
