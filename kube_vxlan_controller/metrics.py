@@ -13,7 +13,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.execs = Counter("kvc_execs", "Execs in pods, by outcome (ok, failed, timeout, gone, error)",
+        self.execs = Counter("kvc_execs", "Execs in pods, by outcome (ok: an exit code the caller expected, "
+                             "nonzero: another, timeout, gone, unavailable, error)",
                              ["outcome"], registry=r)
         self.exec_seconds = Histogram("kvc_exec_seconds", "Exec latency in seconds, by outcome", ["outcome"],
                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),

@@ -25,10 +25,9 @@ from loguru import logger
 
 from .. import agent
 from ..k8s.errors import PodGone
+from ..k8s.execs import OK
 from ..model import ExecResult, Pod
 from ..options import NetworkSpec
-
-OK = frozenset({0})
 
 
 class ExecFailed(Exception):
@@ -52,7 +51,7 @@ class PodExec:
     def run(self, container: str, argv: list[str], stdin: str | None = None, ok: frozenset[int] = OK) -> ExecResult:
         self.count += 1
         result = self.executor.run(self.pod.namespace, self.pod.name, container, argv, stdin=stdin,
-                                   suspect=self.suspect)
+                                   suspect=self.suspect, ok=ok)
         if result.exit_code not in ok:
             raise ExecFailed(container, argv, result)
         return result
