@@ -7,6 +7,7 @@ no client model leaves `k8s/`.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -23,6 +24,15 @@ class Condition:
     #: CamelCase, as Kubernetes reasons are
     reason: str
     message: str = ""
+
+
+class AgentSpec(enum.Enum):
+    """How a pod's spec declares one of the agent containers."""
+
+    #: declared, with the NET_ADMIN capability (or privileged)
+    FIT = "fit"
+    LACKS_NET_ADMIN = "lacks NET_ADMIN"
+    MISSING = "missing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +61,12 @@ class Pod:
     phase: str = ""
     #: the pod's `vxlan.openvnf.org/Wired` condition as the API holds it (None: it has none)
     wired: Condition | None = None
+    #: how the spec declares the init agent and the sidecar agent (`pod_from_json` reads the spec; a Pod
+    #: built by hand declares both fit)
+    init_agent_spec: AgentSpec = AgentSpec.FIT
+    agent_spec: AgentSpec = AgentSpec.FIT
+    #: `spec.readinessGates` names the Wired condition: the pod is Ready only once it is True
+    gated: bool = False
 
     @property
     def joinable(self) -> bool:

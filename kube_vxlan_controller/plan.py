@@ -34,7 +34,7 @@ from typing import Mapping
 
 import yaml
 
-from . import agent, options, settings as settings_module
+from . import agent, eligibility, options, settings as settings_module
 from .k8s import client, configmaps, pods
 from .k8s.errors import K8sError, PodGone
 from .logs import setup as setup_logs
@@ -143,28 +143,10 @@ def configmap_data(path: str, name: str) -> Mapping[str, str]:
 # -- the plan ---------------------------------------------------------------------------------------
 
 
-def _has_net_admin(container: dict) -> bool:
-    context = container.get("securityContext") or {}
-    added = (context.get("capabilities") or {}).get("add") or []
-    return bool(context.get("privileged")) or any(str(c).upper() in ("NET_ADMIN", "CAP_NET_ADMIN") for c in added)
-
-
-def pod_errors(raw: dict, pod: Pod, s: Settings) -> list[str]:
-    """What keeps the controller from wiring the pod, beyond its networks' options."""
-    errors = []
-    if pod.labels.get(s.label) != "true":
-        errors.append(f'pod {pod.key}: label {s.label} is not "true": the controller ignores the pod')
-    if s.annotation not in pod.annotations:
-        errors.append(f"pod {pod.key}: no annotation {s.annotation}: the pod names no network")
-    spec = raw.get("spec") or {}
-    for key, name, what in (("initContainers", s.init_agent, "the interfaces are never set up"),
-                            ("containers", s.agent, "the fdb is never kept")):
-        container = next((c for c in spec.get(key) or [] if isinstance(c, dict) and c.get("name") == name), None)
-        if container is None:
-            errors.append(f"pod {pod.key}: no {key[:-1]} {name}: {what}")
-        elif not _has_net_admin(container):
-            errors.append(f"pod {pod.key}: container {name} lacks the NET_ADMIN capability: {what}")
-    return errors
+def pod_errors(pod: Pod, resolution: options.Resolution, s: Settings) -> list[str]:
+    """What keeps the controller from wiring the pod, beyond its networks' options: the causes the running
+    controller tells in Events and the Wired condition (`eligibility`), in the same words."""
+    return [f"pod {pod.key}: {cause.message}" for cause in eligibility.causes(pod, resolution, s)]
 
 
 def peers_in(raw_pods: list[dict], configmap: Mapping[str, str], s: Settings, *, but: str) -> dict[str, set[str]]:
@@ -173,7 +155,7 @@ def peers_in(raw_pods: list[dict], configmap: Mapping[str, str], s: Settings, *,
     peers: dict[str, set[str]] = {}
     for raw in raw_pods:
         pod = pods.pod_from_json(raw, init_container=s.init_agent, agent_container=s.agent)
-        if pod.uid == but or pod.labels.get(s.label) != "true" or not pod.joinable:
+        if pod.uid == but or not eligibility.opted_in(pod, s) or not pod.joinable:
             continue
         for spec in options.resolve(pod.annotations.get(s.annotation), configmap, pod_key=pod.key).networks:
             peers.setdefault(spec.network, set()).add(pod.ip)
@@ -202,7 +184,7 @@ def make_plan(source: str, raw: dict, configmap: Mapping[str, str], s: Settings,
                           "once the sidecar runs: one flood entry per peer"))
     known = None if peers is None else {spec.network: tuple(sorted(peers.get(spec.network, ()), key=agent.ip_order))
                                         for spec in specs}
-    errors = tuple(pod_errors(raw, pod, s)) + resolution.errors
+    errors = tuple(pod_errors(pod, resolution, s)) + resolution.errors
     return Plan(source, pod.key, specs, errors, tuple(execs), known)
 
 
