@@ -155,7 +155,7 @@ class Controller:
         """Called by the supervisor, at start and on restarts."""
         s = self.settings
         return PodWatcher.start(
-            settings=s, registry=self.registry, events=self._record_event,
+            settings=s, registry=self.registry, events=self._record_event, conditions=self.conditions.write,
             supervisor=supervisor, on_synced=self._on_synced, index=self.pod_index,
             pod_stream_factory=lambda on_event: pods.PodStream(
                 self.cluster, label_selector=s.selector, namespace=s.watch_namespace,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from .eligibility import Cause
 from .model import Pod
 from .options import NetworkSpec
 
@@ -75,6 +76,8 @@ class PodUpdate:
     networks: tuple[NetworkSpec, ...]
     #: the annotation's errors: networks it names that did not resolve (the pod is not wired while any)
     errors: tuple[str, ...] = ()
+    #: why the controller will not wire the pod at all (`eligibility.causes`; its Wired condition says the first)
+    causes: tuple[Cause, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ True (reason `Wired`) when every network the annotation names resolved, its inte
 holds every peer; the message counts them per network: `vxeth1 3/3 peers, vxeth2 1/1`. False otherwise,
 with the first reason that applies:
 
+- a reason the controller will not wire the pod at all (`eligibility`: no init agent or sidecar, no
+  networks annotation, no valid network; its reason and message say what to do);
 - `Failing`, `Hung`, `Forbidden`: the last pass failed (an exec failed, timed out, was denied); the
   message is the counts (`?` where the fdb is unknown) and the error;
 - `NetworksInvalid`: the annotation names a network that did not resolve (the errors, as the Event says);
@@ -43,6 +45,8 @@ class Facts:
     networks: tuple[NetworkSpec, ...]
     #: the annotation's errors (networks that did not resolve)
     invalid: tuple[str, ...] = ()
+    #: (reason, message) of the first reason the controller will not wire the pod (`eligibility.causes`)
+    cause: tuple[str, str] | None = None
     #: (reason, error) when the last pass failed
     failure: tuple[str, str] | None = None
     #: the setup gave up (its error): the init agent was released without the interfaces as asked
@@ -59,6 +63,8 @@ class Facts:
 def judge(facts: Facts) -> Condition:
     """The Wired condition these facts make (see the module docstring)."""
     counts = _counts(facts)
+    if facts.cause is not None:
+        return _false(*facts.cause)
     if facts.failure is not None:
         reason, error = facts.failure
         return _false(reason, f"{counts}: {error}" if counts else error)
@@ -72,7 +78,9 @@ def judge(facts: Facts) -> Condition:
         return _false(SETTING_UP, "waiting for the init agent to set up the interfaces")
     missing = [spec.name for spec in facts.networks if spec.name not in facts.managed]
     if missing:
-        return _false("InterfaceMissing", f"no vxlan interface {', '.join(missing)}: {counts}")
+        return _false("InterfaceMissing", f"no vxlan interface {', '.join(missing)}: a link of another kind holds "
+                      "the name, or the network came after the pod was set up; free the name (or give the network "
+                      "another name=) and re-create the pod" + (f" ({counts})" if counts else ""))
     if not facts.agent_running:
         return _false(SETTING_UP, "interfaces set up, waiting for the sidecar agent")
     unsynced = [spec.network for spec in facts.networks if spec.network not in facts.peers]

@@ -42,6 +42,7 @@ from loguru import logger
 
 from .. import agent
 from ..backoff import Backoff
+from ..eligibility import Cause
 from ..k8s.errors import Cancelled, ExecTimeout, Forbidden, K8sError, PodGone
 from ..messages import ChildFailed, Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync, Retry, Snapshot
 from ..model import Condition, Pod
@@ -113,6 +114,8 @@ class PodActor(pykka.ThreadingActor):
         self.networks: tuple[NetworkSpec, ...] = ()
         #: the annotation's errors (networks that did not resolve)
         self.invalid: tuple[str, ...] = ()
+        #: why the controller will not wire the pod (`eligibility`), as the watcher found
+        self.causes: tuple[Cause, ...] = ()
         self.snapshots: dict[str, Snapshot] = {}
         #: network → the peers the last sync of it aimed at
         self.synced_peers: dict[str, frozenset[str]] = {}
@@ -162,7 +165,7 @@ class PodActor(pykka.ThreadingActor):
             return self._inspect() if time.monotonic() < message.deadline else None
         try:
             if isinstance(message, PodUpdate):
-                self._updated(message.pod, message.networks, message.errors)
+                self._updated(message.pod, message.networks, message.errors, message.causes)
             elif isinstance(message, PeersChanged):
                 self.snapshots[message.snapshot.network] = message.snapshot
                 self.sync_due = True
@@ -196,13 +199,14 @@ class PodActor(pykka.ThreadingActor):
         return PodState(self.uid, self.pod_key, self.pod.ip if self.pod else None, self.status.value,
                         self.networks, self.observed, self.error, self.execs, self.passes)
 
-    def _updated(self, pod: Pod, networks: tuple[NetworkSpec, ...], invalid: tuple[str, ...]) -> None:
+    def _updated(self, pod: Pod, networks: tuple[NetworkSpec, ...], invalid: tuple[str, ...],
+                 causes: tuple[Cause, ...]) -> None:
         if networks != self.networks and self.pod is not None:
             self.sync_due = True  # the devices to keep changed
-        first, invalid_changed = self.pod is None, invalid != self.invalid
+        first, invalid_changed = self.pod is None, invalid != self.invalid or causes != self.causes
         if first:
             self.wired = pod.wired  # what the API holds: a restarted controller rewrites only what changed
-        self.pod, self.networks, self.invalid = pod, networks, invalid
+        self.pod, self.networks, self.invalid, self.causes = pod, networks, invalid, causes
         if pod.init_agent_running and pod.init_agent_id != self.released:
             self.setup_due = True
         elif pod.deleting or not (pod.agent_running and networks):
@@ -365,11 +369,13 @@ class PodActor(pykka.ThreadingActor):
         pod = self.pod
         if pod is None or pod.deleting or self.conditions is None or self.status is Status.GONE:
             return
-        if pod.agent_running and self.managed is None and self.status not in _FAILED:
+        if not self.causes and pod.agent_running and self.managed is None and self.status not in _FAILED:
             return  # set up before this actor saw it: nothing known until its first sync reads the pod
         reason = _FAILURE_REASONS.get(self.status)
+        cause = self.causes[0] if self.causes else None
         condition = judge(Facts(
             networks=self.networks, invalid=self.invalid,
+            cause=(cause.reason, cause.message) if cause is not None else None,
             failure=(reason, self.error) if reason is not None else None, setup_failed=self.setup_failed,
             managed=self.managed, agent_running=pod.agent_running, fdb=self.observed, peers=self.synced_peers))
         if self.wired is None and condition.reason == SETTING_UP:

@@ -5,20 +5,28 @@ only `tell` this actor what they saw, so all routing happens in the actor's thre
 For each pod it resolves the annotation against the current ConfigMap and tells the whole pod
 (`PodUpdate`) to the pod's actor and to the actor of every network the pod names or named until now;
 whether the pod is a member is each network actor's business. A pod whose opt-in label is not "true"
-(pods are selected by the label's existence, as the original did) is treated as gone. After each
-complete list it treats pods it knew but that are no longer listed as gone, then tells every network
-`Synced`. Bad annotations are logged and recorded as a Kubernetes Event on the pod, once per distinct
-error (not on every pod event).
+(pods are selected by the label's existence, as the original did) is routed nowhere: a member whose label
+changes leaves its networks as if gone. After each complete list it treats pods it knew but that are no
+longer listed as gone, then tells every network `Synced`. Bad annotations are logged and recorded as a
+Kubernetes Event on the pod, once per distinct error (not on every pod event).
 
-Its pod index (pod UID → the pod and its networks as last routed) is routing state: which actors to
-tell. The controller owns it and hands it to each watcher it starts, so a watcher restarted after a
-crash still knows which pods existed, and its first list drops those deleted meanwhile. From it the
+Pods it will not wire are told why (`eligibility.causes`: the label, a missing agent container or
+NET_ADMIN, no networks annotation, no valid network): each cause is logged and recorded as an Event once
+per pod, not on every pod event, relist or resync; a cause that goes away and comes back is told again.
+A pod whose label is not "true" has no pod actor to write its Wired condition, so the watcher writes it
+(False, the first cause) where a readiness gate waits for it or a condition is there already (a member
+that left), and only when the API holds another; a routed pod's own actor judges it from the same causes.
+
+Its pod index (pod UID → the pod and its networks as last routed, and the causes told) is routing state:
+which actors to tell (pods whose label is not "true" are in it too, routed nowhere, for what was told).
+The controller owns it and hands it to each watcher it starts, so a watcher restarted after a crash
+still knows which pods existed and what it told them, and its first list drops those deleted meanwhile. From it the
 watcher rebuilds a restarted network actor (`Rebuild`: every pod naming the network, then `Synced`)
 and a restarted pod actor (`Reroute`: its pod, and its networks resend their snapshots).
 
 Concurrency contract: one watcher at a time works on the index. Owns the ConfigMap data; never blocks
-on other actors (tells only); Events are recorded by the callable it is given (which must not block);
-the stream threads stop when the actor stops.
+on other actors (tells only); Events and conditions are written by the callables it is given (which must
+not block); the stream threads stop when the actor stops.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from typing import Mapping
 import pykka
 from loguru import logger
 
-from .. import options
+from .. import eligibility, options
 from ..messages import (ChildFailed, ConfigChanged, PodChanged, PodDeleted, PodRemoved, PodsListed, PodUpdate,
                         Rebuild, Reroute, Resend, StreamDied, Synced)
 from ..model import Pod
@@ -38,21 +46,25 @@ from ..model import Pod
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    """One pod as last routed: the pod, the networks it resolved to, the annotation errors reported."""
+    """One pod as last routed: the pod, the networks it resolved to, the annotation errors reported, the
+    reasons the controller will not wire it (each told)."""
 
     pod: Pod
     networks: tuple[options.NetworkSpec, ...]
     errors: tuple[str, ...]
+    causes: tuple[eligibility.Cause, ...] = ()
 
 
 class PodWatcher(pykka.ThreadingActor):
     def __init__(self, *, settings, registry, pod_stream_factory, configmap_stream_factory=None,
-                 events=None, supervisor=None, on_synced=None, index: dict | None = None) -> None:
+                 events=None, conditions=None, supervisor=None, on_synced=None, index: dict | None = None) -> None:
         super().__init__()
         self.settings, self.registry = settings, registry
         self.pod_stream_factory = pod_stream_factory
         self.configmap_stream_factory = configmap_stream_factory
         self.events, self.supervisor, self.on_synced = events, supervisor, on_synced
+        #: `conditions(pod, condition, transition)`: writes the Wired condition of a pod routed nowhere
+        self.conditions = conditions
         self.index: dict[str, Routed] = {} if index is None else index
         #: after the first complete list every network actor started may publish from its first pod on
         self.synced_once = False
@@ -156,13 +168,17 @@ class PodWatcher(pykka.ThreadingActor):
 
     def _route(self, pod: Pod) -> None:
         previous = self.index.get(pod.uid)
-        if pod.labels.get(self.settings.label) != "true":
-            if previous is not None:
-                logger.info("pod {}: label {} is no longer \"true\": leaving", pod.key, self.settings.label)
-                self._gone(pod.uid)
-            return
         resolution = options.resolve(pod.annotations.get(self.settings.annotation), self.configmap,
                                      pod_key=pod.key)
+        causes = eligibility.causes(pod, resolution, self.settings)
+        self._tell(pod, causes, previous.causes if previous is not None else ())
+        if not eligibility.opted_in(pod, self.settings):
+            if previous is not None and eligibility.opted_in(previous.pod, self.settings):
+                logger.info("pod {}: label {} is no longer \"true\": leaving", pod.key, self.settings.label)
+                self._gone(pod.uid)
+            self._unwired(pod, causes[0])
+            self.index[pod.uid] = Routed(pod, (), (), causes)
+            return
         if resolution.errors and (previous is None or previous.errors != resolution.errors):
             for error in resolution.errors:
                 logger.error("{}", error)
@@ -171,14 +187,30 @@ class PodWatcher(pykka.ThreadingActor):
         if previous is None:
             logger.info("pod {}: seen ({}, ip {}, networks {})", pod.key, pod.phase or "no phase",
                         pod.ip or "none", ", ".join(spec.network for spec in resolution.networks) or "none")
-        update = PodUpdate(pod, resolution.networks, resolution.errors)
+        update = PodUpdate(pod, resolution.networks, resolution.errors, causes)
         self.registry.pod(pod.uid, pod.key).tell(update)
         named = {spec.network for spec in resolution.networks}
         if previous is not None:
             named |= {spec.network for spec in previous.networks}
         for network in sorted(named):
             self.registry.tell_network(network, update, synced=self.synced_once)
-        self.index[pod.uid] = Routed(pod, resolution.networks, resolution.errors)
+        self.index[pod.uid] = Routed(pod, resolution.networks, resolution.errors, causes)
+
+    def _tell(self, pod: Pod, causes: tuple[eligibility.Cause, ...], told: tuple[eligibility.Cause, ...]) -> None:
+        """Log and record an Event for each cause not told yet (`told`: those that held at the last event)."""
+        old = {cause.reason for cause in told}
+        for cause in causes:
+            if cause.reason not in old:
+                logger.warning("pod {}: {}", pod.key, cause.message)
+                if self.events is not None:
+                    self.events(pod, reason=cause.event_reason, message=cause.message)
+
+    def _unwired(self, pod: Pod, cause: eligibility.Cause) -> None:
+        """The Wired condition of a pod routed nowhere (see the module docstring)."""
+        if self.conditions is None or pod.deleting or not (pod.gated or pod.wired is not None):
+            return
+        if pod.wired != cause.condition:
+            self.conditions(pod, cause.condition, pod.wired is None or pod.wired.status)
 
     def _gone(self, uid: str) -> None:
         routed = self.index.pop(uid, None)
@@ -206,8 +238,9 @@ class PodWatcher(pykka.ThreadingActor):
     def _reroute(self, uid: str) -> None:
         """A pod actor crashed: its successor gets its pod, and its networks send it their snapshots."""
         routed = self.index.get(uid)
-        if routed is None:
+        if routed is None or not eligibility.opted_in(routed.pod, self.settings):
             return
-        self.registry.pod(uid, routed.pod.key).tell(PodUpdate(routed.pod, routed.networks, routed.errors))
+        self.registry.pod(uid, routed.pod.key).tell(PodUpdate(routed.pod, routed.networks, routed.errors,
+                                                              routed.causes))
         for spec in routed.networks:
             self.registry.tell_network(spec.network, Resend(uid), synced=self.synced_once)
