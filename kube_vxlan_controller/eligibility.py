@@ -75,8 +75,8 @@ def causes(pod: Pod, resolution: Resolution, names: Names) -> tuple[Cause, ...]:
         label = f"no label {names.label}" if value is None else \
             f'label {names.label} is {json.dumps(value)}, not "true"'
         found.append(Cause("LabelNotTrue", (
-            f"{label}: the controller leaves the pod alone (no VXLAN interface; its init agent, if any, is never "
-            f'released); set the label {names.label} to "true"')))
+            f"{label}: the controller does not wire the pod (it is a member of no network, and its init agent, if "
+            f'any, is never released); set the label {names.label} to "true"')))
     found += _agent(pod.init_agent_spec, "InitAgent", "init container", names.init_agent,
                     "the pod's VXLAN interfaces are never set up")
     found += _agent(pod.agent_spec, "Sidecar", "container", names.agent,

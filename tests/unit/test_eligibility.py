@@ -34,8 +34,8 @@ def test_a_pod_as_the_example_declares_it_has_no_cause():
 
 @pytest.mark.parametrize("change, reason, says", [
     ({"labels": {"vxlan.openvnf.org": "yes"}}, "LabelNotTrue",
-     'label vxlan.openvnf.org is "yes", not "true": the controller leaves the pod alone (no VXLAN interface; its '
-     'init agent, if any, is never released); set the label vxlan.openvnf.org to "true"'),
+     'label vxlan.openvnf.org is "yes", not "true": the controller does not wire the pod (it is a member of no '
+     'network, and its init agent, if any, is never released); set the label vxlan.openvnf.org to "true"'),
     ({"labels": {}}, "LabelNotTrue", "no label vxlan.openvnf.org: "),
     ({"init_agent_spec": AgentSpec.MISSING}, "InitAgentMissing",
      "no init container vxlan-controller-agent-init: the pod's VXLAN interfaces are never set up; add an init "
