@@ -203,7 +203,7 @@ class PodActor(pykka.ThreadingActor):
                  causes: tuple[Cause, ...]) -> None:
         if networks != self.networks and self.pod is not None:
             self.sync_due = True  # the devices to keep changed
-        first, invalid_changed = self.pod is None, invalid != self.invalid or causes != self.causes
+        first, reasons_changed = self.pod is None, invalid != self.invalid or causes != self.causes
         if first:
             self.wired = pod.wired  # what the API holds: a restarted controller rewrites only what changed
         self.pod, self.networks, self.invalid, self.causes = pod, networks, invalid, causes
@@ -211,7 +211,7 @@ class PodActor(pykka.ThreadingActor):
             self.setup_due = True
         elif pod.deleting or not (pod.agent_running and networks):
             self._pass_done()  # nothing to sync until a network says who the peers are
-        if first or invalid_changed or not pod.agent_running:
+        if first or reasons_changed or not pod.agent_running:
             self._judge()  # else the next pass judges
         self._post()
 
