@@ -33,6 +33,8 @@ from kube_vxlan_controller.wired import CONDITION_TYPE
 __all__ = ["AGENT_CONTAINER", "INIT_AGENT_CONTAINER", "PodChanged", "PodDeleted", "PodStream", "PodsListed",
            "list_pods_json", "pod_from_json", "read_pod_json"]
 
+#: what grants NET_ADMIN in a container's `securityContext.capabilities.add` (runtimes take "ALL" too)
+NET_ADMIN = ("NET_ADMIN", "CAP_NET_ADMIN", "ALL")
 #: the seed's container names.
 INIT_AGENT_CONTAINER = "vxlan-controller-agent-init"
 AGENT_CONTAINER = "vxlan-controller-agent"
@@ -184,7 +186,7 @@ def _agent_spec(containers: Any, name: str) -> AgentSpec:
         return AgentSpec.MISSING
     context = _dict(container.get("securityContext"))
     added = _list(_dict(context.get("capabilities")).get("add"))
-    if context.get("privileged") is True or any(str(c).upper() in ("NET_ADMIN", "CAP_NET_ADMIN") for c in added):
+    if context.get("privileged") is True or any(str(c).upper() in NET_ADMIN for c in added):
         return AgentSpec.FIT
     return AgentSpec.LACKS_NET_ADMIN
 

@@ -59,6 +59,7 @@ def test_pending_pod_without_status_has_no_ip_and_no_agents():
     ({"capabilities": {"add": ["NET_ADMIN"]}}, AgentSpec.FIT),
     ({"capabilities": {"add": ["CAP_NET_ADMIN", "SYS_TIME"]}}, AgentSpec.FIT),
     ({"privileged": True}, AgentSpec.FIT),
+    ({"capabilities": {"add": ["all"]}}, AgentSpec.FIT),
     ({"capabilities": {"add": ["SYS_TIME"], "drop": ["NET_ADMIN"]}}, AgentSpec.LACKS_NET_ADMIN),
     ("not a dict", AgentSpec.LACKS_NET_ADMIN),
 ])
