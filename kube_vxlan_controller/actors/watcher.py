@@ -20,9 +20,9 @@ that left), and only when the API holds another; a routed pod's own actor judges
 Its pod index (pod UID → the pod and its networks as last routed, and the causes told) is routing state:
 which actors to tell (pods whose label is not "true" are in it too, routed nowhere, for what was told).
 The controller owns it and hands it to each watcher it starts, so a watcher restarted after a crash
-still knows which pods existed and what it told them, and its first list drops those deleted meanwhile. From it the
-watcher rebuilds a restarted network actor (`Rebuild`: every pod naming the network, then `Synced`)
-and a restarted pod actor (`Reroute`: its pod, and its networks resend their snapshots).
+still knows which pods existed and what it told them, and its first list drops those deleted meanwhile.
+From it the watcher rebuilds a restarted network actor (`Rebuild`: every pod naming the network, then
+`Synced`) and a restarted pod actor (`Reroute`: its pod, and its networks resend their snapshots).
 
 Concurrency contract: one watcher at a time works on the index. Owns the ConfigMap data; never blocks
 on other actors (tells only); Events and conditions are written by the callables it is given (which must
@@ -39,6 +39,7 @@ import pykka
 from loguru import logger
 
 from .. import eligibility, options
+from ..netconfig import NetworkConfig
 from ..messages import (ChildFailed, ConfigChanged, PodChanged, PodDeleted, PodRemoved, PodsListed, PodUpdate,
                         Rebuild, Reroute, Resend, StreamDied, Synced)
 from ..model import Pod
@@ -52,12 +53,15 @@ class Routed:
     pod: Pod
     networks: tuple[options.NetworkSpec, ...]
     errors: tuple[str, ...]
+    #: networks it resolved against their last known good entry, as it was told (an Event once each)
+    kept: frozenset[str] = frozenset()
     causes: tuple[eligibility.Cause, ...] = ()
 
 
 class PodWatcher(pykka.ThreadingActor):
     def __init__(self, *, settings, registry, pod_stream_factory, configmap_stream_factory=None,
-                 events=None, conditions=None, supervisor=None, on_synced=None, index: dict | None = None) -> None:
+                 events=None, conditions=None, supervisor=None, on_synced=None, index: dict | None = None,
+                 config: NetworkConfig | None = None, metrics=None) -> None:
         super().__init__()
         self.settings, self.registry = settings, registry
         self.pod_stream_factory = pod_stream_factory
@@ -68,7 +72,11 @@ class PodWatcher(pykka.ThreadingActor):
         self.index: dict[str, Routed] = {} if index is None else index
         #: after the first complete list every network actor started may publish from its first pod on
         self.synced_once = False
-        self.configmap: Mapping[str, str] = {}
+        #: the ConfigMap's data with each network's last known good entry (owned by the controller)
+        self.config = config if config is not None else NetworkConfig(f"{settings.namespace}/{settings.configmap}")
+        self.metrics = metrics
+        #: new pods that name a network whose entry is kept: not routed until the entry is back (uid → pod)
+        self.waiting: dict[str, Pod] = {}
         #: pod events wait until the ConfigMap has been read once: a pod resolved without its network
         #: defaults would be set up without its interfaces (and setup happens only once).
         self.configmap_read = configmap_stream_factory is None
@@ -142,21 +150,29 @@ class PodWatcher(pykka.ThreadingActor):
     # -- routing ----------------------------------------------------------------------------------
 
     def _configmap(self, data: Mapping[str, str]) -> None:
+        if self.configmap_read and dict(data) == dict(self.config.data):
+            return
+        for network, why in self.config.update(data).items():
+            if why is None:
+                logger.info("network {}: its entry in {} is valid again", network, self.config.where)
+            else:
+                logger.warning("{}; new pods naming it wait until it is restored", self.config.describe(network))
+        if self.metrics is not None:
+            self.metrics.networks_last_known_good.set(len(self.config.kept))
         if not self.configmap_read:
-            self.configmap_read, self.configmap = True, data
+            self.configmap_read = True
             held, self.held = self.held, []
             for event in held:
                 self.on_receive(event)
-        elif data != self.configmap:
-            logger.info("network ConfigMap {}/{}: {} networks", self.settings.namespace, self.settings.configmap,
-                        len(data))
-            self.configmap = data
-            for routed in list(self.index.values()):
-                self._route(routed.pod)
+            return
+        logger.info("network ConfigMap {}: {} networks", self.config.where, len(data))
+        waiting, self.waiting = list(self.waiting.values()), {}
+        for pod in [routed.pod for routed in self.index.values()] + waiting:
+            self._route(pod)
 
     def _listed(self, pods: tuple[Pod, ...]) -> None:
         listed = {pod.uid for pod in pods}
-        for uid in [uid for uid in self.index if uid not in listed]:
+        for uid in [uid for uid in [*self.index, *self.waiting] if uid not in listed]:
             self._gone(uid)
         for pod in pods:
             self._route(pod)
@@ -168,17 +184,35 @@ class PodWatcher(pykka.ThreadingActor):
 
     def _route(self, pod: Pod) -> None:
         previous = self.index.get(pod.uid)
-        resolution = options.resolve(pod.annotations.get(self.settings.annotation), self.configmap,
-                                     pod_key=pod.key)
-        causes = eligibility.causes(pod, resolution, self.settings)
-        self._tell(pod, causes, previous.causes if previous is not None else ())
+        told = previous.causes if previous is not None else ()
+        if previous is not None and not eligibility.opted_in(previous.pod, self.settings):
+            previous = None  # routed nowhere until now (its label was not "true"): new to its networks
+        annotation = pod.annotations.get(self.settings.annotation)
+        kept = self.config.kept_among(options.network_names(annotation))
+        had = {spec.network for spec in previous.networks} if previous is not None else set()
+        resolution = options.resolve(annotation, self.config.for_pod(had), pod_key=pod.key)
+        # Judged with the kept entries: a pod that waits for one is told so (`_wait`), not that it is invalid.
+        judged = resolution if kept <= had else options.resolve(annotation, self.config.for_pod(had | kept),
+                                                                 pod_key=pod.key)
+        causes = eligibility.causes(pod, judged, self.settings)
         if not eligibility.opted_in(pod, self.settings):
-            if previous is not None and eligibility.opted_in(previous.pod, self.settings):
+            self._tell(pod, causes, told)
+            if previous is not None:
                 logger.info("pod {}: label {} is no longer \"true\": leaving", pod.key, self.settings.label)
                 self._gone(pod.uid)
+            self.waiting.pop(pod.uid, None)
             self._unwired(pod, causes[0])
-            self.index[pod.uid] = Routed(pod, (), (), causes)
+            self.index[pod.uid] = Routed(pod, (), (), causes=causes)
             return
+        if kept and previous is None:
+            self._wait(pod, kept)
+            return
+        self._tell(pod, causes, told)
+        kept &= had
+        told_kept = previous.kept if previous is not None else frozenset()
+        for network in sorted(kept - told_kept):
+            if self.events is not None:
+                self.events(pod, reason="VxlanNetworkLastKnownGood", message=self.config.describe(network))
         if resolution.errors and (previous is None or previous.errors != resolution.errors):
             for error in resolution.errors:
                 logger.error("{}", error)
@@ -194,7 +228,7 @@ class PodWatcher(pykka.ThreadingActor):
             named |= {spec.network for spec in previous.networks}
         for network in sorted(named):
             self.registry.tell_network(network, update, synced=self.synced_once)
-        self.index[pod.uid] = Routed(pod, resolution.networks, resolution.errors, causes)
+        self.index[pod.uid] = Routed(pod, resolution.networks, resolution.errors, kept, causes)
 
     def _tell(self, pod: Pod, causes: tuple[eligibility.Cause, ...], told: tuple[eligibility.Cause, ...]) -> None:
         """Log and record an Event for each cause not told yet (`told`: those that held at the last event)."""
@@ -212,7 +246,18 @@ class PodWatcher(pykka.ThreadingActor):
         if pod.wired != cause.condition:
             self.conditions(pod, cause.condition, pod.wired is None or pod.wired.status)
 
+    def _wait(self, pod: Pod, kept: frozenset[str]) -> None:
+        """A new pod names networks whose entry is kept: it is not set up with defaults that are gone."""
+        if pod.uid not in self.waiting:
+            message = "; ".join(f"network {network}: {self.config.kept[network]}: this pod waits until it is "
+                                "restored" for network in sorted(kept))
+            logger.warning("pod {}: {}", pod.key, message)
+            if self.events is not None:
+                self.events(pod, reason="VxlanNetworkConfigMissing", message=message[:1000])
+        self.waiting[pod.uid] = pod
+
     def _gone(self, uid: str) -> None:
+        self.waiting.pop(uid, None)
         routed = self.index.pop(uid, None)
         if routed is None:
             return

@@ -37,7 +37,7 @@ class Watched:
             settings=Settings(namespace="kube-system"), registry=self.registry, pod_stream_factory=None,
             events=lambda pod, reason, message: self.events.append((pod.name, reason, message)),
             conditions=lambda pod, condition, transition: self.conditions.append((pod.name, condition, transition)))
-        self.watcher.configmap = {"vxeth0": "id=100"}
+        self.watcher.config.update({"vxeth0": "id=100"})
 
     @staticmethod
     def told(actor: Mock) -> list:
@@ -93,8 +93,7 @@ def test_a_restarted_watcher_does_not_tell_again_what_its_predecessor_told():
     w = Watched()
     w.watcher._listed((pod("yes", labels={"vxlan.openvnf.org": "yes"}),))
     successor = PodWatcher(settings=w.watcher.settings, registry=w.registry, pod_stream_factory=None,
-                           events=w.watcher.events, index=w.watcher.index)
-    successor.configmap = w.watcher.configmap
+                           events=w.watcher.events, index=w.watcher.index, config=w.watcher.config)
     successor._listed((pod("yes", labels={"vxlan.openvnf.org": "yes"}),))
     assert w.reasons() == ["VxlanLabelNotTrue"]
 
@@ -136,3 +135,15 @@ def test_a_routed_pods_actor_says_the_first_cause_in_its_condition():
     assert written == [Condition(False, "InitAgentMissing", w.events[0][2])]
     ref.stop()
     scheduler.stop()
+
+
+def test_a_pod_relabelled_true_while_its_networks_entry_is_kept_waits_and_is_not_called_invalid():
+    w = Watched()
+    w.watcher._route(pod("p", labels={"vxlan.openvnf.org": "yes"}, annotations={}))
+    w.watcher.config.update({})  # the ConfigMap deleted: vxeth0 runs on its last known good entry
+    w.watcher._route(pod("p"))
+    w.watcher._route(pod("p", resource_version="2"))
+    assert "p" not in w.pods and "p" in w.watcher.waiting, "it waits as a new pod does"
+    assert w.reasons("p") == ["VxlanLabelNotTrue", "VxlanNetworksAnnotationMissing", "VxlanNetworkConfigMissing"]
+    w.watcher._configmap({"vxeth0": "id=100"})
+    assert isinstance(w.told(w.pods["p"])[-1], PodUpdate) and len(w.reasons("p")) == 3
