@@ -1,21 +1,28 @@
-"""Why the controller will not wire a pod its selector matches: the causes, each saying what to do.
+"""Why the controller will not wire a pod its selector matches, or not as the pod needs: the causes,
+each saying what to do.
 
 Pure code, and the one source of these words: `plan` prints them as errors; the running controller
-records each as a Kubernetes Event on the pod (the watcher, once per cause per pod) and puts the first in
-the pod's `vxlan.openvnf.org/Wired` condition (False, the cause's reason and message). So `plan` and the
-running controller say the same thing.
+records each as a Kubernetes Event on the pod (the watcher, once per cause per pod), and the first cause
+that `blocks` wiring is the pod's `vxlan.openvnf.org/Wired` condition (False, the cause's reason and
+message). So `plan` and the running controller say the same thing.
 
-The causes, in the order they are told (the condition carries the first):
+The causes, in the order they are told:
 
-| reason (condition)        | Event reason                  | cause                                          |
-|---------------------------|-------------------------------|------------------------------------------------|
-| `LabelNotTrue`            | `VxlanLabelNotTrue`           | the opt-in label is not "true" ("yes", "false")|
-| `InitAgentMissing`        | `VxlanInitAgentMissing`       | no init container vxlan-controller-agent-init  |
-| `InitAgentLacksNetAdmin`  | `VxlanInitAgentLacksNetAdmin` | it has no NET_ADMIN                            |
-| `SidecarMissing`          | `VxlanSidecarMissing`         | no container vxlan-controller-agent            |
-| `SidecarLacksNetAdmin`    | `VxlanSidecarLacksNetAdmin`   | it has no NET_ADMIN                            |
-| `NetworksAnnotationMissing` | `VxlanNetworksAnnotationMissing` | no annotation vxlan.openvnf.org/networks  |
-| `NoValidNetwork`          | `VxlanNoValidNetwork`         | the annotation resolves to no valid network    |
+| reason                      | Event reason                     | cause                                     | blocks |
+|-----------------------------|----------------------------------|-------------------------------------------|--------|
+| `LabelNotTrue`              | `VxlanLabelNotTrue`              | the opt-in label is not "true"            | yes    |
+| `InitAgentMissing`          | `VxlanInitAgentMissing`          | no init container vxlan-controller-agent-init | no |
+| `InitAgentLacksNetAdmin`    | `VxlanInitAgentLacksNetAdmin`    | it has no NET_ADMIN                       | no     |
+| `SidecarMissing`            | `VxlanSidecarMissing`            | no container vxlan-controller-agent       | yes    |
+| `SidecarLacksNetAdmin`      | `VxlanSidecarLacksNetAdmin`      | it has no NET_ADMIN                       | no     |
+| `NetworksAnnotationMissing` | `VxlanNetworksAnnotationMissing` | no annotation vxlan.openvnf.org/networks  | yes    |
+| `NoValidNetwork`            | `VxlanNoValidNetwork`            | the annotation resolves to no valid network | yes  |
+
+A cause that blocks leaves the controller nothing to do (no network, no container to exec in) whatever
+the kernel says, so the condition can say it. The others are predictions about the kernel: the sidecar
+creates interfaces the init agent did not (they are then missing when the pod's containers start), and a
+runtime may grant what the spec does not ask for. For those the condition stays what the kernel shows
+(`Failing` with the kernel's "Operation not permitted", or `Wired`), and the Event says what to fix.
 
 The names (label, annotation, containers) are the controller's settings. Messages carry no pod name:
 an Event and a condition belong to their pod; `plan` puts the pod in front.
@@ -45,11 +52,13 @@ class Names(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Cause:
-    """One reason the controller will not wire a pod, with what to do about it."""
+    """One reason the controller will not wire a pod, or not as it needs, with what to do about it."""
 
-    #: CamelCase, the Wired condition's reason
+    #: CamelCase, as the Wired condition's reasons are
     reason: str
     message: str
+    #: the controller cannot wire the pod while it holds (the Wired condition says it); else a warning
+    blocks: bool = True
 
     @property
     def event_reason(self) -> str:
@@ -59,6 +68,11 @@ class Cause:
     @property
     def condition(self) -> Condition:
         return Condition(False, self.reason, self.message)
+
+
+def blocking(causes: tuple[Cause, ...]) -> Cause | None:
+    """The cause the Wired condition says: the first that blocks wiring."""
+    return next((cause for cause in causes if cause.blocks), None)
 
 
 def opted_in(pod: Pod, names: Names) -> bool:
@@ -77,10 +91,21 @@ def causes(pod: Pod, resolution: Resolution, names: Names) -> tuple[Cause, ...]:
         found.append(Cause("LabelNotTrue", (
             f"{label}: the controller does not wire the pod (it is a member of no network, and its init agent, if "
             f'any, is never released); set the label {names.label} to "true"')))
-    found += _agent(pod.init_agent_spec, "InitAgent", "init container", names.init_agent,
-                    "the pod's VXLAN interfaces are never set up")
-    found += _agent(pod.agent_spec, "Sidecar", "container", names.agent,
-                    "the pod's forwarding table is never kept, so it reaches no peer")
+    if pod.init_agent_spec is AgentSpec.MISSING:
+        found.append(Cause("InitAgentMissing", (
+            f"no init container {names.init_agent}: the pod's containers start before its VXLAN interfaces exist "
+            f"(the sidecar creates them once it runs); add an init container {names.init_agent} with NET_ADMIN "
+            f"(see {EXAMPLE})"), blocks=False))
+    elif pod.init_agent_spec is AgentSpec.LACKS_NET_ADMIN:
+        found.append(_lacks("InitAgentLacksNetAdmin", f"init container {names.init_agent}",
+                            "the VXLAN interfaces cannot be set up in it, so the pod's containers start without them"))
+    if pod.agent_spec is AgentSpec.MISSING:
+        found.append(Cause("SidecarMissing", (
+            f"no container {names.agent}: the controller has nowhere to keep the pod's interfaces and forwarding "
+            f"table, so the pod reaches no peer; add a container {names.agent} with NET_ADMIN (see {EXAMPLE})")))
+    elif pod.agent_spec is AgentSpec.LACKS_NET_ADMIN:
+        found.append(_lacks("SidecarLacksNetAdmin", f"container {names.agent}",
+                            "the pod's interfaces and forwarding table cannot be kept, so it reaches no peer"))
     annotation = pod.annotations.get(names.annotation)
     if annotation is None:
         found.append(Cause("NetworksAnnotationMissing", (
@@ -94,12 +119,7 @@ def causes(pod: Pod, resolution: Resolution, names: Names) -> tuple[Cause, ...]:
     return tuple(found)
 
 
-def _agent(spec: AgentSpec, reason: str, kind: str, name: str, consequence: str) -> list[Cause]:
-    if spec is AgentSpec.MISSING:
-        article = "an" if kind[0] in "aeiou" else "a"
-        return [Cause(f"{reason}Missing", f"no {kind} {name}: {consequence}; add {article} {kind} {name} with "
-                                          f"NET_ADMIN (see {EXAMPLE})")]
-    if spec is AgentSpec.LACKS_NET_ADMIN:
-        return [Cause(f"{reason}LacksNetAdmin", f"{kind} {name} lacks the NET_ADMIN capability: {consequence}; add "
-                                                f"NET_ADMIN to its securityContext.capabilities.add (see {EXAMPLE})")]
-    return []
+def _lacks(reason: str, container: str, consequence: str) -> Cause:
+    return Cause(reason, f"{container} lacks the NET_ADMIN capability: where the runtime enforces capabilities, "
+                         f"{consequence}; add NET_ADMIN to its securityContext.capabilities.add (see {EXAMPLE})",
+                 blocks=False)

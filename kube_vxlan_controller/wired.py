@@ -7,8 +7,8 @@ parameters its spec asks for (as the kernel reports them) and its fdb holds exac
 pass. The message counts them per network: `vxeth1 3/3 peers, vxeth2 1/1`. False otherwise, with the first
 reason that applies:
 
-- a reason the controller will not wire the pod at all (`eligibility`: no init agent or sidecar, no
-  networks annotation, no valid network; its reason and message say what to do);
+- a reason the controller cannot wire the pod at all (`eligibility.blocking`: no sidecar, no networks
+  annotation, no valid network; its reason and message say what to do);
 - `Failing`, `Hung`, `Forbidden`: the last pass failed (an exec failed, timed out, was denied); the
   message is the counts (`?` where the fdb is unknown) and the error;
 - `NetworksInvalid`: the annotation names a network that did not resolve (the errors, as the Event says);
@@ -48,7 +48,7 @@ class Facts:
     networks: tuple[NetworkSpec, ...]
     #: the annotation's errors (networks that did not resolve)
     invalid: tuple[str, ...] = ()
-    #: (reason, message) of the first reason the controller will not wire the pod (`eligibility.causes`)
+    #: (reason, message) of the reason the controller cannot wire the pod (`eligibility.blocking`)
     cause: tuple[str, str] | None = None
     #: (reason, error) when the last pass failed
     failure: tuple[str, str] | None = None

@@ -47,7 +47,7 @@ from loguru import logger
 
 from .. import agent, options
 from ..backoff import Backoff
-from ..eligibility import Cause
+from ..eligibility import Cause, blocking
 from ..k8s.errors import Cancelled, ExecTimeout, Forbidden, K8sError, PodGone
 from ..messages import ChildFailed, Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync, Retry, Snapshot
 from ..model import Condition, Pod
@@ -400,10 +400,10 @@ class PodActor(pykka.ThreadingActor):
         pod = self.pod
         if pod is None or pod.deleting or self.conditions is None or self.status is Status.GONE:
             return
-        if not self.causes and pod.agent_running and self.managed is None and self.status not in _FAILED:
+        cause = blocking(self.causes)
+        if cause is None and pod.agent_running and self.managed is None and self.status not in _FAILED:
             return  # set up before this actor saw it: nothing known until its first sync reads the pod
         reason = _FAILURE_REASONS.get(self.status)
-        cause = self.causes[0] if self.causes else None
         differs = self._differs(pod)
         self._count_differing(differs)
         condition = judge(Facts(

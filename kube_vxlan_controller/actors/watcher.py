@@ -14,8 +14,9 @@ Pods it will not wire are told why (`eligibility.causes`: the label, a missing a
 NET_ADMIN, no networks annotation, no valid network): each cause is logged and recorded as an Event once
 per pod, not on every pod event, relist or resync; a cause that goes away and comes back is told again.
 A pod whose label is not "true" has no pod actor to write its Wired condition, so the watcher writes it
-(False, the first cause) where a readiness gate waits for it or a condition is there already (a member
-that left), and only when the API holds another; a routed pod's own actor judges it from the same causes.
+(False, LabelNotTrue) where a readiness gate waits for it or a condition is there already (a member
+that left), and only when the API holds another; a routed pod's own actor judges it from the same causes
+(the first that blocks wiring, `eligibility.blocking`).
 
 Its pod index (pod UID → the pod and its networks as last routed, and the causes told) is routing state:
 which actors to tell (pods whose label is not "true" are in it too, routed nowhere, for what was told).
@@ -201,7 +202,7 @@ class PodWatcher(pykka.ThreadingActor):
                 logger.info("pod {}: label {} is no longer \"true\": leaving", pod.key, self.settings.label)
                 self._gone(pod.uid)
             self.waiting.pop(pod.uid, None)
-            self._unwired(pod, causes[0])
+            self._unwired(pod, causes[0])  # the label's, which blocks
             self.index[pod.uid] = Routed(pod, (), (), causes=causes)
             return
         if kept and previous is None:

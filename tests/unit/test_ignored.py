@@ -122,7 +122,7 @@ def test_a_member_relabelled_false_leaves_and_its_condition_stops_saying_wired()
     assert "m" not in w.registry.pods()
 
 
-def test_a_routed_pods_actor_says_the_first_cause_in_its_condition():
+def test_a_routed_pods_actor_says_the_first_cause_that_blocks_wiring_in_its_condition():
     scheduler = Scheduler().start()
     written = []
     ref = PodActor.start("u1", "default/p", executor=None, settings=Settings(resync=600), scheduler=scheduler,
@@ -132,7 +132,8 @@ def test_a_routed_pods_actor_says_the_first_cause_in_its_condition():
     w.watcher._route(bare)
     ref.tell(w.told(w.pods["u1"])[-1])
     wait_for(lambda: written, what="the condition")
-    assert written == [Condition(False, "InitAgentMissing", w.events[0][2])]
+    assert w.reasons() == ["VxlanInitAgentMissing", "VxlanNetworksAnnotationMissing"]
+    assert written == [Condition(False, "NetworksAnnotationMissing", w.events[1][2])], "a missing init agent only warns"
     ref.stop()
     scheduler.stop()
 
