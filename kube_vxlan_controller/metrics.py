@@ -31,6 +31,9 @@ class Metrics:
         self.networks_last_known_good = Gauge(
             "kvc_networks_last_known_good", "Networks whose running members keep the last good options because "
             "the network ConfigMap lost or broke their entry", registry=r)
+        self.actor_restarts = Counter("kvc_actor_restarts", "Crashed actors restarted by their supervisor, by kind "
+                                      "(pod, network, watcher, query; pods, networks: a whole level)", ["kind"],
+                                      registry=r)
         self.leader = Gauge("kvc_leader", "1 while this process leads (holds the Lease), else 0", registry=r)
         self.leader_transitions = Counter("kvc_leader_transitions", "Changes of the Lease's holder this process "
                                           "saw (to or from itself, to nobody on a release)", registry=r)

@@ -31,9 +31,10 @@ import time
 import pykka
 from loguru import logger
 
-from ..messages import (ChildFailed, Flush, HoldCheck, Member, PeersChanged, PodRemoved, PodUpdate, Resend, Retire,
+from ..messages import (Flush, HoldCheck, Member, PeersChanged, PodRemoved, PodUpdate, Resend, Retire,
                         Snapshot, Synced)
 from .hold import STALL, Hold, longest_for, worth_holding
+from .supervisor import child_failed
 
 #: pod phases after which a pod will not join: not waited for
 FINISHED = frozenset({"Succeeded", "Failed"})
@@ -101,7 +102,7 @@ class NetworkActor(pykka.ThreadingActor):
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:
         if self.supervisor is not None:
-            self.supervisor.tell(ChildFailed("network", self.name, repr(exception_value)))
+            self.supervisor.tell(child_failed("network", self.name, exception_value, traceback))
 
     def _update(self, message: PodUpdate) -> None:
         pod = message.pod

@@ -48,11 +48,12 @@ from loguru import logger
 from .. import agent, options
 from ..backoff import Backoff
 from ..k8s.errors import Cancelled, ExecTimeout, Forbidden, K8sError, PodGone
-from ..messages import ChildFailed, Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync, Retry, Snapshot
+from ..messages import Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync, Retry, Snapshot
 from ..model import Condition, Pod
 from ..options import NetworkSpec
 from ..wired import SETTING_UP, Facts, judge
 from . import podexec
+from .supervisor import child_failed
 
 #: setup attempts before the init agent is released anyway, so that a pod with a network that cannot
 #: be set up (say, a route via an unreachable gateway) still starts; the failure is in an Event.
@@ -160,8 +161,11 @@ class PodActor(pykka.ThreadingActor):
         self._count_differing({})
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:
+        self._count_differing({})
+        if self.board is not None:
+            self.board.remove(self.uid)
         if self.supervisor is not None:
-            self.supervisor.tell(ChildFailed("pod", self.uid, repr(exception_value)))
+            self.supervisor.tell(child_failed("pod", self.uid, exception_value, traceback, self.pod_key))
 
     def on_receive(self, message):
         if isinstance(message, Inspect):
