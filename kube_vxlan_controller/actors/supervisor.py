@@ -67,7 +67,8 @@ class Supervisor(pykka.ThreadingActor):
         if self.parent is not None:
             logger.error("supervisor {}: restart intensity exceeded, escalating: {}", self.name, why)
             try:
-                self.parent.tell(ChildFailed(self.name, self.name, f"restart intensity exceeded: {why}"))
+                self.parent.tell(ChildFailed(self.name, self.name, f"restart intensity exceeded: {why}",
+                                             name="level"))
             except pykka.ActorDeadError:
                 pass
         else:

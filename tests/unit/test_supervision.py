@@ -57,7 +57,7 @@ def test_a_level_restarts_its_children_then_escalates_to_its_parent_and_counts_e
     wait_for(lambda: parent.messages, what="the escalation")
     assert restarted == ["u1", "u2"]
     (escalated,) = parent.messages
-    assert (escalated.kind, escalated.key) == ("pods", "pods")
+    assert (escalated.kind, escalated.key, escalated.name) == ("pods", "pods", "level")
     assert "pod default/u3 crashed" in escalated.error
     assert metrics.registry.get_sample_value("kvc_actor_restarts_total", {"kind": "pod"}) == 3  # u4: given up
 
