@@ -39,7 +39,7 @@ class Cluster:
     # -- API side ---------------------------------------------------------------------------------
 
     def apply_network_configmap(self, data: dict[str, str] | None = None) -> None:
-        (cm,) = [d for d in manifests("bundle.yaml") if d["kind"] == "ConfigMap"]
+        (cm,) = manifests("networks.yaml")
         if data is not None:
             cm["data"] = data
         self.core.create_namespaced_config_map(cm["metadata"]["namespace"], cm)
