@@ -4,16 +4,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEBS := iputils-ping iproute2
 
-.PHONY: test demo bench deps venv lint images test-images bundle clean
+.PHONY: test demo bench deps venv lock lint images test-images bundle clean
 
 venv: $(BIN)/kube-vxlan-controller
 
-# The controller and, beside it, the sandbox (its own distribution in sandbox/: a development tool).
-$(BIN)/kube-vxlan-controller: pyproject.toml sandbox/pyproject.toml
+# The controller and, beside it, the sandbox (its own distribution in sandbox/: a development tool), with
+# exactly the pinned, hash-checked dependencies of requirements-dev.lock.
+$(BIN)/kube-vxlan-controller: pyproject.toml sandbox/pyproject.toml requirements-dev.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]' -e ./sandbox
+	$(BIN)/pip install -q --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install -q --no-deps -e '.[test]' -e ./sandbox
 	touch $@
+
+# The lock files, after a change of dependencies in pyproject.toml or sandbox/pyproject.toml:
+# requirements.lock (what the controller's image installs) and requirements-dev.lock (make venv; the
+# same versions for what both hold). uv only resolves here; it is installed into the venv on demand.
+UV_COMPILE = $(BIN)/uv pip compile -q --generate-hashes --python-version 3.11 --upgrade
+lock:
+	@test -x $(BIN)/uv || { test -x $(BIN)/pip || $(PY) -m venv $(VENV); $(BIN)/pip install -q uv; }
+	$(UV_COMPILE) pyproject.toml -o requirements.lock
+	$(UV_COMPILE) requirements-dev.in -c requirements.lock \
+	  --no-emit-package kube-vxlan-controller --no-emit-package kube-vxlan-sandbox -o requirements-dev.lock
 
 # Debian packages the tests and the demo use (ping inside pod namespaces). Only as root, only when missing.
 deps:
