@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from apihelpers import AGENT_IMAGE
 from polling import wait_for
 from runtimes import missing_images
 from seedexample import Cluster, Deployed, assert_ready_only_once_wired, pod_condition
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_seed_example_is_wired_and_pings_through_gw(sandbox, tmp_path):
-    missing = missing_images(["openvnf/kube-vxlan-controller-agent:latest", "busybox:latest"])
+    missing = missing_images([AGENT_IMAGE, "busybox:latest"])
     if missing:
         pytest.skip(f"image(s) {', '.join(missing)} not built: run `make images` (make test does, as root)")
     cluster = Cluster("sandbox-docker", sandbox.kubeconfig, tmp_path)

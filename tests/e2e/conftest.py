@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from apihelpers import AGENT_IMAGE
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +96,7 @@ class Cluster:
 
 
 def deployment(name: str, networks: str, replicas: int = 1) -> dict:
-    agent = {"image": "openvnf/kube-vxlan-controller-agent",
+    agent = {"image": AGENT_IMAGE,
              "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},

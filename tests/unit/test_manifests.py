@@ -10,6 +10,7 @@ import subprocess
 import signal
 import subprocess
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ LABEL = "vxlan.openvnf.org"
 ANNOTATION = "vxlan.openvnf.org/networks"
 INIT_AGENT = "vxlan-controller-agent-init"
 SIDECAR_AGENT = "vxlan-controller-agent"
-AGENT_IMAGE = "openvnf/kube-vxlan-controller-agent"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+#: with the release tag wherever it is named (never an implicit :latest)
+AGENT_IMAGE = f"openvnf/kube-vxlan-controller-agent:{VERSION}"
 
 #: the seed README's example, in its multi-line annotation grammar
 EXAMPLE_NETWORKS = {
