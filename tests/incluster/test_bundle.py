@@ -21,6 +21,8 @@ from clusters import ROOT
 from polling import wait_for
 from seedexample import AGENT, NS, Deployed
 
+from kube_vxlan_controller import __version__
+
 pytestmark = pytest.mark.root
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,7 @@ def test_two_replicas_run_from_the_image_one_leads_the_other_stands_by_ready(dep
     assert f"leader is {holder}" in standing_by and "Watching pods" not in standing_by, standing_by
     assert re.search(r"^kvc_leader 1\.0$", deployed.metrics(leader), re.MULTILINE)
     assert re.search(r"^kvc_leader 0\.0$", deployed.metrics(standby), re.MULTILINE)
+    assert f'kvc_build_info{{version="{__version__}"}} 1.0' in deployed.metrics(standby)
     deployed.pings()
 
 

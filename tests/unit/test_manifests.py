@@ -287,7 +287,7 @@ def test_controller_deployment():
     assert env["KVC_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
 
     assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in c["ports"]
-    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "health"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert set(c["resources"]["requests"]) == {"cpu", "memory"}
     assert set(c["resources"]["limits"]) == {"cpu", "memory"}
