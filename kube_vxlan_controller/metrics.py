@@ -1,18 +1,36 @@
 """Prometheus metrics, served on /metrics.
 
 One registry per controller (not the process-global default), so tests that run several controllers
-in one interpreter do not collide. Everything here is thread-safe (prometheus-client locks internally).
+in one interpreter do not collide; it carries what the default registry would: the process metrics
+(`process_*`: CPU, memory, open files, start time), `python_info` and the garbage collector's, and
+`kvc_build_info{version}`. Everything here is thread-safe (prometheus-client locks internally).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+from kube_vxlan_controller import __version__
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        r.register(GC_COLLECTOR)
+        Info("kvc_build", "The controller's release", registry=r).info({"version": __version__})
         self.execs = Counter("kvc_execs", "Execs in pods, by outcome (ok, failed, timeout, gone, error)",
                              ["outcome"], registry=r)
         self.exec_seconds = Histogram("kvc_exec_seconds", "Exec latency in seconds, by outcome", ["outcome"],
