@@ -26,7 +26,7 @@ import yaml
 from kubernetes import client, config
 
 from bench.processes import Child
-from kube_vxlan_controller import options
+from kube_vxlan_controller import __version__, options
 from kube_vxlan_controller.k8s.client import connect
 from kube_vxlan_controller.k8s.pods import PodChanged, PodDeleted, PodsListed, PodStream
 
@@ -97,7 +97,8 @@ class SandboxServer:
 
 
 def pod_manifest(name: str, networks: str) -> dict:
-    agent = {"image": "kube-vxlan-controller-agent", "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}
+    agent = {"image": f"openvnf/kube-vxlan-controller-agent:{__version__}",
+             "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": NAMESPACE, "labels": {LABEL: "true", "app": "kvc-bench"},
                          "annotations": {ANNOTATION: networks}},

@@ -13,6 +13,8 @@ FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {message}"
 
 class _Intercept(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("pykka") and record.getMessage().startswith("Unhandled exception in"):
+            return  # the actor's supervisor logs the crash, once, with its traceback (actors/supervisor.py)
         try:
             level = logger.level(record.levelname).name
         except ValueError:

@@ -106,6 +106,12 @@ class Settings:
         default_factory=default_identity,
         metadata={"help": "this replica's name in the Lease (default: the hostname, i.e. the pod name, '_' and "
                           "a random UUID)"})
+    restart_intensity: int = field(
+        default=3, metadata={"help": "restarts of crashed actors allowed per level of the supervision tree within "
+                                     "--restart-period; one more and the level gives up: its parent restarts it, "
+                                     "and at the root the process exits 1 (OTP's default is 1 in 5 s)"})
+    restart_period: float = field(
+        default=5.0, metadata={"help": "seconds over which --restart-intensity counts restarts"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
 
     def __post_init__(self) -> None:

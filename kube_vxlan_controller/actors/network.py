@@ -31,9 +31,10 @@ import time
 import pykka
 from loguru import logger
 
-from ..messages import (ChildFailed, Flush, HoldCheck, Member, PeersChanged, PodRemoved, PodUpdate, Resend, Retire,
+from ..messages import (Flush, HoldCheck, Member, PeersChanged, PodRemoved, PodUpdate, Resend, Retire,
                         Snapshot, Synced)
 from .hold import STALL, Hold, longest_for, worth_holding
+from .supervisor import child_failed
 
 #: pod phases after which a pod will not join: not waited for
 FINISHED = frozenset({"Succeeded", "Failed"})
@@ -68,35 +69,32 @@ class NetworkActor(pykka.ThreadingActor):
         self.flush_noted = False
 
     def on_receive(self, message):
-        try:
-            if isinstance(message, PodUpdate):
-                self._update(message)
-            elif isinstance(message, PodRemoved):
-                self._set(message.uid, None, named=False)
-            elif isinstance(message, Synced):
-                self.synced = True
-            elif isinstance(message, Flush):
-                self.flush_noted = False
-            elif isinstance(message, HoldCheck):
-                self._check_hold()
-            elif isinstance(message, Resend):
-                if self.synced:
-                    self._tell(message.uid, PeersChanged(self.snapshot))
-            elif isinstance(message, Retire):
-                self.retiring = False
-                if not self.pods and self.registry.retire_network(self.name, self.actor_ref, self.actor_inbox.empty):
-                    logger.info("network {}: no pod names it any more: retired", self.name)
-                    if self.metrics is not None:
-                        self.metrics.drop_members(self.name)
-                    self.actor_ref.stop(block=False)
-                    return
-            if self.actor_inbox.empty():
-                self._settle()
-            elif not self.flush_noted:  # after what is queued now (a burst coalesces)
-                self.flush_noted = True
-                self.actor_ref.tell(Flush())
-        except Exception:
-            logger.exception("network {}: failed to handle {}", self.name, message)
+        if isinstance(message, PodUpdate):
+            self._update(message)
+        elif isinstance(message, PodRemoved):
+            self._set(message.uid, None, named=False)
+        elif isinstance(message, Synced):
+            self.synced = True
+        elif isinstance(message, Flush):
+            self.flush_noted = False
+        elif isinstance(message, HoldCheck):
+            self._check_hold()
+        elif isinstance(message, Resend):
+            if self.synced:
+                self._tell(message.uid, PeersChanged(self.snapshot))
+        elif isinstance(message, Retire):
+            self.retiring = False
+            if not self.pods and self.registry.retire_network(self.name, self.actor_ref, self.actor_inbox.empty):
+                logger.info("network {}: no pod names it any more: retired", self.name)
+                if self.metrics is not None:
+                    self.metrics.drop_members(self.name)
+                self.actor_ref.stop(block=False)
+                return
+        if self.actor_inbox.empty():
+            self._settle()
+        elif not self.flush_noted:  # after what is queued now (a burst coalesces)
+            self.flush_noted = True
+            self.actor_ref.tell(Flush())
 
     def current(self) -> Snapshot:
         """The latest published snapshot (for the query actor and tests: ask, never from a tell handler)."""
@@ -104,7 +102,7 @@ class NetworkActor(pykka.ThreadingActor):
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:
         if self.supervisor is not None:
-            self.supervisor.tell(ChildFailed("network", self.name, repr(exception_value)))
+            self.supervisor.tell(child_failed("network", self.name, exception_value, traceback))
 
     def _update(self, message: PodUpdate) -> None:
         pod = message.pod

@@ -49,11 +49,12 @@ from .. import agent, options
 from ..backoff import Backoff
 from ..eligibility import Cause, blocking
 from ..k8s.errors import Cancelled, ExecTimeout, Forbidden, K8sError, PodGone
-from ..messages import ChildFailed, Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync, Retry, Snapshot
+from ..messages import Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync, Retry, Snapshot
 from ..model import Condition, Pod
 from ..options import NetworkSpec
 from ..wired import SETTING_UP, Facts, judge
 from . import podexec
+from .supervisor import child_failed
 
 #: setup attempts before the init agent is released anyway, so that a pod with a network that cannot
 #: be set up (say, a route via an unreachable gateway) still starts; the failure is in an Event.
@@ -163,8 +164,11 @@ class PodActor(pykka.ThreadingActor):
         self._count_differing({})
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:
+        self._count_differing({})
+        if self.board is not None:
+            self.board.remove(self.uid)
         if self.supervisor is not None:
-            self.supervisor.tell(ChildFailed("pod", self.uid, repr(exception_value)))
+            self.supervisor.tell(child_failed("pod", self.uid, exception_value, traceback, self.pod_key))
 
     def on_receive(self, message):
         if isinstance(message, Inspect):
@@ -172,31 +176,30 @@ class PodActor(pykka.ThreadingActor):
             if self.sync_due or self.setup_due:
                 self._note_flush()
             return self._inspect() if time.monotonic() < message.deadline else None
-        try:
-            if isinstance(message, PodUpdate):
-                self._updated(message.pod, message.networks, message.errors, message.causes)
-            elif isinstance(message, PeersChanged):
-                self.snapshots[message.snapshot.network] = message.snapshot
-                self.sync_due = True
-            elif isinstance(message, Flush):
-                self.flush_noted = False
-            elif isinstance(message, Reconcile):
-                self.reconcile_scheduled = False
-            elif isinstance(message, Retry):
-                self.retry_scheduled = False
-                self.setup_due, self.sync_due = True, True
-            elif isinstance(message, Resync):
-                self.kernel, self.sync_due = None, True
-                self.scheduler.tell_later(self.settings.resync, self.actor_ref, Resync())
-            elif isinstance(message, PodRemoved):
-                self.actor_ref.stop(block=False)
-                return None
-            if self.actor_inbox.empty():  # the last of a burst does the work of all
-                self._work()
-            else:
-                self._note_flush()
-        except Exception as error:
-            logger.exception("pod {}: failed to handle {}: {}", self.pod_key, type(message).__name__, error)
+        # Only the failures `_work` expects are caught (there); anything else is a bug and escapes: pykka
+        # stops this actor, `on_failure` tells the supervisor, and a fresh one starts from the pod index.
+        if isinstance(message, PodUpdate):
+            self._updated(message.pod, message.networks, message.errors, message.causes)
+        elif isinstance(message, PeersChanged):
+            self.snapshots[message.snapshot.network] = message.snapshot
+            self.sync_due = True
+        elif isinstance(message, Flush):
+            self.flush_noted = False
+        elif isinstance(message, Reconcile):
+            self.reconcile_scheduled = False
+        elif isinstance(message, Retry):
+            self.retry_scheduled = False
+            self.setup_due, self.sync_due = True, True
+        elif isinstance(message, Resync):
+            self.kernel, self.sync_due = None, True
+            self.scheduler.tell_later(self.settings.resync, self.actor_ref, Resync())
+        elif isinstance(message, PodRemoved):
+            self.actor_ref.stop(block=False)
+            return None
+        if self.actor_inbox.empty():  # the last of a burst does the work of all
+            self._work()
+        else:
+            self._note_flush()
         return None
 
     def _note_flush(self) -> None:

@@ -41,8 +41,9 @@ from loguru import logger
 
 from .. import eligibility, options
 from ..netconfig import NetworkConfig
-from ..messages import (ChildFailed, ConfigChanged, PodChanged, PodDeleted, PodRemoved, PodsListed, PodUpdate,
-                        Rebuild, Reroute, Resend, StreamDied, Synced)
+from .supervisor import child_failed
+from ..messages import (Begin, ConfigChanged, PodChanged, PodDeleted, PodRemoved, PodsListed, PodUpdate, Rebuild,
+                        RebuildAll, Reroute, RerouteAll, Resend, StreamDied, Synced)
 from ..model import Pod
 
 
@@ -62,7 +63,8 @@ class Routed:
 class PodWatcher(pykka.ThreadingActor):
     def __init__(self, *, settings, registry, pod_stream_factory, configmap_stream_factory=None,
                  events=None, conditions=None, supervisor=None, on_synced=None, index: dict | None = None,
-                 config: NetworkConfig | None = None, metrics=None) -> None:
+                 config: NetworkConfig | None = None, metrics=None, scheduler=None,
+                 start_after: float = 0.0) -> None:
         super().__init__()
         self.settings, self.registry = settings, registry
         self.pod_stream_factory = pod_stream_factory
@@ -76,6 +78,8 @@ class PodWatcher(pykka.ThreadingActor):
         #: the ConfigMap's data with each network's last known good entry (owned by the controller)
         self.config = config if config is not None else NetworkConfig(f"{settings.namespace}/{settings.configmap}")
         self.metrics = metrics
+        #: a restarted watcher starts its streams this many seconds late (through the scheduler)
+        self.scheduler, self.start_after = scheduler, start_after
         #: new pods that name a network whose entry is kept: not routed until the entry is back (uid → pod)
         self.waiting: dict[str, Pod] = {}
         #: pod events wait until the ConfigMap has been read once: a pod resolved without its network
@@ -87,6 +91,12 @@ class PodWatcher(pykka.ThreadingActor):
         self.threads: list[threading.Thread] = []
 
     def on_start(self) -> None:
+        if self.start_after > 0:  # a restarted watcher: not at once, lest a failing stream spin
+            self.scheduler.tell_later(self.start_after, self.actor_ref, Begin())
+        else:
+            self._begin()
+
+    def _begin(self) -> None:
         tell = self.actor_ref.tell
         if self.configmap_stream_factory is not None:
             # ConfigMap first: pods listed before it is read would resolve against no defaults.
@@ -124,29 +134,33 @@ class PodWatcher(pykka.ThreadingActor):
     def on_failure(self, exception_type, exception_value, traceback) -> None:
         self.on_stop()
         if self.supervisor is not None:
-            self.supervisor.tell(ChildFailed("watcher", "pods", repr(exception_value)))
+            self.supervisor.tell(child_failed("watcher", "pods", exception_value, traceback))
 
     def on_receive(self, message):
         if isinstance(message, StreamDied):
-            # Deliberately outside the try below: this is the crash the supervisor handles.
             raise RuntimeError(f"{message.stream} died: {message.error}")
-        try:
-            if isinstance(message, (PodsListed, PodChanged, PodDeleted)) and not self.configmap_read:
-                self.held.append(message)
-            elif isinstance(message, PodsListed):
-                self._listed(message.pods)
-            elif isinstance(message, PodChanged):
-                self._route(message.pod)
-            elif isinstance(message, PodDeleted):
-                self._gone(message.pod.uid)
-            elif isinstance(message, ConfigChanged):
-                self._configmap(message.data)
-            elif isinstance(message, Rebuild):
-                self._rebuild(message.network)
-            elif isinstance(message, Reroute):
-                self._reroute(message.uid)
-        except Exception:
-            logger.exception("pod watcher: failed to handle {}", type(message).__name__)
+        if isinstance(message, (PodsListed, PodChanged, PodDeleted)) and not self.configmap_read:
+            self.held.append(message)
+        elif isinstance(message, PodsListed):
+            self._listed(message.pods)
+        elif isinstance(message, PodChanged):
+            self._route(message.pod)
+        elif isinstance(message, PodDeleted):
+            self._gone(message.pod.uid)
+        elif isinstance(message, ConfigChanged):
+            self._configmap(message.data)
+        elif isinstance(message, Rebuild):
+            self._rebuild(message.network)
+        elif isinstance(message, Reroute):
+            self._reroute(message.uid)
+        elif isinstance(message, RerouteAll):
+            for uid in list(self.index):
+                self._reroute(uid)
+        elif isinstance(message, RebuildAll):
+            for network in sorted({spec.network for r in self.index.values() for spec in r.networks}):
+                self._rebuild(network)
+        elif isinstance(message, Begin):
+            self._begin()
 
     # -- routing ----------------------------------------------------------------------------------
 

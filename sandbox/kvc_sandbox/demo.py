@@ -1,6 +1,6 @@
 """`kube-vxlan-sandbox demo [--keep]`: the seed README's example, end to end, on the sandbox.
 
-Starts the sandbox, creates the bundle's network ConfigMap and deploy/example.yaml (pods a, b, gw),
+Starts the sandbox, creates the network ConfigMap (deploy/networks.yaml) and deploy/example.yaml (pods a, b, gw),
 runs the controller, shows progress while the pods converge, then prints what an operator would look
 at — `inspect nets vxeth1 vxeth2`, `list pods` — and the seed's two pings (a → b and b → a through gw),
 run with kubectl exec. Cleans everything up and exits 0 when every step worked, 1 otherwise. With
@@ -71,12 +71,9 @@ class Demo:
         self.sandbox = Sandbox(workdir=self.workdir).start()
         ok = False
         try:
-            (cm,) = [d for d in _manifests("bundle.yaml") if d["kind"] == "ConfigMap"]
-            cm_file = self.workdir / "network-configmap.yaml"
-            cm_file.write_text(yaml.safe_dump(cm))
-            say("==> the network ConfigMap from deploy/bundle.yaml: "
-                + ", ".join(f"{k}: {v!r}" for k, v in cm["data"].items()))
-            if not (self.create("network-configmap.yaml", cm_file)
+            (cm,) = _manifests("networks.yaml")
+            say("==> the network ConfigMap: " + ", ".join(f"{k}: {v!r}" for k, v in cm["data"].items()))
+            if not (self.create("deploy/networks.yaml", _manifest_path("networks.yaml"))
                     and self.create("deploy/example.yaml", _manifest_path("example.yaml"))):
                 return 1
             settings = Settings(kubeconfig=str(self.sandbox.kubeconfig), namespace="kube-system",

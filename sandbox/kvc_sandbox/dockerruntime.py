@@ -72,13 +72,16 @@ from pathlib import Path
 import aiohttp
 from loguru import logger
 
+from kube_vxlan_controller import __version__
+
 from .dockerengine import Engine, EngineError, frames, get_sync, socket_path
 from .execws import OCI_EXEC_FAILED, STDERR, STDOUT, ExecError, ExecSession, exec_start_error
 from .incluster import MOUNT_PATH, InCluster
 from .node import PREFIX
 from .runtime import ContainerRuntime, ContainerWaiting, RuntimeUnavailable, StartFailed
 
-AGENT_IMAGE = "openvnf/kube-vxlan-controller-agent:latest"
+#: the agent image `make images` builds, tagged with the release, as deploy/example.yaml names it
+AGENT_IMAGE = f"openvnf/kube-vxlan-controller-agent:{__version__}"
 #: repositories that name the agent image in manifests (the seed's and ours, with or without the org)
 AGENT_REPOSITORIES = ("openvnf/kube-vxlan-controller-agent", "kube-vxlan-controller-agent")
 #: what infra containers run (`sleep infinity`): an image every VXLAN pod needs anyway

@@ -66,6 +66,9 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("apps", "v1", "replicasets", "ReplicaSet", short_names=("rs",), subresources=("status",),
              categories=("all",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease"),
+    # stored only (no eviction API): the install carries one (`kubectl apply -k deploy`)
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short_names=("pdb",),
+             subresources=("status",)),
     Resource("events.k8s.io", "v1", "events", "Event", short_names=("ev",)),
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
     Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",

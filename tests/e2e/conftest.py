@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from apihelpers import AGENT_IMAGE
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ class Cluster:
     # -- API side ---------------------------------------------------------------------------------
 
     def apply_network_configmap(self, data: dict[str, str] | None = None) -> None:
-        (cm,) = [d for d in manifests("bundle.yaml") if d["kind"] == "ConfigMap"]
+        (cm,) = manifests("networks.yaml")
         if data is not None:
             cm["data"] = data
         self.core.create_namespaced_config_map(cm["metadata"]["namespace"], cm)
@@ -81,9 +82,8 @@ class Cluster:
 
     def link(self, pod, dev: str) -> dict | None:
         out = self.in_pod(pod, ["ip", "-d", "-j", "addr", "show", "dev", dev])
-        if out.returncode != 0:
-            return None
-        return json.loads(out.stdout)[0]
+        links = json.loads(out.stdout or "[]") if out.returncode == 0 else []
+        return links[0] if links else None  # [] as well while the link is being replaced
 
     def ping(self, pod, address: str) -> bool:
         return self.in_pod(pod, ["ping", "-c", "1", "-W", "1", address]).returncode == 0
@@ -95,7 +95,7 @@ class Cluster:
 
 
 def deployment(name: str, networks: str, replicas: int = 1) -> dict:
-    agent = {"image": "openvnf/kube-vxlan-controller-agent",
+    agent = {"image": AGENT_IMAGE,
              "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},

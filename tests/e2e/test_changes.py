@@ -97,6 +97,13 @@ def test_a_vni_change_converges_every_member_and_new_pods_and_packets_pass(clust
 
     after = inspect(c.admin_address)
     assert after.count("id:201 ") == 4 and "id:100" not in after and "differs" not in after
+    print(f"inspect before:\n{before}inspect after:\n{after}")
+
+    # A pod whose annotation gives the network another VNI is no peer of the others, nor they of it.
+    cluster.core.create_namespaced_pod("default", bare_pod("e", f"{NET} id=300 ip={overlay(5)}/24"))
+    e = wait_for(lambda: (m := members(cluster, "e")) and cluster.link(m[0], NET) and m[0], timeout=60, what="e")
+    wait_for(lambda: cluster.fdb(e, NET) == set() and vxlan(cluster, e)["id"] == 300, what="e alone on VNI 300")
+    assert cluster.wired(pods, NET), "the members on VNI 201 hold exactly each other"
     for pod in pods[:3]:
         changed = wait_for(lambda: reasons(cluster, pod, "VxlanInterfaceChanged"), what="the Event")
         assert changed == [f"network {NET}: interface {NET} id 100 → 201 (link replaced, its addresses, routes and "
@@ -127,6 +134,15 @@ def test_port_mtu_routes_and_address_changes_converge_and_inspect_shows_the_kern
     wait_for(lambda: vxlan(cluster, a)["addresses"] == {f"{overlay(7)}/24"}, what="a's new address, the old gone")
     assert wait_for(lambda: cluster.ping(b, overlay(7)), what="b pings a's new address")
     assert vxlan(cluster, a)["mtu"] == 1400 and vxlan(cluster, a)["port"] == 4789
+
+    # b moves to another network: its old interface goes, the new one is made in the sidecar.
+    cluster.core.patch_namespaced_pod("b", "default", {"metadata": {"annotations": {
+        "vxlan.openvnf.org/networks": "vxeth3 ip=192.168.13.2/29"}}})
+    wait_for(lambda: cluster.link(b, NET) is None and (cluster.link(b, "vxeth3") or {}).get("linkinfo", {}).get(
+        "info_data", {}).get("id") == 103, what=f"b's {NET} removed and vxeth3 (id 103) created")
+    wait_for(lambda: cluster.fdb(a, NET) == set(), what="a no longer has b as a peer")
+    assert [m for m in reasons(cluster, b, "VxlanInterfaceChanged") if "removed" in m] == [
+        f"interface {NET} removed: the pod no longer names its network"]
 
     # Drift made by hand shows in inspect as the kernel has it, with what differs.
     cluster.in_pod(a, ["ip", "link", "set", NET, "mtu", "1300"])

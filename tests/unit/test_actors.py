@@ -18,7 +18,6 @@ from kube_vxlan_controller.actors.network import NetworkActor
 from kube_vxlan_controller.actors.pod import PodActor
 from kube_vxlan_controller.actors.registry import Registry
 from kube_vxlan_controller.actors.scheduler import Scheduler
-from kube_vxlan_controller.actors.supervisor import Supervisor
 from kube_vxlan_controller.messages import (ChildFailed, Member, PeersChanged, PodRemoved, PodUpdate, Snapshot,
                                             Synced)
 from kube_vxlan_controller.model import Condition, ExecResult, Pod
@@ -194,19 +193,6 @@ def test_network_publishes_nothing_before_synced_then_one_snapshot_for_a_burst()
     wait_for(lambda: len(received) == 20, what="one snapshot per member")
     assert len({id(m.snapshot) for m in received}) == 1
     assert len(received[0].snapshot.members) == 20
-
-
-def test_supervisor_gives_up_after_the_restart_budget(scheduler):
-    fatal = threading.Event()
-    starts = []
-    sup = Supervisor.start(scheduler=scheduler, start_watcher=lambda supervisor: starts.append(1) or None, fatal=fatal)
-    sup.proxy().start_children().get(timeout=5)
-    for i in range(5):
-        sup.tell(ChildFailed("pod", f"u{i}", "boom"))
-    sup.proxy().current_watcher().get(timeout=5)
-    assert not fatal.is_set()
-    sup.tell(ChildFailed("pod", "u6", "boom"))
-    wait_for(fatal.is_set, what="fatal after 6 failures in 10 s")
 
 
 def test_scheduler_delivers_in_time_order(scheduler):

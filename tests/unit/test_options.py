@@ -22,7 +22,7 @@ from kube_vxlan_controller.options import (
 )
 
 POD = "default/a"
-#: the seed bundle's ConfigMap plus the example's networks (deploy/bundle.yaml)
+#: the seed's network ConfigMap plus the example's networks (deploy/networks.yaml)
 CONFIGMAP = {
     "vxeth0": "id=100 up",
     "vxeth1": "id=101 up",
