@@ -8,15 +8,15 @@ message). So `plan` and the running controller say the same thing.
 
 The causes, in the order they are told:
 
-| reason                      | Event reason                     | cause                                     | blocks |
-|-----------------------------|----------------------------------|-------------------------------------------|--------|
-| `LabelNotTrue`              | `VxlanLabelNotTrue`              | the opt-in label is not "true"            | yes    |
-| `InitAgentMissing`          | `VxlanInitAgentMissing`          | no init container vxlan-controller-agent-init | no |
-| `InitAgentLacksNetAdmin`    | `VxlanInitAgentLacksNetAdmin`    | it has no NET_ADMIN                       | no     |
-| `SidecarMissing`            | `VxlanSidecarMissing`            | no container vxlan-controller-agent       | yes    |
-| `SidecarLacksNetAdmin`      | `VxlanSidecarLacksNetAdmin`      | it has no NET_ADMIN                       | no     |
-| `NetworksAnnotationMissing` | `VxlanNetworksAnnotationMissing` | no annotation vxlan.openvnf.org/networks  | yes    |
-| `NoValidNetwork`            | `VxlanNoValidNetwork`            | the annotation resolves to no valid network | yes  |
+| reason (the Event's: Vxlan + reason) | cause                                         | blocks |
+|--------------------------------------|-----------------------------------------------|--------|
+| `LabelNotTrue`                       | the opt-in label is not "true"                | yes    |
+| `InitAgentMissing`                   | no init container vxlan-controller-agent-init | no     |
+| `InitAgentLacksNetAdmin`             | it has no NET_ADMIN                           | no     |
+| `SidecarMissing`                     | no container vxlan-controller-agent           | yes    |
+| `SidecarLacksNetAdmin`               | it has no NET_ADMIN                           | no     |
+| `NetworksAnnotationMissing`          | no annotation vxlan.openvnf.org/networks      | yes    |
+| `NoValidNetwork`                     | the annotation resolves to no valid network   | yes    |
 
 A cause that blocks leaves the controller nothing to do (no network, no container to exec in) whatever
 the kernel says, so the condition can say it. The others are predictions about the kernel: the sidecar
