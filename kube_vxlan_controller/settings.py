@@ -33,6 +33,10 @@ EXEC_LINGER = 1.0
 #: loguru's levels, as `--log-level` takes them
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
+#: (field, lowest value, whether the lowest itself is refused, unit) of the numbers with a bound of their own
+_BOUNDS = (("exec_deadline", 0, True, " seconds"), ("max_concurrent_execs", 1, False, ""),
+           ("coalesce", 0, False, " seconds"), ("coalesce_max", 0, False, " seconds"), ("hold", 0, False, " seconds"),
+           ("resync", 0, True, " seconds"))
 
 
 class InvalidSetting(ValueError):
@@ -129,9 +133,7 @@ class Settings:
                                                               "time, level, pod, network and message"})
 
     def __post_init__(self) -> None:
-        for name, low, strict, unit in (("exec_deadline", 0, True, " seconds"), ("max_concurrent_execs", 1, False, ""),
-                                        ("coalesce", 0, False, " seconds"), ("coalesce_max", 0, False, " seconds"),
-                                        ("hold", 0, False, " seconds"), ("resync", 0, True, " seconds")):
+        for name, low, strict, unit in _BOUNDS:
             value = getattr(self, name)
             if not math.isfinite(value) or value < low or (strict and value == low):
                 bound = "more than" if strict else "at least"

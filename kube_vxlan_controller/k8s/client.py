@@ -31,6 +31,9 @@ from kube_vxlan_controller.k8s.corev1 import CoreV1
 from kube_vxlan_controller.k8s.errors import K8sError, one_line
 from kube_vxlan_controller.settings import own_namespace
 
+#: set in every pod (by the kubelet): client-go's sign that it runs in a cluster
+IN_POD = "KUBERNETES_SERVICE_HOST"
+
 
 class Cluster:
     """One cluster as the controller sees it; create it with `connect`."""
@@ -103,10 +106,6 @@ def connect(kubeconfig: str | None = None, *, namespace: str | None = None, cont
     cluster = Cluster(configuration, namespace or own_namespace())
     logger.info("Kubernetes API at {} (controller namespace {})", cluster.host, cluster.namespace)
     return cluster
-
-
-#: set in every pod (by the kubelet): client-go's sign that it runs in a cluster
-IN_POD = "KUBERNETES_SERVICE_HOST"
 
 
 def _load_kubeconfig(configuration: client.Configuration, kubeconfig: str | None, context: str | None) -> None:
