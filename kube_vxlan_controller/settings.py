@@ -64,7 +64,8 @@ def default_identity() -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    kubeconfig: str | None = field(default=None, metadata={"help": "kubeconfig file; in-cluster config when unset"})
+    kubeconfig: str | None = field(default=None, metadata={
+        "help": "kubeconfig file; when unset, in a pod its service account, else $KUBECONFIG or ~/.kube/config"})
     namespace: str = field(
         default_factory=own_namespace,
         metadata={"help": "the controller's namespace, where its ConfigMap lives (default: its own, else kube-system)"},

@@ -193,8 +193,8 @@ def test_a_retry_loop_says_once_what_to_check_then_backs_off_quietly(server, che
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
     try:
-        # the lease's list-watch has failed four times, the elector's tries many more
-        wait_for(lambda: sum("failed again" in line for line in lines) >= 3, timeout=30,
+        # the lease's list-watch has failed three times, the elector's tries more
+        wait_for(lambda: sum("failed again" in line for line in lines) >= 2, timeout=30,
                  what="the lease's list-watch retrying")
     finally:
         proc.terminate()
