@@ -74,7 +74,8 @@ def test_seed_operator_commands_verbatim_in_the_leaders_pod_and_the_standby_says
                              check=False)
     assert asked.returncode == 4, asked
     assert f"the leader is {deployed.holder()}: ask it, in its pod" in asked.stderr, asked.stderr
-    pasted = shlex.split(asked.stderr.splitlines()[-1])  # the command it says, as an operator pastes it
+    # the command it says, on a line of its own (kubectl exec adds "command terminated…" after it), pasted
+    pasted = shlex.split(next(line for line in asked.stderr.splitlines() if line.startswith("kubectl ")))
     assert pasted[:5] == ["kubectl", "-n", NS, "exec", pod], asked.stderr
     assert deployed.kubectl(*pasted[1:]).stdout == listed
 
