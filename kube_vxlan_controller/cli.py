@@ -6,8 +6,9 @@ so `--help` of a subcommand is that module's own.
 Errors a user can fix (a wrong flag or `KVC_*` value, a kubeconfig that cannot be loaded, an address in
 use) are raised as `Failure` anywhere below a subcommand's `main`: `main` here prints them as one line
 on stderr, `kube-vxlan-controller COMMAND: what is wrong; what to do`, and exits with the failure's code,
-without a traceback (with one too when the failure asks for it: `--log-level DEBUG`). Anything else is
-a bug and keeps its traceback. Exit codes, the same for every subcommand:
+without a traceback (with one too when the failure asks for it: `--log-level DEBUG`); once `run` knows
+its settings, with `--log-format json`, that line is a JSON log line. Anything else is a bug and keeps
+its traceback. Exit codes, the same for every subcommand:
 
 - 0: done (`run`: stopped by SIGTERM/SIGINT);
 - 1: `run` gave up (restart budget spent) or lost its leadership; `plan` found validation errors;
@@ -23,6 +24,8 @@ import argparse
 import importlib
 import sys
 import traceback
+
+from loguru import logger
 
 from . import __version__
 
@@ -54,12 +57,14 @@ exit codes: 0 done, 1 run gave up / plan found errors, 2 usage, 3 cannot start o
 
 class Failure(Exception):
     """Something the user can fix: one line on stderr saying what is wrong and what to do, exit `code`,
-    no traceback unless `trace` (the cause's traceback, for `--log-level DEBUG`)."""
+    no traceback unless `trace` (the cause's traceback, for `--log-level DEBUG`); `logged`: said through
+    the log (its JSON format) rather than printed."""
 
-    def __init__(self, message: str, code: int = CANNOT_START, *, trace: bool = False) -> None:
+    def __init__(self, message: str, code: int = CANNOT_START, *, trace: bool = False, logged: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.trace = trace
+        self.logged = logged
 
 
 class Parser(argparse.ArgumentParser):
@@ -85,8 +90,12 @@ def dispatch(prog: str, commands: dict[str, tuple[str, str]], usage: str, argv: 
     try:
         return getattr(importlib.import_module(module), function)(rest) or 0
     except Failure as failure:
-        if failure.trace and failure.__cause__ is not None:
-            traceback.print_exception(failure.__cause__, file=sys.stderr)
+        cause = failure.__cause__ if failure.trace else None
+        if failure.logged:
+            logger.opt(exception=cause).error("{} {}: {}", prog, command, failure)
+            return failure.code
+        if cause is not None:
+            traceback.print_exception(cause, file=sys.stderr)
         print(f"{prog} {command}: {failure}", file=sys.stderr)
         return failure.code
 

@@ -32,11 +32,11 @@ def parser() -> Parser:
 def main(argv: list[str]) -> int:
     settings = settings_module.from_arguments(parser().parse_args(argv))
     logs.setup(settings.log_level, settings.log_format)
-    debug = settings.log_level.upper() in ("TRACE", "DEBUG")
+    said = {"trace": settings.log_level.upper() in ("TRACE", "DEBUG"), "logged": settings.log_format == "json"}
     try:
         cluster = client.connect(settings.kubeconfig, namespace=settings.namespace)
     except K8sError as error:
-        raise Failure(str(error), trace=debug) from error
+        raise Failure(str(error), **said) from error
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
             stop.wait(0.5)
     except ListenError as error:
         raise Failure(f"{error}; give it another address (--admin, --health or their KVC_* variables; '' turns "
-                      "one off), or stop what listens there", trace=debug) from error
+                      "one off), or stop what listens there", **said) from error
     finally:
         controller.stop()
     return 1 if controller.fatal.is_set() or controller.lost.is_set() else 0

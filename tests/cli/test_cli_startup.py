@@ -225,3 +225,11 @@ def test_log_format_json_is_one_object_a_line_from_start_to_stop(tmp_path):
     assert all(set(r) == {"time", "level", "pod", "network", "message"} for r in records), records
     assert records[-1]["message"] == "controller stopped (a standby: nothing ran)", records
     assert [r["level"] for r in records if "cannot read it" in r["message"]] == ["WARNING"]
+
+
+def test_with_log_format_json_a_start_up_error_is_one_json_line():
+    proc = kvc("run", "--kubeconfig", "/nope", "--log-format", "json")
+    record = json.loads(one_line(proc, 3))
+    assert (record["level"], record["pod"], record["message"]) == (
+        "ERROR", None, "kube-vxlan-controller run: kubeconfig /nope: no such file: give the path of a kubeconfig "
+                       "file (--kubeconfig, KVC_KUBECONFIG)")
