@@ -47,10 +47,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping, Sequence
 
-from kube_vxlan_controller.options import NetworkSpec, is_ifname
+from kube_vxlan_controller.options import KERNEL_DEFAULT_DSTPORT, NetworkSpec, Route, is_ifname
 
 __all__ = [
     "AgentOutputError",
@@ -91,6 +91,8 @@ _SAFE_PATH = re.compile(r"/[A-Za-z0-9_./-]{1,255}")
 ZERO_MAC = "00:00:00:00:00:00"
 
 _BATCH_TOOLS = ("ip", "bridge")
+#: what a line of a `plan_links` batch is made of (it may go into a `sh -c` word: nothing a shell reads)
+_BATCH_LINE = re.compile(r"[A-Za-z0-9_.:/ -]+")
 
 
 class AgentOutputError(ValueError):
@@ -159,6 +161,21 @@ def setup_exec(specs: Sequence[NetworkSpec], links: Mapping[str, "Link"] | None,
     return setup_release_argv(timeout, terminate_file, absent=absent), batch
 
 
+def converge_argv(timeout: int, link_batch: str) -> list[str]:
+    """One exec that changes links and fdb together (a replaced link loses its fdb entries with it, so
+    they go back in the same exec: the gap is the time between two commands): `ip -force -batch -` reading
+    `link_batch` from a here-document, then `bridge -force -batch -` reading the exec's stdin (the fdb
+    batch, which can be long: it is never an argument). Exit status: the first non-zero of the two.
+
+    `link_batch` must come from `plan_links` (validated words only); it goes into the `sh -c` word."""
+    lines = link_batch.splitlines()
+    if not lines or any(not _BATCH_LINE.fullmatch(line) for line in lines):
+        raise ValueError(f"not a plan_links batch: {link_batch[:80]!r}")
+    ip = " ".join(batch_argv("ip", timeout))
+    bridge = " ".join(batch_argv("bridge", timeout))
+    return ["sh", "-c", f"{ip} <<'KVC'\n{link_batch}KVC\nr=$?; {bridge} || exit; exit $r"]
+
+
 def batch_argv(tool: str, timeout: int) -> list[str]:
     """`timeout N ip|bridge -force -batch -`: runs the batch text given on stdin."""
     if tool not in _BATCH_TOOLS:
@@ -189,6 +206,10 @@ class Link:
     local: str | None = None
     #: global-scope addresses as "ip/prefixlen" (link-local ones are the kernel's, not ours)
     addresses: tuple[str, ...] = ()
+    #: the link's alias (IFLA_IFALIAS): `kvc:NETWORK` on links this controller made (`alias_of`)
+    alias: str | None = None
+    #: routes via a gateway on this link, as read (`STATE_ARGV`); None: not read (`LINKS_ARGV`)
+    routes: tuple[Route, ...] | None = None
 
 
 def _json_list(stdout: str, what: str) -> list:
@@ -249,8 +270,56 @@ def parse_links(stdout: str) -> dict[str, Link]:
             up="UP" in flags,
             local=_str(data.get("local6")),
             addresses=_addresses(item.get("addr_info")),
+            alias=_str(item.get("ifalias")),
         )
     return links
+
+
+#: Between the sections of `STATE_ARGV`'s output.
+_MARK = "--kvc--"
+#: One read of everything the sidecar reconciles: links with addresses, the routes of both families, the
+#: fdb. Each `ip -j`/`bridge -j` prints one JSON list; `echo` puts each section on lines of its own.
+STATE_ARGV: list[str] = ["sh", "-c", f"ip -d -j addr show; echo; echo {_MARK}; ip -4 -j route show; echo; "
+                         f"echo {_MARK}; ip -6 -j route show; echo; echo {_MARK}; bridge -j fdb show"]
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """What a pod's kernel holds of what the controller keeps: its links (with routes) and all-zeros fdb."""
+
+    links: Mapping[str, Link]
+    fdb: Mapping[str, frozenset[str]]
+    #: the `bridge -j fdb show` text, for `fdb_lines` ("" when the state was not read but written)
+    fdb_text: str = ""
+
+
+def _routes(stdout: str, default: str) -> dict[str, list[Route]]:
+    """`ip -j route show` (one family) → device → its routes via a gateway (the kernel's own are not ours)."""
+    routes: dict[str, list[Route]] = {}
+    for item in _json_list(stdout, "ip -j route show") if stdout.strip() else ():
+        if not isinstance(item, dict) or not isinstance(item.get("dev"), str) or "gateway" not in item:
+            continue
+        dst = item.get("dst")
+        try:
+            route = Route(ipaddress.ip_network(default if dst == "default" else dst), _ip(str(item["gateway"])))
+        except (TypeError, ValueError):
+            continue  # a route we cannot read is not one we set
+        routes.setdefault(item["dev"], []).append(route)
+    return routes
+
+
+def parse_state(stdout: str) -> State:
+    """`STATE_ARGV` output → `State`. An empty route section (no IPv6 in the pod) is no routes; anything
+    else unreadable raises `AgentOutputError`."""
+    sections = stdout.split(f"\n{_MARK}\n") if isinstance(stdout, str) else []
+    if len(sections) != 4:
+        raise AgentOutputError(f"state read: expected 4 sections, got {len(sections)}: {str(stdout)[:80]!r}")
+    addrs, v4, v6, fdb = sections
+    routes = _routes(v4, "0.0.0.0/0")
+    for dev, more in _routes(v6, "::/0").items():
+        routes.setdefault(dev, []).extend(more)
+    links = {name: replace(link, routes=tuple(routes.get(name, ()))) for name, link in parse_links(addrs).items()}
+    return State(links, parse_fdb(fdb), fdb)
 
 
 def _ipv6_underlay(underlay: str | None) -> str | None:
@@ -262,25 +331,90 @@ def _ipv6_underlay(underlay: str | None) -> str | None:
     return str(address) if address.version == 6 else None
 
 
-def _matches(link: Link, spec: NetworkSpec, local: str | None) -> bool:
-    """Whether an existing link already is what `spec` asks for (then it is kept as it is)."""
-    return (
-        link.kind == "vxlan"
-        and link.vni == spec.vni
-        and link.dev == spec.dev
-        and link.port == spec.effective_dstport
-        and link.learning == spec.learning
+#: The alias of the links this controller makes: `kvc:NETWORK` (network names are interface names, so
+#: the alias is one word of safe characters). It tells which links are ours after a restart, so an
+#: interface whose network the annotation no longer names is removed.
+ALIAS_PREFIX = "kvc:"
+
+
+def alias_of(network: str) -> str:
+    return ALIAS_PREFIX + network
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One way a link differs from its network's spec: `what` is an option name as the annotation spells
+    it (`id`, `dstport`, `mtu`, …), the values as `inspect` shows them ("none" for absent)."""
+
+    what: str
+    actual: str
+    desired: str
+    #: the link must be replaced (the kernel cannot change this in place)
+    replace: bool
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.actual} → {self.desired}"
+
+
+def _show(value: object) -> str:
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def differences(spec: NetworkSpec, link: Link, underlay: str | None = None) -> tuple[Difference, ...]:
+    """How `link` differs from what `spec` asks for, in option order; () when it is as asked.
+
+    Compared in place: `mtu` (when the spec sets one), `ip` (the global addresses), `up` and `route` (when
+    the link's routes were read). Replacing the link: `type`, `id`, `dev`, `dstport`, `learning`, `ttl` and
+    the IPv6 `local` address."""
+    local = _ipv6_underlay(underlay)
+    wanted_ip = (str(spec.ip),) if spec.ip is not None else ()
+    pairs: list[tuple[str, object, object, bool]] = [
+        ("type", link.kind, spec.type, True),
+        ("id", link.vni, spec.vni, True),
+        ("dev", link.dev, spec.dev, True),
+        ("dstport", link.port, spec.effective_dstport, True),
+        ("learning", link.learning, spec.learning, True),
         # ttl unset: the kernel reports 0 ("use the route's default").
-        and (link.ttl or 0) == (spec.ttl or 0)
-        and (spec.mtu is None or link.mtu == spec.mtu)
-        and link.local == local
-    )
+        ("ttl", link.ttl or 0, spec.ttl or 0, True),
+        ("local", link.local, local, True),
+        ("mtu", link.mtu, spec.mtu if spec.mtu is not None else link.mtu, False),
+        ("ip", tuple(sorted(link.addresses)), wanted_ip, False),
+        ("up", link.up, spec.up, False),
+    ]
+    if link.routes is not None:
+        pairs.append(("route", tuple(sorted(map(str, link.routes))), tuple(sorted(map(str, spec.routes))), False))
+    return tuple(Difference(what, _show(actual), _show(desired), replace)
+                 for what, actual, desired, replace in pairs if actual != desired)
+
+
+def actual_spec(spec: NetworkSpec, link: Link) -> NetworkSpec:
+    """The spec that describes `link` as the kernel has it, for `describe()` (what `inspect` shows):
+    options the spec leaves unset are shown when the kernel's value is not their default."""
+    wanted = str(spec.ip) if spec.ip is not None else None
+    ip = wanted if wanted in link.addresses else (link.addresses[0] if link.addresses else None)
+    port = link.port if link.port is not None else spec.effective_dstport
+    return NetworkSpec(
+        network=spec.network, vni=link.vni if link.vni is not None else -1, name=link.name,
+        dev=link.dev or "?", type=link.kind or "?", up=link.up,
+        ip=ipaddress.ip_interface(ip) if ip is not None else None,
+        routes=link.routes if link.routes is not None else spec.routes,
+        dstport=port if spec.dstport is not None or port != KERNEL_DEFAULT_DSTPORT else None,
+        mtu=link.mtu if spec.mtu is not None else None,
+        ttl=link.ttl if spec.ttl is not None or link.ttl else None,
+        learning=bool(link.learning))
 
 
 def _check(spec: NetworkSpec) -> None:
     """Specs come from `options.resolve`; this guards against one built by hand with bad words."""
     ok = (
         is_ifname(spec.name)
+        and is_ifname(spec.network)
         and is_ifname(spec.dev)
         and spec.type == "vxlan"
         and all(
@@ -301,7 +435,7 @@ def _check(spec: NetworkSpec) -> None:
 def setup_conflicts(specs: Sequence[NetworkSpec], links: Mapping[str, Link]) -> tuple[str, ...]:
     """One message per wanted interface name held by a link that is not a vxlan link.
 
-    Such a link is not ours (the pod's own interface, another CNI's): `setup_batch` leaves it and
+    Such a link is not ours (the pod's own interface, another CNI's): `plan_links` leaves it and
     its network alone rather than deleting it.
     """
     return tuple(
@@ -310,6 +444,23 @@ def setup_conflicts(specs: Sequence[NetworkSpec], links: Mapping[str, Link]) -> 
         for spec in specs
         if spec.name in links and links[spec.name].kind != "vxlan"
     )
+
+
+def stale_links(links: Mapping[str, Link], specs: Sequence[NetworkSpec], named: Iterable[str]) -> tuple[str, ...]:
+    """Links this controller made (`alias_of`) that no network of `specs` wants any more: their network is
+    no longer `named` by the annotation, or its interface was renamed. A network still named but not in
+    `specs` (its options do not resolve now) keeps its link: it is not torn down for a bad edit."""
+    wanted = {spec.name for spec in specs}
+    resolved = {spec.network for spec in specs}
+    named = set(named)
+    stale = []
+    for name, link in sorted(links.items()):
+        if link.kind != "vxlan" or not (link.alias or "").startswith(ALIAS_PREFIX) or name in wanted:
+            continue
+        network = link.alias[len(ALIAS_PREFIX):]
+        if network not in named or network in resolved:
+            stale.append(name)
+    return tuple(stale)
 
 
 def _link_add(spec: NetworkSpec, local: str | None) -> str:
@@ -328,46 +479,94 @@ def _link_add(spec: NetworkSpec, local: str | None) -> str:
     return " ".join(words)
 
 
-def setup_batch(
-    specs: Sequence[NetworkSpec], links: Mapping[str, Link], *, underlay: str | None = None
-) -> str:
-    """The `ip -force -batch -` text that makes the pod's links what `specs` describe.
+@dataclass(frozen=True, slots=True)
+class LinkPlan:
+    """What `plan_links` decided: the `ip -force -batch -` text and what it does."""
 
-    `links` is what `parse_links` read from the pod just before; `underlay` is the pod's IP (only
-    an IPv6 one changes anything: the links are then created with `local <ip>`). Running the text
-    twice is harmless; running it on a half-configured pod converges. A kept link loses global
-    addresses other than the wanted one, and is set down when `up` is not asked for. Returns "" for
-    no specs. Raises ValueError for a spec that did not come out of `options.resolve` valid.
+    batch: str
+    #: interfaces deleted and created anew (their fdb entries go with the old link)
+    replaced: frozenset[str] = frozenset()
+    #: interfaces deleted for good (`stale_links`)
+    removed: tuple[str, ...] = ()
+    #: interface → how it differed (links that existed and changed)
+    changed: Mapping[str, tuple[Difference, ...]] = field(default_factory=dict)
+    #: the links as they are once the batch ran (wanted interfaces only; conflicting names left out)
+    after: Mapping[str, Link] = field(default_factory=dict)
+
+
+def plan_links(specs: Sequence[NetworkSpec], links: Mapping[str, Link], *, underlay: str | None = None,
+               remove: Sequence[str] = ()) -> LinkPlan:
+    """The smallest `ip -force -batch -` text that makes the pod's links what `specs` describe.
+
+    `links`: what the pod has (`parse_links`/`parse_state`; {} for a pod nobody set up); `underlay`: the
+    pod's IP (only an IPv6 one changes anything: the links are then created with `local <ip>`); `remove`:
+    links to delete (`stale_links`). A missing link is created; a link that differs in what the kernel
+    cannot change in place (`Difference.replace`) is deleted and created anew; otherwise the address, MTU,
+    up/down, the alias and the routes (all of them when the link's routes were not read) are set in place.
+    Order: all deletes, all adds, then per link MTU, alias, addresses, up, routes — a route via a gateway
+    needs the address on a link that is up. A non-vxlan link holding a wanted name is never touched
+    (`setup_conflicts`). Raises ValueError for a spec that did not come out of `options.resolve` valid.
     """
     for spec in specs:
         _check(spec)
+    for name in remove:
+        if not is_ifname(name):
+            raise ValueError(f"not an interface name: {name!r}")
     local = _ipv6_underlay(underlay)
-    conflicting = {spec.name for spec in specs if spec.name in links and links[spec.name].kind != "vxlan"}
-    todo = [spec for spec in specs if spec.name not in conflicting]
-    deletes: list[str] = []
+    deletes = [f"link del dev {name}" for name in remove]
     adds: list[str] = []
-    addresses: list[str] = []
+    settings: list[str] = []
     states: list[str] = []
     routes: list[str] = []
-    for spec in todo:
-        link = links.get(spec.name)
-        kept = link is not None and _matches(link, spec, local)
-        if link is not None and not kept:
+    replaced: set[str] = set()
+    changed: dict[str, tuple[Difference, ...]] = {}
+    after: dict[str, Link] = {}
+    for spec in specs:
+        old = links.get(spec.name)
+        if old is not None and old.kind != "vxlan":
+            continue  # not ours
+        diffs = differences(spec, old, underlay) if old is not None else ()
+        if diffs:
+            changed[spec.name] = diffs
+        fresh = old is None or any(d.replace for d in diffs)
+        if fresh and old is not None:
             deletes.append(f"link del dev {spec.name}")
-        if not kept:
+            replaced.add(spec.name)
+        if fresh:
             adds.append(_link_add(spec, local))
+        elif spec.mtu is not None and old.mtu != spec.mtu:
+            settings.append(f"link set dev {spec.name} mtu {spec.mtu}")
+        alias = alias_of(spec.network)
+        if fresh or old.alias != alias:
+            settings.append(f"link set dev {spec.name} alias {alias}")
         wanted = str(spec.ip) if spec.ip is not None else None
-        if kept:
-            addresses += [f"addr del {a} dev {spec.name}" for a in link.addresses if a != wanted]
-        if wanted is not None:
-            addresses.append(f"addr replace {wanted} dev {spec.name}")
-        if spec.up:
+        if not fresh:
+            settings += [f"addr del {a} dev {spec.name}" for a in old.addresses if a != wanted]
+        if wanted is not None and (fresh or wanted not in old.addresses):
+            settings.append(f"addr replace {wanted} dev {spec.name}")
+        if spec.up and (fresh or not old.up):
             states.append(f"link set dev {spec.name} up")
-        elif kept and link.up:
+        elif not spec.up and not fresh and old.up:
             states.append(f"link set dev {spec.name} down")
-        routes += [f"route replace {r.dst} via {r.via} dev {spec.name}" for r in spec.routes]
-    lines = deletes + adds + addresses + states + routes
-    return "".join(line + "\n" for line in lines)
+        have = () if fresh or old.routes is None else old.routes
+        routes += [f"route del {r.dst} via {r.via} dev {spec.name}" for r in have if r not in spec.routes]
+        routes += [f"route replace {r.dst} via {r.via} dev {spec.name}" for r in spec.routes
+                   if fresh or old.routes is None or r not in old.routes]
+        after[spec.name] = Link(
+            name=spec.name, kind="vxlan", vni=spec.vni, dev=spec.dev, port=spec.effective_dstport,
+            learning=spec.learning, ttl=spec.ttl or 0,
+            mtu=spec.mtu if spec.mtu is not None else (None if fresh else old.mtu), up=spec.up, local=local,
+            addresses=(wanted,) if wanted is not None else (), alias=alias,
+            routes=spec.routes if fresh or old.routes is not None else None)
+    lines = deletes + adds + settings + states + routes
+    return LinkPlan("".join(line + "\n" for line in lines), frozenset(replaced), tuple(remove), changed, after)
+
+
+def setup_batch(
+    specs: Sequence[NetworkSpec], links: Mapping[str, Link], *, underlay: str | None = None
+) -> str:
+    """The `ip -force -batch -` text of `plan_links` (setup in the init agent): "" when nothing differs."""
+    return plan_links(specs, links, underlay=underlay).batch
 
 
 # --------------------------------------------------------------------------------------------------

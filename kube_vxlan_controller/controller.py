@@ -37,6 +37,7 @@ from .actors.registry import Registry
 from .actors.scheduler import Scheduler
 from .actors.supervisor import Supervisor
 from .actors.watcher import PodWatcher
+from .netconfig import NetworkConfig
 from .k8s import client, configmaps, events, execs, leases, podstatus, pods
 from .metrics import Metrics
 from .settings import EXEC_LINGER, Settings
@@ -54,6 +55,8 @@ class Controller:
         self.first_list: frozenset[str] | None = None
         #: the watcher's pod index, kept here so that it outlives a crashed watcher
         self.pod_index: dict = {}
+        #: the network ConfigMap with its last known good entries, also kept here to outlive a watcher
+        self.network_config = NetworkConfig(f"{settings.namespace}/{settings.configmap}")
         self.stopping = threading.Event()
         self.board = Board()
         self.metrics = Metrics()
@@ -159,7 +162,8 @@ class Controller:
         s = self.settings
         return PodWatcher.start(
             settings=s, registry=self.registry, events=self._record_event,
-            supervisor=supervisor, on_synced=self._on_synced, index=self.pod_index,
+            supervisor=supervisor, on_synced=self._on_synced, index=self.pod_index, config=self.network_config,
+            metrics=self.metrics,
             pod_stream_factory=lambda on_event: pods.PodStream(
                 self.cluster, label_selector=s.selector, namespace=s.watch_namespace,
                 init_container=s.init_agent, agent_container=s.agent, on_event=on_event,
@@ -180,9 +184,9 @@ class Controller:
     def admin_address(self) -> str | None:
         return next((server.address for server in self.servers if server.name == "query"), None)
 
-    def _record_event(self, pod, *, reason: str, message: str) -> None:
+    def _record_event(self, pod, *, reason: str, message: str, type: str = "Warning") -> None:
         try:
-            self.event_pool.submit(events.record_event, self.cluster, pod, reason=reason, message=message)
+            self.event_pool.submit(events.record_event, self.cluster, pod, reason=reason, message=message, type=type)
         except RuntimeError:  # the pool is shut down: stopping
             pass
 

@@ -95,12 +95,15 @@ class Synced:
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One pod's place in one network: its underlay IP and its interface for that network."""
+    """One pod's place in one network: its underlay IP, its interface for that network, and the VNI and UDP
+    port that interface is to carry (pod options may override the network's)."""
 
     uid: str
     pod_key: str
     ip: str
     interface: str
+    vni: int = 0
+    port: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,11 @@ class Snapshot:
     members: tuple[Member, ...]
 
     def peers_of(self, uid: str) -> frozenset[str]:
-        return frozenset(m.ip for m in self.members if m.uid != uid)
+        """The IPs of the other members whose interface carries the same VNI and port as `uid`'s: a pod on
+        another VNI or port could never receive what an fdb entry would send it."""
+        own = next((m for m in self.members if m.uid == uid), None)
+        return frozenset(m.ip for m in self.members if m.uid != uid
+                         and (own is None or (m.vni, m.port) == (own.vni, own.port)))
 
 
 @dataclass(frozen=True, slots=True)

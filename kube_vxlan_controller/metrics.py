@@ -24,6 +24,13 @@ class Metrics:
                                         registry=r)
         self.watch_restarts = Counter("kvc_watch_restarts", "List/watch restarts, by stream and cause",
                                       ["stream", "cause"], registry=r)
+        self.interfaces_differing = Gauge(
+            "kvc_interfaces_differing", "Member interfaces whose kernel parameters differ from their network's "
+            "(as last read or written), by network: nonzero for long means the controller cannot converge them",
+            ["network"], registry=r)
+        self.networks_last_known_good = Gauge(
+            "kvc_networks_last_known_good", "Networks whose running members keep the last good options because "
+            "the network ConfigMap lost or broke their entry", registry=r)
         self.leader = Gauge("kvc_leader", "1 while this process leads (holds the Lease), else 0", registry=r)
         self.leader_transitions = Counter("kvc_leader_transitions", "Changes of the Lease's holder this process "
                                           "saw (to or from itself, to nobody on a release)", registry=r)

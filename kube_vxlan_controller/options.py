@@ -428,6 +428,19 @@ def _spec(network: str, options: Mapping[str, object]) -> NetworkSpec:
     )
 
 
+def entry_problem(network: str, text: object) -> str | None:
+    """What is wrong with one ConfigMap entry on its own (its options, as any pod naming the network would
+    get them; a missing `id` is no problem here, pods may give it), or None when nothing is."""
+    base = _parse_configmap_entry(text)
+    if _PROBLEM in base:
+        return str(base[_PROBLEM])
+    try:
+        _spec(network if is_ifname(network) else "x", {"id": "0", **base})
+    except _Invalid as exc:
+        return str(exc)
+    return None
+
+
 def _merge(base: Mapping[str, object], overlay: Mapping[str, object]) -> dict[str, object]:
     """Pod options override ConfigMap options key by key; the annotation's routes replace the
     ConfigMap's (a pod that names routes names all of its routes)."""

@@ -91,7 +91,10 @@ def format_inspect(networks: list[dict]) -> str:
             out.append(f" error: {net['error']}")
         blocks = []
         for m in net["members"]:
-            lines = [f" pod: {m['pod']} {m['ip']}", f" net: {m['net']}"]
+            shown = m["net"] if m.get("net") is not None else f"? (not read; desired: {m.get('desired', '')})"
+            lines = [f" pod: {m['pod']} {m['ip']}", f" net: {shown}"]
+            if m.get("differs"):
+                lines.append(f" differs: {'; '.join(m['differs'])} (desired: {m.get('desired', '')})")
             if m.get("fdb") is None:
                 lines.append(f" fdb: ? {m.get('error', '')}")
             else:

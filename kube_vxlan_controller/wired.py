@@ -2,9 +2,10 @@
 every peer?
 
 Pure code: the pod actor says what it knows after a pass (`Facts`), `judge` says what the condition is.
-True (reason `Wired`) when every network the annotation names resolved, its interface exists and its fdb
-holds every peer; the message counts them per network: `vxeth1 3/3 peers, vxeth2 1/1`. False otherwise,
-with the first reason that applies:
+True (reason `Wired`) when every network the annotation names resolved, its interface exists with the
+parameters its spec asks for (as the kernel reports them) and its fdb holds exactly the peers: packets can
+pass. The message counts them per network: `vxeth1 3/3 peers, vxeth2 1/1`. False otherwise, with the first
+reason that applies:
 
 - `Failing`, `Hung`, `Forbidden`: the last pass failed (an exec failed, timed out, was denied); the
   message is the counts (`?` where the fdb is unknown) and the error;
@@ -13,7 +14,9 @@ with the first reason that applies:
 - `SettingUp`: the interfaces are not set up yet, the sidecar agent does not run yet, or a network has
   not published its members yet;
 - `InterfaceMissing`: a network's interface is not there (a non-vxlan link holds its name);
-- `PeersMissing`: the fdb read or written last lacks peers.
+- `InterfaceDiffers`: an interface's parameters differ from its network's (a VNI, port, address … change
+  not yet converged: the message says what differs and what the controller does about it);
+- `PeersMissing`: the fdb read or written last lacks peers, or holds entries of pods that are not peers.
 
 When it is judged (the pod actor's business) matters as much: after each pass, against the peers that
 pass synced to — the point where the fdb is known exact. A membership change does not make every member
@@ -54,6 +57,8 @@ class Facts:
     fdb: Mapping[str, frozenset[str]] | None = None
     #: network → the peers the last sync made its fdb hold (networks not synced yet are missing)
     peers: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: network → how its interface differs from its spec in the kernel (`agent.differences`); absent: as asked
+    differs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def judge(facts: Facts) -> Condition:
@@ -73,12 +78,17 @@ def judge(facts: Facts) -> Condition:
     missing = [spec.name for spec in facts.networks if spec.name not in facts.managed]
     if missing:
         return _false("InterfaceMissing", f"no vxlan interface {', '.join(missing)}: {counts}")
+    if facts.differs:
+        what = "; ".join(f"{network}: {', '.join(diffs)}" for network, diffs in sorted(facts.differs.items()))
+        doing = "converging it now" if facts.agent_running else "it is converged once the sidecar agent runs"
+        return _false("InterfaceDiffers", f"{what} ({doing})")
     if not facts.agent_running:
         return _false(SETTING_UP, "interfaces set up, waiting for the sidecar agent")
     unsynced = [spec.network for spec in facts.networks if spec.network not in facts.peers]
     if unsynced:
         return _false(SETTING_UP, f"waiting for the members of {', '.join(unsynced)}")
-    if all(_have(facts, spec) == len(facts.peers[spec.network]) for spec in facts.networks):
+    if facts.fdb is not None and all(facts.fdb.get(spec.name, frozenset()) == facts.peers[spec.network]
+                                     for spec in facts.networks):
         return Condition(True, "Wired", counts)
     return _false("PeersMissing", counts)
 
@@ -95,13 +105,16 @@ def _have(facts: Facts, spec: NetworkSpec) -> int | None:
 
 
 def _counts(facts: Facts) -> str:
-    """`vxeth1 3/3 peers, vxeth2 1/1` over the networks synced at least once ("" for none)."""
+    """`vxeth1 3/3 peers, vxeth2 1/1 (+1 stale)` over the networks synced at least once ("" for none)."""
     parts = []
     for spec in facts.networks:
         if spec.network not in facts.peers:
             continue
         have = _have(facts, spec)
-        parts.append(f"{spec.network} {'?' if have is None else have}/{len(facts.peers[spec.network])}")
+        stale = len(facts.fdb.get(spec.name, frozenset()) - facts.peers[spec.network]) if facts.fdb else 0
+        parts.append((f"{spec.network} {'?' if have is None else have}/{len(facts.peers[spec.network])}",
+                      f" (+{stale} stale)" if stale else ""))
     if not parts:
         return ""
-    return ", ".join([parts[0] + " peers", *parts[1:]])
+    (first, stale), rest = parts[0], parts[1:]
+    return ", ".join([f"{first} peers{stale}", *(count + stale for count, stale in rest)])

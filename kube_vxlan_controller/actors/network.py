@@ -68,35 +68,32 @@ class NetworkActor(pykka.ThreadingActor):
         self.flush_noted = False
 
     def on_receive(self, message):
-        try:
-            if isinstance(message, PodUpdate):
-                self._update(message)
-            elif isinstance(message, PodRemoved):
-                self._set(message.uid, None, named=False)
-            elif isinstance(message, Synced):
-                self.synced = True
-            elif isinstance(message, Flush):
-                self.flush_noted = False
-            elif isinstance(message, HoldCheck):
-                self._check_hold()
-            elif isinstance(message, Resend):
-                if self.synced:
-                    self._tell(message.uid, PeersChanged(self.snapshot))
-            elif isinstance(message, Retire):
-                self.retiring = False
-                if not self.pods and self.registry.retire_network(self.name, self.actor_ref, self.actor_inbox.empty):
-                    logger.info("network {}: no pod names it any more: retired", self.name)
-                    if self.metrics is not None:
-                        self.metrics.drop_members(self.name)
-                    self.actor_ref.stop(block=False)
-                    return
-            if self.actor_inbox.empty():
-                self._settle()
-            elif not self.flush_noted:  # after what is queued now (a burst coalesces)
-                self.flush_noted = True
-                self.actor_ref.tell(Flush())
-        except Exception:
-            logger.exception("network {}: failed to handle {}", self.name, message)
+        if isinstance(message, PodUpdate):
+            self._update(message)
+        elif isinstance(message, PodRemoved):
+            self._set(message.uid, None, named=False)
+        elif isinstance(message, Synced):
+            self.synced = True
+        elif isinstance(message, Flush):
+            self.flush_noted = False
+        elif isinstance(message, HoldCheck):
+            self._check_hold()
+        elif isinstance(message, Resend):
+            if self.synced:
+                self._tell(message.uid, PeersChanged(self.snapshot))
+        elif isinstance(message, Retire):
+            self.retiring = False
+            if not self.pods and self.registry.retire_network(self.name, self.actor_ref, self.actor_inbox.empty):
+                logger.info("network {}: no pod names it any more: retired", self.name)
+                if self.metrics is not None:
+                    self.metrics.drop_members(self.name)
+                self.actor_ref.stop(block=False)
+                return
+        if self.actor_inbox.empty():
+            self._settle()
+        elif not self.flush_noted:  # after what is queued now (a burst coalesces)
+            self.flush_noted = True
+            self.actor_ref.tell(Flush())
 
     def current(self) -> Snapshot:
         """The latest published snapshot (for the query actor and tests: ask, never from a tell handler)."""
@@ -111,7 +108,8 @@ class NetworkActor(pykka.ThreadingActor):
         spec = next((s for s in message.networks if s.network == self.name), None)
         member = pod.joinable and spec is not None
         on_its_way = spec is not None and not member and not pod.deleting and pod.phase not in FINISHED
-        self._set(pod.uid, Member(pod.uid, pod.key, pod.ip, spec.name) if member else None, named=spec is not None,
+        self._set(pod.uid, Member(pod.uid, pod.key, pod.ip, spec.name, spec.vni, spec.effective_dstport) if member
+                  else None, named=spec is not None,
                   on_its_way=on_its_way)
 
     def _set(self, uid: str, member: Member | None, *, named: bool, on_its_way: bool = False) -> None:

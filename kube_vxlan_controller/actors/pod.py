@@ -3,8 +3,12 @@
 Owns everything executed in its pod, one exec at a time (the operations are in `podexec`):
 1. setup, when the watcher says the init agent runs: one exec creates the pod's VXLAN interfaces and
    releases the init agent, so the pod's other containers start with the interfaces in place;
-2. fdb sync, when a network says the pod's peers changed: the desired peers of all its networks against
-   the pod's all-zeros entries, the difference in one `bridge -batch` exec.
+2. convergence, once the sidecar runs: when a network says the pod's peers changed, or the pod's networks'
+   parameters changed (ConfigMap or annotation), the desired state of all its networks — interfaces as
+   their specs say, all-zeros fdb entries exactly the peers — against the pod's kernel state as last read
+   or written (`agent.State`), the difference in one exec (`podexec.converge`): in place where the kernel
+   allows it, else the link replaced and its fdb put back in the same exec. Each interface changed is
+   an Event, `VxlanInterfaceChanged`, naming the old and new values.
 
 It is a state machine (`Status`; the allowed transitions are `TRANSITIONS`, entered only by `_enter`):
 
@@ -36,11 +40,12 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import pykka
 from loguru import logger
 
-from .. import agent
+from .. import agent, options
 from ..backoff import Backoff
 from ..k8s.errors import Cancelled, ExecTimeout, Forbidden, K8sError, PodGone
 from ..messages import ChildFailed, Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync, Retry, Snapshot
@@ -88,7 +93,7 @@ class PodState:
     ip: str | None
     status: str
     networks: tuple[NetworkSpec, ...]
-    fdb: dict[str, frozenset[str]] | None = field(default=None)
+    fdb: Mapping[str, frozenset[str]] | None = field(default=None)
     error: str = ""
     execs: int = 0
     #: whole passes done (readiness waits for one pass of every pod of the first list)
@@ -125,7 +130,10 @@ class PodActor(pykka.ThreadingActor):
         self.setup_attempts = 0
         #: interfaces whose fdb is kept; None: not known yet (read from the pod before the first sync)
         self.managed: frozenset[str] | None = None
-        self.observed: dict[str, frozenset[str]] | None = None
+        #: the pod's links and fdb as last read or written; None: unknown (read before the next sync)
+        self.kernel: agent.State | None = None
+        #: network → its interface's differences from its spec, as last judged (for the metric)
+        self.differing: dict[str, int] = {}
         # -- what is owed, and when ------------------------------------------------------------------
         self.setup_due = False
         self.sync_due = False
@@ -149,6 +157,7 @@ class PodActor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         if self.board is not None:
             self.board.remove(self.uid)
+        self._count_differing({})
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:
         if self.supervisor is not None:
@@ -160,31 +169,30 @@ class PodActor(pykka.ThreadingActor):
             if self.sync_due or self.setup_due:
                 self._note_flush()
             return self._inspect() if time.monotonic() < message.deadline else None
-        try:
-            if isinstance(message, PodUpdate):
-                self._updated(message.pod, message.networks, message.errors)
-            elif isinstance(message, PeersChanged):
-                self.snapshots[message.snapshot.network] = message.snapshot
-                self.sync_due = True
-            elif isinstance(message, Flush):
-                self.flush_noted = False
-            elif isinstance(message, Reconcile):
-                self.reconcile_scheduled = False
-            elif isinstance(message, Retry):
-                self.retry_scheduled = False
-                self.setup_due, self.sync_due = True, True
-            elif isinstance(message, Resync):
-                self.observed, self.sync_due = None, True
-                self.scheduler.tell_later(self.settings.resync, self.actor_ref, Resync())
-            elif isinstance(message, PodRemoved):
-                self.actor_ref.stop(block=False)
-                return None
-            if self.actor_inbox.empty():  # the last of a burst does the work of all
-                self._work()
-            else:
-                self._note_flush()
-        except Exception as error:
-            logger.exception("pod {}: failed to handle {}: {}", self.pod_key, type(message).__name__, error)
+        # Only the failures `_work` expects are caught (there); anything else is a bug and escapes: pykka
+        # stops this actor, `on_failure` tells the supervisor, and a fresh one starts from the pod index.
+        if isinstance(message, PodUpdate):
+            self._updated(message.pod, message.networks, message.errors)
+        elif isinstance(message, PeersChanged):
+            self.snapshots[message.snapshot.network] = message.snapshot
+            self.sync_due = True
+        elif isinstance(message, Flush):
+            self.flush_noted = False
+        elif isinstance(message, Reconcile):
+            self.reconcile_scheduled = False
+        elif isinstance(message, Retry):
+            self.retry_scheduled = False
+            self.setup_due, self.sync_due = True, True
+        elif isinstance(message, Resync):
+            self.kernel, self.sync_due = None, True
+            self.scheduler.tell_later(self.settings.resync, self.actor_ref, Resync())
+        elif isinstance(message, PodRemoved):
+            self.actor_ref.stop(block=False)
+            return None
+        if self.actor_inbox.empty():  # the last of a burst does the work of all
+            self._work()
+        else:
+            self._note_flush()
         return None
 
     def _note_flush(self) -> None:
@@ -194,11 +202,11 @@ class PodActor(pykka.ThreadingActor):
 
     def state(self) -> PodState:
         return PodState(self.uid, self.pod_key, self.pod.ip if self.pod else None, self.status.value,
-                        self.networks, self.observed, self.error, self.execs, self.passes)
+                        self.networks, self.kernel.fdb if self.kernel else None, self.error, self.execs, self.passes)
 
     def _updated(self, pod: Pod, networks: tuple[NetworkSpec, ...], invalid: tuple[str, ...]) -> None:
         if networks != self.networks and self.pod is not None:
-            self.sync_due = True  # the devices to keep changed
+            self.sync_due = True  # the interfaces to keep, or their parameters, changed
         first, invalid_changed = self.pod is None, invalid != self.invalid
         if first:
             self.wired = pod.wired  # what the API holds: a restarted controller rewrites only what changed
@@ -283,9 +291,7 @@ class PodActor(pykka.ThreadingActor):
                 logger.info("pod {} network {}: interface {} set up ({})", pod.key, spec.network, spec.name,
                             spec.describe())
         self.released, self.setup_attempts, self.setup_due = pod.init_agent_id, 0, False
-        self.managed = outcome.managed
-        self.observed = {name: frozenset() for name in outcome.managed} if outcome.fresh and outcome.managed \
-            else None
+        self.managed, self.kernel = outcome.managed, outcome.state
         logger.info("pod {}: init agent terminated", pod.key)
         self._enter(Status.RELEASED)
         if not (pod.agent_running and self.networks):
@@ -301,31 +307,55 @@ class PodActor(pykka.ThreadingActor):
         busy = now - self.last_sync < 2 * self.window
         self.window = min(self.settings.coalesce_max, self.window * 2) if busy else self.settings.coalesce
         self.last_sync = now
-        container = self.settings.agent
-        if self.managed is None:
-            self.managed = podexec.managed_interfaces(run, self.networks, container=container)
-        desired = {spec.name: self.snapshots[spec.network].peers_of(self.uid)
-                   for spec in known if spec.name in self.managed}
-        self.synced_peers = {spec.network: self.snapshots[spec.network].peers_of(self.uid) for spec in known}
-        if desired:
-            observed, self.observed = self.observed, None  # unknown while the batch runs (it may fail)
-            self.observed = podexec.sync_fdb(run, desired, observed, container=container, timeout=self._timeout(),
-                                             networks={spec.name: spec.network for spec in self.networks})
+        peers = {spec.network: self.snapshots[spec.network].peers_of(self.uid) for spec in known}
+        named = options.network_names(pod.annotations.get(self.settings.annotation))
+        kernel, self.kernel = self.kernel, None  # unknown while the exec runs (it may fail)
+        self.synced_peers = peers
+        done = podexec.converge(run, self.networks, peers, kernel, named=named, container=self.settings.agent,
+                                timeout=self._timeout())
+        self.kernel = done.state
+        self.managed = frozenset(spec.name for spec in self.networks if spec.name not in done.state.links
+                                 or done.state.links[spec.name].kind == "vxlan")
+        for conflict in done.conflicts:
+            logger.error("pod {}: {}", pod.key, conflict)
+        self._changed(pod, done.links)
         self._enter(Status.WIRED)
         if len(known) == len(self.networks):
             self._pass_done()
 
-    def _inspect(self) -> dict[str, list[str]]:
-        """A fresh read of the pod's fdb, as the pod reports it (device → lines); refreshes `observed`."""
+    def _changed(self, pod: Pod, links: agent.LinkPlan) -> None:
+        """One `VxlanInterfaceChanged` Event per interface changed or removed, naming old and new values."""
+        networks = {spec.name: spec.network for spec in self.networks}
+        for name, diffs in links.changed.items():
+            how = "link replaced, its addresses, routes and fdb entries put back" if name in links.replaced \
+                else "changed in place"
+            self._event(pod, "VxlanInterfaceChanged", f"network {networks[name]}: interface {name} "
+                        f"{', '.join(map(str, diffs))} ({how})", type="Normal")
+        for name in links.removed:
+            self._event(pod, "VxlanInterfaceChanged", f"interface {name} removed: the pod no longer names its "
+                        "network", type="Normal")
+
+    def _inspect(self) -> dict:
+        """A fresh read of the pod (refreshes `kernel`): per interface, its fdb lines as `bridge fdb show`
+        prints them, its parameters as the kernel has them, and how they differ from the spec."""
         pod = self.pod
         if pod is None or not pod.agent_running:
             return {}
         run = podexec.PodExec(self.executor, pod, suspect=self.timed_out)
         try:
-            self.observed, lines = podexec.read_fdb(run, container=self.settings.agent)
+            self.kernel = podexec.read_state(run, container=self.settings.agent)
         finally:
             self.execs += run.count
-        return lines
+        lines = agent.fdb_lines(self.kernel.fdb_text)
+        answer = {}
+        for spec in self.networks:
+            link = self.kernel.links.get(spec.name)
+            answer[spec.name] = {
+                "fdb": lines.get(spec.name, []),
+                "net": agent.actual_spec(spec, link).describe() if link is not None else "",
+                "differs": [str(d) for d in agent.differences(spec, link, pod.ip)] if link is not None
+                else ["no such interface"]}
+        return answer
 
     # -- outcomes ---------------------------------------------------------------------------------
 
@@ -368,10 +398,13 @@ class PodActor(pykka.ThreadingActor):
         if pod.agent_running and self.managed is None and self.status not in _FAILED:
             return  # set up before this actor saw it: nothing known until its first sync reads the pod
         reason = _FAILURE_REASONS.get(self.status)
+        differs = self._differs(pod)
+        self._count_differing(differs)
         condition = judge(Facts(
             networks=self.networks, invalid=self.invalid,
             failure=(reason, self.error) if reason is not None else None, setup_failed=self.setup_failed,
-            managed=self.managed, agent_running=pod.agent_running, fdb=self.observed, peers=self.synced_peers))
+            managed=self.managed, agent_running=pod.agent_running, fdb=self.kernel.fdb if self.kernel else None,
+            peers=self.synced_peers, differs=differs))
         if self.wired is None and condition.reason == SETTING_UP:
             return  # a missing condition holds a readiness gate closed too: a new pod's first write says more
         if condition != self.wired:
@@ -379,14 +412,37 @@ class PodActor(pykka.ThreadingActor):
             self.wired = condition
             self.conditions(pod, condition, transition)
 
+    def _differs(self, pod: Pod) -> dict[str, tuple[str, ...]]:
+        """network → how its interface differs from its spec, in the kernel as last read or written."""
+        if self.kernel is None:
+            return {}
+        found = {}
+        for spec in self.networks:
+            link = self.kernel.links.get(spec.name)
+            if link is not None and link.kind == "vxlan":
+                diffs = agent.differences(spec, link, pod.ip)
+                if diffs:
+                    found[spec.network] = tuple(map(str, diffs))
+        return found
+
+    def _count_differing(self, differs: Mapping[str, tuple[str, ...]]) -> None:
+        """Keeps `kvc_interfaces_differing{network}` holding this pod's share."""
+        now = {network: 1 for network in differs}
+        if self.metrics is not None:
+            for network in now.keys() | self.differing.keys():
+                delta = now.get(network, 0) - self.differing.get(network, 0)
+                if delta:
+                    self.metrics.interfaces_differing.labels(network).inc(delta)
+        self.differing = now
+
     def _enter(self, status: Status, error: str = "") -> None:
         if status is not self.status and status not in TRANSITIONS[self.status]:
             raise RuntimeError(f"pod {self.pod_key}: {self.status.value} → {status.value} is not a transition")
         self.status, self.error = status, error
 
-    def _event(self, pod: Pod, reason: str, message: str) -> None:
+    def _event(self, pod: Pod, reason: str, message: str, **kind) -> None:
         if self.events is not None:
-            self.events(pod, reason=reason, message=message)
+            self.events(pod, reason=reason, message=message, **kind)
 
     def _post(self) -> None:
         if self.board is not None:

@@ -1,4 +1,4 @@
-"""What a pod actor runs in its pod: setup and release, fdb sync, inspect — plain functions, no state.
+"""What a pod actor runs in its pod: setup and release, convergence, reads — plain functions, no state.
 
 Each takes a `PodExec` (the executor bound to one pod), runs one or more execs, and returns what it
 learnt, or raises: `ExecFailed` (a command exited with a code it should not), the executor's k8s errors
@@ -8,10 +8,10 @@ or give up, backoff, states and readiness are the pod actor's business, not this
 Exec counts per operation (what the benchmarks count):
 - setup of a pod nobody set up: 1 (`setup_release_argv` with the absence check); when a link exists
   already: 1 more to read the links, then 1 to set up and release; with no network: the release only;
-- fdb sync: 1 batch when something differs; +1 read when the fdb is not known (after a resync, a failure,
-  or when this actor did not create the interfaces); +1 link read once, when this actor did not set the
-  pod up itself (which interfaces to keep);
-- inspect: 1 read.
+- convergence (sidecar): 1 exec when something differs — the fdb batch, or the link changes and the fdb
+  batch together (`agent.converge_argv`); +1 read of links, routes and fdb together when the state is not
+  known (after a resync, a failure, or when this actor did not create the interfaces);
+- inspect: 1 read (the same).
 
 Concurrency contract: runs on the calling actor's thread; blocks for each exec (slot wait plus at most
 the executor's deadline).
@@ -62,8 +62,8 @@ class PodExec:
 class SetupOutcome:
     #: interfaces this setup made or kept (their fdb is kept); None: unknown (half applied, read later)
     managed: frozenset[str] | None
-    #: the fdb of every managed interface is known to be empty (all were created just now)
-    fresh: bool
+    #: the pod's links and (empty) fdb as the setup left them, when all were created just now; else None
+    state: agent.State | None
     conflicts: tuple[str, ...] = ()
     #: the setup batch failed and the init agent was released anyway (the last attempt)
     gave_up: ExecFailed | None = None
@@ -89,17 +89,19 @@ def setup_and_release(run: PodExec, specs: tuple[NetworkSpec, ...], *, container
             if not last_attempt:
                 raise
             _release(run, container, terminate_file)
-            return SetupOutcome(None, False, agent.setup_conflicts(specs, links or {}), gave_up=error)
+            return SetupOutcome(None, None, agent.setup_conflicts(specs, links or {}), gave_up=error)
         except PodGone:
-            return SetupOutcome(None, False)  # the init agent is gone: released, how far setup got unknown
+            return SetupOutcome(None, None)  # the init agent is gone: released, how far setup got unknown
         if result.exit_code != agent.LINKS_EXIST:
             break
         # A setup may have happened before: the long way, against the links as they are.
         links = agent.parse_links(run.run(container, agent.LINKS_ARGV).stdout)
-    links = links or {}
     names = tuple(spec.name for spec in specs)
+    if links is None:  # a pod nobody set up: every link was created just now, with no fdb entry
+        after = agent.plan_links(specs, {}, underlay=run.pod.ip).after
+        return SetupOutcome(frozenset(names), agent.State(after, {name: frozenset() for name in after}) if after else None)
     managed = frozenset(n for n in names if n not in links or links[n].kind == "vxlan")
-    return SetupOutcome(managed, not links, agent.setup_conflicts(specs, links))
+    return SetupOutcome(managed, None, agent.setup_conflicts(specs, links))
 
 
 def _release(run: PodExec, container: str, terminate_file: str) -> None:
@@ -110,37 +112,53 @@ def _release(run: PodExec, container: str, terminate_file: str) -> None:
         pass
 
 
-def managed_interfaces(run: PodExec, specs: tuple[NetworkSpec, ...], *, container: str) -> frozenset[str]:
-    """For a pod this actor did not set up (a restarted controller, a half-failed setup): the VXLAN links
-    of its networks that exist with the right VNI. A network that became valid after setup (its id
-    added to the ConfigMap later) gets no fdb until the pod is set up again."""
-    links = agent.parse_links(run.run(container, agent.LINKS_ARGV).stdout)
-    return frozenset(spec.name for spec in specs if spec.name in links
-                     and links[spec.name].kind == "vxlan" and links[spec.name].vni == spec.vni)
+def read_state(run: PodExec, *, container: str) -> agent.State:
+    """A fresh read of what the pod's kernel holds: links, routes, fdb (one exec, `agent.STATE_ARGV`)."""
+    return agent.parse_state(run.run(container, agent.STATE_ARGV).stdout)
 
 
-def sync_fdb(run: PodExec, desired: dict[str, frozenset[str]], observed: dict[str, frozenset[str]] | None, *,
-             container: str, timeout: int, networks: dict[str, str]) -> dict[str, frozenset[str]]:
-    """Make the pod's all-zeros fdb entries on the `desired` devices exactly the desired peers; returns
-    the fdb as it now is (reads it first when `observed` is None). `networks`: device → network name,
-    for the log. On a failed batch the fdb is unknown: the exception propagates, the caller forgets."""
+@dataclass(frozen=True, slots=True)
+class Converged:
+    """What `converge` did: the pod's state as it now is, and what changed in its links."""
+
+    state: agent.State
+    links: agent.LinkPlan
+    #: interfaces held by a link that is not vxlan (`agent.setup_conflicts`): neither changed nor kept
+    conflicts: tuple[str, ...] = ()
+
+
+def converge(run: PodExec, specs: tuple[NetworkSpec, ...], peers: dict[str, frozenset[str]],
+             state: agent.State | None, *, named: tuple[str, ...], container: str, timeout: int) -> Converged:
+    """Make the pod's interfaces of the networks in `peers` (network → peer IPs) what their specs say, and
+    their fdb hold exactly those peers, in one exec; remove the interfaces of networks no longer `named`
+    (`agent.stale_links`). Reads the pod first when `state` is None. On a failed exec the state is
+    unknown: the exception propagates, the caller forgets."""
     pod = run.pod
-    if observed is None:
-        observed = agent.parse_fdb(run.run(container, agent.FDB_ARGV).stdout)
-    diff = agent.fdb_diff(desired, observed)
+    if state is None:
+        state = read_state(run, container=container)
+    conflicts = agent.setup_conflicts(specs, state.links)
+    wanted = tuple(spec for spec in specs if spec.network in peers)
+    links = agent.plan_links(wanted, state.links, underlay=pod.ip, remove=agent.stale_links(state.links, specs, named))
+    gone = links.replaced | set(links.removed)
+    fdb = {dev: ips for dev, ips in state.fdb.items() if dev not in gone}
+    desired = {spec.name: peers[spec.network] for spec in wanted if spec.name in links.after}
+    diff = agent.fdb_diff(desired, fdb)
     for dev, ip in diff.invalid:
         logger.error("pod {}: not adding peer {!r} on {!r}: not a valid device/address", pod.key, ip, dev)
-    if diff.empty:
-        return observed
-    run.run(container, agent.batch_argv("bridge", timeout), stdin=diff.batch())
+    if links.batch:
+        run.run(container, agent.converge_argv(timeout, links.batch), stdin=diff.batch())
+    elif not diff.empty:
+        run.run(container, agent.batch_argv("bridge", timeout), stdin=diff.batch())
+    networks = {spec.name: spec.network for spec in specs}
+    for name in links.removed:
+        logger.info("pod {}: interface {} removed: its network is no longer named", pod.key, name)
+    for name, diffs in links.changed.items():
+        how = "link replaced" if name in links.replaced else "changed in place"
+        logger.info("pod {} network {}: interface {} {}: {}", pod.key, networks[name], name, how,
+                    ", ".join(map(str, diffs)))
     for dev, ip in diff.add:
         logger.info("pod {} network {}: fdb += {} on {}", pod.key, networks.get(dev, "?"), ip, dev)
     for dev, ip in diff.delete:
         logger.info("pod {} network {}: fdb -= {} on {}", pod.key, networks.get(dev, "?"), ip, dev)
-    return {**observed, **desired}
-
-
-def read_fdb(run: PodExec, *, container: str) -> tuple[dict[str, frozenset[str]], dict[str, list[str]]]:
-    """A fresh read of the pod's fdb: (parsed, device → lines as `bridge fdb show` prints them)."""
-    stdout = run.run(container, agent.FDB_ARGV).stdout
-    return agent.parse_fdb(stdout), agent.fdb_lines(stdout)
+    kept = {name: link for name, link in state.links.items() if name not in links.removed}
+    return Converged(agent.State({**kept, **links.after}, {**fdb, **desired}), links, conflicts)

@@ -1,8 +1,9 @@
 """QueryActor: answers `inspect nets …` and `list pods [prefix]` for the admin endpoint.
 
 `inspect` takes each network's membership from its network actor's snapshot and asks every pod in it
-for a fresh read of its fdb (an exec in the pod's sidecar agent, queued behind that pod's own work), all
-in parallel, under one deadline. A pod that does not answer in time (hung, or busy past the deadline)
+for a fresh read of its interfaces and fdb (one exec in the pod's sidecar agent, queued behind that pod's
+own work), all in parallel, under one deadline: `net` is the interface as the kernel has it, `desired`
+what its spec asks for, `differs` how they differ. A pod that does not answer in time (hung, or busy past the deadline)
 is shown as such with its last known state from the board; it never stalls the answer. `list pods`
 reads the board only.
 
@@ -64,17 +65,19 @@ class QueryActor(pykka.ThreadingActor):
             for member in snapshot.members if snapshot else ():
                 state = self.board.get(member.uid)
                 spec = next((s for s in state.networks if s.network == net), None) if state else None
-                row = {"pod": member.pod_key, "ip": member.ip, "interface": member.interface,
-                       "net": spec.describe() if spec else "", "status": state.status if state else "unknown"}
+                desired = spec.describe() if spec else ""
+                row = {"pod": member.pod_key, "ip": member.ip, "interface": member.interface, "net": desired,
+                       "desired": desired, "differs": [], "status": state.status if state else "unknown"}
                 answer = answers.get(member.uid)
                 if isinstance(answer, dict):
-                    row["fdb"] = answer.get(member.interface, [])
+                    kernel = answer.get(member.interface, {"fdb": [], "net": "", "differs": ["no such interface"]})
+                    row.update(fdb=kernel["fdb"], net=kernel["net"], differs=kernel["differs"])
                 elif answer is None:
-                    row["fdb"] = None
+                    row["fdb"] = row["net"] = None
                     row["error"] = (f"no answer within {self.deadline:.0f}s (pod busy or hung"
                                     f"{': ' + state.error if state and state.error else ''})")
                 else:
-                    row["fdb"] = None
+                    row["fdb"] = row["net"] = None
                     row["error"] = str(answer)
                 entry["members"].append(row)
             members = {m.pod_key for m in snapshot.members} if snapshot else set()

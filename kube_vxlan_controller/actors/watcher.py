@@ -31,6 +31,7 @@ import pykka
 from loguru import logger
 
 from .. import options
+from ..netconfig import NetworkConfig
 from ..messages import (ChildFailed, ConfigChanged, PodChanged, PodDeleted, PodRemoved, PodsListed, PodUpdate,
                         Rebuild, Reroute, Resend, StreamDied, Synced)
 from ..model import Pod
@@ -43,11 +44,14 @@ class Routed:
     pod: Pod
     networks: tuple[options.NetworkSpec, ...]
     errors: tuple[str, ...]
+    #: networks it resolved against their last known good entry, as it was told (an Event once each)
+    kept: frozenset[str] = frozenset()
 
 
 class PodWatcher(pykka.ThreadingActor):
     def __init__(self, *, settings, registry, pod_stream_factory, configmap_stream_factory=None,
-                 events=None, supervisor=None, on_synced=None, index: dict | None = None) -> None:
+                 events=None, supervisor=None, on_synced=None, index: dict | None = None,
+                 config: NetworkConfig | None = None, metrics=None) -> None:
         super().__init__()
         self.settings, self.registry = settings, registry
         self.pod_stream_factory = pod_stream_factory
@@ -56,7 +60,11 @@ class PodWatcher(pykka.ThreadingActor):
         self.index: dict[str, Routed] = {} if index is None else index
         #: after the first complete list every network actor started may publish from its first pod on
         self.synced_once = False
-        self.configmap: Mapping[str, str] = {}
+        #: the ConfigMap's data with each network's last known good entry (owned by the controller)
+        self.config = config if config is not None else NetworkConfig(f"{settings.namespace}/{settings.configmap}")
+        self.metrics = metrics
+        #: new pods that name a network whose entry is kept: not routed until the entry is back (uid → pod)
+        self.waiting: dict[str, Pod] = {}
         #: pod events wait until the ConfigMap has been read once: a pod resolved without its network
         #: defaults would be set up without its interfaces (and setup happens only once).
         self.configmap_read = configmap_stream_factory is None
@@ -107,44 +115,48 @@ class PodWatcher(pykka.ThreadingActor):
 
     def on_receive(self, message):
         if isinstance(message, StreamDied):
-            # Deliberately outside the try below: this is the crash the supervisor handles.
             raise RuntimeError(f"{message.stream} died: {message.error}")
-        try:
-            if isinstance(message, (PodsListed, PodChanged, PodDeleted)) and not self.configmap_read:
-                self.held.append(message)
-            elif isinstance(message, PodsListed):
-                self._listed(message.pods)
-            elif isinstance(message, PodChanged):
-                self._route(message.pod)
-            elif isinstance(message, PodDeleted):
-                self._gone(message.pod.uid)
-            elif isinstance(message, ConfigChanged):
-                self._configmap(message.data)
-            elif isinstance(message, Rebuild):
-                self._rebuild(message.network)
-            elif isinstance(message, Reroute):
-                self._reroute(message.uid)
-        except Exception:
-            logger.exception("pod watcher: failed to handle {}", type(message).__name__)
+        if isinstance(message, (PodsListed, PodChanged, PodDeleted)) and not self.configmap_read:
+            self.held.append(message)
+        elif isinstance(message, PodsListed):
+            self._listed(message.pods)
+        elif isinstance(message, PodChanged):
+            self._route(message.pod)
+        elif isinstance(message, PodDeleted):
+            self._gone(message.pod.uid)
+        elif isinstance(message, ConfigChanged):
+            self._configmap(message.data)
+        elif isinstance(message, Rebuild):
+            self._rebuild(message.network)
+        elif isinstance(message, Reroute):
+            self._reroute(message.uid)
 
     # -- routing ----------------------------------------------------------------------------------
 
     def _configmap(self, data: Mapping[str, str]) -> None:
+        if self.configmap_read and dict(data) == dict(self.config.data):
+            return
+        for network, why in self.config.update(data).items():
+            if why is None:
+                logger.info("network {}: its entry in {} is valid again", network, self.config.where)
+            else:
+                logger.warning("{}; new pods naming it wait until it is restored", self.config.describe(network))
+        if self.metrics is not None:
+            self.metrics.networks_last_known_good.set(len(self.config.kept))
         if not self.configmap_read:
-            self.configmap_read, self.configmap = True, data
+            self.configmap_read = True
             held, self.held = self.held, []
             for event in held:
                 self.on_receive(event)
-        elif data != self.configmap:
-            logger.info("network ConfigMap {}/{}: {} networks", self.settings.namespace, self.settings.configmap,
-                        len(data))
-            self.configmap = data
-            for routed in list(self.index.values()):
-                self._route(routed.pod)
+            return
+        logger.info("network ConfigMap {}: {} networks", self.config.where, len(data))
+        waiting, self.waiting = list(self.waiting.values()), {}
+        for pod in [routed.pod for routed in self.index.values()] + waiting:
+            self._route(pod)
 
     def _listed(self, pods: tuple[Pod, ...]) -> None:
         listed = {pod.uid for pod in pods}
-        for uid in [uid for uid in self.index if uid not in listed]:
+        for uid in [uid for uid in [*self.index, *self.waiting] if uid not in listed]:
             self._gone(uid)
         for pod in pods:
             self._route(pod)
@@ -161,8 +173,18 @@ class PodWatcher(pykka.ThreadingActor):
                 logger.info("pod {}: label {} is no longer \"true\": leaving", pod.key, self.settings.label)
                 self._gone(pod.uid)
             return
-        resolution = options.resolve(pod.annotations.get(self.settings.annotation), self.configmap,
-                                     pod_key=pod.key)
+        annotation = pod.annotations.get(self.settings.annotation)
+        kept = self.config.kept_among(options.network_names(annotation))
+        if kept and previous is None:
+            self._wait(pod, kept)
+            return
+        had = {spec.network for spec in previous.networks} if previous is not None else set()
+        resolution = options.resolve(annotation, self.config.for_pod(had), pod_key=pod.key)
+        kept &= had
+        told = previous.kept if previous is not None else frozenset()
+        for network in sorted(kept - told):
+            if self.events is not None:
+                self.events(pod, reason="VxlanNetworkLastKnownGood", message=self.config.describe(network))
         if resolution.errors and (previous is None or previous.errors != resolution.errors):
             for error in resolution.errors:
                 logger.error("{}", error)
@@ -178,9 +200,20 @@ class PodWatcher(pykka.ThreadingActor):
             named |= {spec.network for spec in previous.networks}
         for network in sorted(named):
             self.registry.tell_network(network, update, synced=self.synced_once)
-        self.index[pod.uid] = Routed(pod, resolution.networks, resolution.errors)
+        self.index[pod.uid] = Routed(pod, resolution.networks, resolution.errors, kept)
+
+    def _wait(self, pod: Pod, kept: frozenset[str]) -> None:
+        """A new pod names networks whose entry is kept: it is not set up with defaults that are gone."""
+        if pod.uid not in self.waiting:
+            message = "; ".join(f"network {network}: {self.config.kept[network]}: this pod waits until it is "
+                                "restored" for network in sorted(kept))
+            logger.warning("pod {}: {}", pod.key, message)
+            if self.events is not None:
+                self.events(pod, reason="VxlanNetworkConfigMissing", message=message[:1000])
+        self.waiting[pod.uid] = pod
 
     def _gone(self, uid: str) -> None:
+        self.waiting.pop(uid, None)
         routed = self.index.pop(uid, None)
         if routed is None:
             return

@@ -81,9 +81,8 @@ class Cluster:
 
     def link(self, pod, dev: str) -> dict | None:
         out = self.in_pod(pod, ["ip", "-d", "-j", "addr", "show", "dev", dev])
-        if out.returncode != 0:
-            return None
-        return json.loads(out.stdout)[0]
+        links = json.loads(out.stdout or "[]") if out.returncode == 0 else []
+        return links[0] if links else None  # [] as well while the link is being replaced
 
     def ping(self, pod, address: str) -> bool:
         return self.in_pod(pod, ["ping", "-c", "1", "-W", "1", address]).returncode == 0

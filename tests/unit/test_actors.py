@@ -45,10 +45,18 @@ class FakePodExecutor:
         if self.gate is not None:
             self.gate.wait(5)
         if argv == agent.LINKS_ARGV:
-            links = [{"ifindex": 5, "ifname": dev, "flags": ["UP"], "mtu": 1450,
-                      "linkinfo": {"info_kind": "vxlan", "info_data": {"id": 100, "link": "eth0", "port": 8472}}}
-                     for dev in sorted(self.links)]
-            return ExecResult(0, json.dumps(links))
+            return ExecResult(0, self._links())
+        if argv == agent.STATE_ARGV:
+            mark = "\n--kvc--\n"
+            return ExecResult(0, mark.join([self._links(), "[]", "[]", self._fdb()]))
+        if argv[:2] == ["sh", "-c"] and "<<'KVC'" in argv[2]:  # links and fdb converged in one exec
+            for line in argv[2].split("<<'KVC'\n", 1)[1].split("KVC\n", 1)[0].splitlines():
+                if line.startswith("link del"):
+                    self.links.discard(line.split()[3])
+                    self.fdb.pop(line.split()[3], None)
+                elif line.startswith("link add"):
+                    self.links.add(line.split()[3])
+            return self._bridge(stdin)
         if argv[:2] == ["sh", "-c"] and "ip -force -batch -" in argv[2]:  # setup and release
             if any(f"ip link show dev {dev} " in argv[2] for dev in self.links):
                 return ExecResult(agent.LINKS_EXIST)
@@ -57,18 +65,27 @@ class FakePodExecutor:
             return ExecResult(137)
         if "kill -TERM 1" in " ".join(argv):
             self.releases += 1
-        if argv == agent.FDB_ARGV:
-            entries = [{"mac": agent.ZERO_MAC, "ifname": dev, "dst": ip, "flags": ["self"], "state": "permanent"}
-                       for dev, ips in self.fdb.items() for ip in sorted(ips)]
-            return ExecResult(0, json.dumps(entries))
         if argv[-3:] == ["-force", "-batch", "-"] and "bridge" in argv:
-            if self.fail:
-                return ExecResult(255, stderr="Cannot find device")
-            for line in stdin.splitlines():
-                words = line.split()
-                dev, ip = words[words.index("dev") + 1], words[words.index("dst") + 1]
-                (self.fdb.setdefault(dev, set()).add if words[1] == "append" else self.fdb[dev].discard)(ip)
-            return ExecResult(0)
+            return self._bridge(stdin)
+        return ExecResult(0)
+
+    def _links(self) -> str:
+        return json.dumps([{"ifindex": 5, "ifname": dev, "flags": ["UP"], "mtu": 1450, "ifalias": f"kvc:{dev}",
+                            "linkinfo": {"info_kind": "vxlan",
+                                         "info_data": {"id": 100, "link": "eth0", "port": 8472, "learning": False}}}
+                           for dev in sorted(self.links)])
+
+    def _fdb(self) -> str:
+        return json.dumps([{"mac": agent.ZERO_MAC, "ifname": dev, "dst": ip, "flags": ["self"], "state": "permanent"}
+                           for dev, ips in self.fdb.items() for ip in sorted(ips)])
+
+    def _bridge(self, stdin: str) -> ExecResult:
+        if self.fail:
+            return ExecResult(255, stderr="Cannot find device")
+        for line in stdin.splitlines():
+            words = line.split()
+            dev, ip = words[words.index("dev") + 1], words[words.index("dst") + 1]
+            (self.fdb.setdefault(dev, set()).add if words[1] == "append" else self.fdb[dev].discard)(ip)
         return ExecResult(0)
 
 
@@ -117,8 +134,8 @@ def test_requests_arriving_during_a_slow_exec_coalesce_into_one_reconcile(schedu
         ref.tell(PeersChanged(snapshot(*peers[:n])))
     fake.gate.set()
     wait_for(lambda: fake.fdb.get("vxeth0") == set(peers), what="fdb == the last snapshot")
-    # links + fdb read + write for the first snapshot, then one write for the 40 that piled up.
-    assert len(fake.calls) == 4, fake.calls
+    # one read (links and fdb) + write for the first snapshot, then one write for the 40 that piled up.
+    assert len(fake.calls) == 3, fake.calls
 
 
 def test_a_join_costs_the_newcomer_two_execs_and_each_member_one(scheduler):
@@ -305,7 +322,7 @@ def test_a_network_with_no_pod_left_retires_itself_and_the_next_pod_starts_a_new
     pods: dict = {}
     registry = network_registry(pods)
     watcher = PodWatcher(settings=Settings(), registry=registry, pod_stream_factory=None)
-    watcher.configmap = {"vxeth0": "id=100"}
+    watcher.config.update({"vxeth0": "id=100"})
     watcher._listed(())
     ann = {"vxlan.openvnf.org/networks": "vxeth0"}
 
@@ -337,7 +354,7 @@ def test_a_crashed_network_actors_successor_rebuilds_membership_from_the_watcher
     pods: dict = {}
     registry = network_registry(pods)
     watcher = PodWatcher(settings=Settings(), registry=registry, pod_stream_factory=None)
-    watcher.configmap = {"vxeth0": "id=100"}
+    watcher.config.update({"vxeth0": "id=100"})
     ann, label = {"vxlan.openvnf.org/networks": "vxeth0"}, {"vxlan.openvnf.org": "true"}
     listed = tuple(Pod(uid=f"u{i}", namespace="default", name=f"p{i}", ip=f"10.0.0.{i}", agent_running=True,
                        annotations=ann, labels=label) for i in range(1, 4))
@@ -359,7 +376,7 @@ def test_only_pods_labelled_true_are_routed_and_a_relabelled_pod_leaves():
     pods: dict = {}
     registry = network_registry(pods)
     watcher = PodWatcher(settings=Settings(), registry=registry, pod_stream_factory=None)
-    watcher.configmap = {"vxeth0": "id=100"}
+    watcher.config.update({"vxeth0": "id=100"})
     ann = {"vxlan.openvnf.org/networks": "vxeth0"}
 
     def pod(uid, ip, label):
@@ -455,7 +472,7 @@ def test_the_wired_condition_is_handed_over_only_when_it_changes(scheduler):
     fake.fdb["vxeth0"] = {"10.0.0.2"}
     ref.tell(PodUpdate(dataclasses.replace(running_pod(), wired=before), SPEC))
     ref.tell(PeersChanged(snapshot("10.0.0.2")))
-    wait_for(lambda: fake.calls.count(agent.FDB_ARGV) == 1, what="the fdb read")
+    wait_for(lambda: fake.calls.count(agent.STATE_ARGV) == 1, what="the fdb read")
     ref.tell(PeersChanged(snapshot("10.0.0.2", "10.0.0.3")))
     wait_for(lambda: fake.fdb["vxeth0"] == {"10.0.0.2", "10.0.0.3"} and written, what="the changed condition")
     assert written == [(Condition(True, "Wired", "vxeth0 2/2 peers"), False)], "unchanged: not written; then once"
@@ -479,3 +496,34 @@ def test_a_failing_sync_makes_the_pod_unwired_at_once(scheduler):
     wait_for(lambda: written[-1][0].reason == "Failing", what="failing")
     assert written[-1] == (Condition(False, "Failing", written[-1][0].message), True)
     assert written[-1][0].message.startswith("vxeth0 ?/2 peers: container vxlan-controller-agent: ")
+
+
+def test_a_deleted_configmap_keeps_members_on_their_last_good_options_and_new_pods_wait():
+    from kube_vxlan_controller.actors.watcher import PodWatcher
+    from kube_vxlan_controller.messages import ConfigChanged
+
+    pods: dict = {}
+    events: list = []
+    registry = network_registry(pods)
+    watcher = PodWatcher(settings=Settings(), registry=registry, pod_stream_factory=None,
+                         events=lambda pod, reason, message: events.append((pod.name, reason)))
+    watcher.on_receive(ConfigChanged({"vxeth0": "id=100"}))
+    ann, label = {"vxlan.openvnf.org/networks": "vxeth0"}, {"vxlan.openvnf.org": "true"}
+
+    def pod(uid, ip):
+        return Pod(uid=uid, namespace="default", name=uid, ip=ip, agent_running=True, annotations=ann, labels=label)
+
+    watcher._listed((pod("a", "10.0.0.1"), pod("b", "10.0.0.2")))
+    wait_for(lambda: member_ips(registry) == {"10.0.0.1", "10.0.0.2"}, what="two members")
+    told = len(pods["a"].messages)
+    watcher.on_receive(ConfigChanged({}))
+    watcher.on_receive(ConfigChanged({}))  # the same again: said once
+    assert [m.networks[0].vni for m in pods["a"].messages[told:] if isinstance(m, PodUpdate)] == [100]
+    watcher._route(pod("c", "10.0.0.3"))
+    assert "c" not in pods and watcher.waiting.keys() == {"c"}
+    assert sorted(events) == [("a", "VxlanNetworkLastKnownGood"), ("b", "VxlanNetworkLastKnownGood"),
+                              ("c", "VxlanNetworkConfigMissing")]
+    assert member_ips(registry) == {"10.0.0.1", "10.0.0.2"}
+    watcher.on_receive(ConfigChanged({"vxeth0": "id=100"}))
+    wait_for(lambda: member_ips(registry) == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}, what="c joined once restored")
+    assert watcher.waiting == {} and len(events) == 3

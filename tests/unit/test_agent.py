@@ -15,18 +15,25 @@ from hypothesis import strategies as st
 from kube_vxlan_controller.agent import (
     FDB_ARGV,
     LINKS_ARGV,
+    STATE_ARGV,
     TERMINATE_ARGV,
     AgentOutputError,
     FdbDiff,
     Link,
+    actual_spec,
     batch_argv,
+    converge_argv,
+    differences,
     fdb_batch,
     fdb_diff,
     fdb_lines,
     parse_fdb,
     parse_links,
+    parse_state,
+    plan_links,
     setup_batch,
     setup_conflicts,
+    stale_links,
     with_timeout,
 )
 from kube_vxlan_controller.options import NetworkSpec, resolve
@@ -133,7 +140,9 @@ def test_setup_of_a_fresh_pod_adds_then_addresses_then_up_then_routes():
     assert batch.splitlines() == [
         "link add name vxeth1 type vxlan id 101 dev eth0 dstport 0 nolearning",
         "link add name vxeth2 mtu 1400 type vxlan id 102 dev eth0 dstport 4789 learning ttl 9",
+        "link set dev vxeth1 alias kvc:vxeth1",
         "addr replace 192.168.11.2/29 dev vxeth1",
+        "link set dev vxeth2 alias kvc:vxeth2",
         "addr replace fd00:1::2/64 dev vxeth2",
         "link set dev vxeth1 up",
         "link set dev vxeth2 up",
@@ -145,15 +154,21 @@ def test_setup_of_a_fresh_pod_adds_then_addresses_then_up_then_routes():
 
 def _link(**kw) -> Link:
     base = dict(name="vxeth1", kind="vxlan", vni=101, dev="eth0", port=8472, learning=False, ttl=0, mtu=1450,
-                up=True, addresses=("192.168.11.2/29",))
+                up=True, addresses=("192.168.11.2/29",), alias="kvc:vxeth1")
     return Link(**{**base, **kw})
 
 
-def test_matching_link_is_kept():
+def test_matching_link_is_kept_and_only_routes_not_read_are_set_again():
     assert setup_batch(specs(EXAMPLE_A), {"vxeth1": _link()}).splitlines() == [
-        "addr replace 192.168.11.2/29 dev vxeth1",
-        "link set dev vxeth1 up",
         "route replace 192.168.12.0/29 via 192.168.11.1 dev vxeth1",
+    ]
+    routes = specs(EXAMPLE_A)[0].routes
+    assert setup_batch(specs(EXAMPLE_A), {"vxeth1": _link(routes=routes)}) == ""
+
+
+def test_a_link_without_our_alias_gets_it():
+    assert setup_batch(specs("vxeth1 ip=192.168.11.2/29 up"), {"vxeth1": _link(alias=None)}).splitlines() == [
+        "link set dev vxeth1 alias kvc:vxeth1",
     ]
 
 
@@ -164,17 +179,18 @@ def test_link_differing_in_kind_vni_device_port_learning_or_ttl_is_replaced(chan
     assert lines[:2] == ["link del dev vxeth1", "link add name vxeth1 type vxlan id 101 dev eth0 dstport 0 nolearning"]
 
 
-def test_mtu_matters_only_when_asked_for():
-    assert "link del dev vxeth1" not in setup_batch(specs("vxeth1"), {"vxeth1": _link(mtu=9000)})
-    assert "link del dev vxeth1" in setup_batch(specs("vxeth1 mtu=1400"), {"vxeth1": _link(mtu=9000)})
-    assert "link del dev vxeth1" not in setup_batch(specs("vxeth1 mtu=1400"), {"vxeth1": _link(mtu=1400)})
+def test_mtu_is_changed_in_place_and_only_when_asked_for():
+    assert "mtu" not in setup_batch(specs("vxeth1"), {"vxeth1": _link(mtu=9000)})
+    assert setup_batch(specs("vxeth1 mtu=1400"), {"vxeth1": _link(mtu=9000)}).splitlines()[0] == (
+        "link set dev vxeth1 mtu 1400")
+    assert "mtu" not in setup_batch(specs("vxeth1 mtu=1400"), {"vxeth1": _link(mtu=1400)})
+    assert "link del" not in setup_batch(specs("vxeth1 mtu=1400"), {"vxeth1": _link(mtu=9000)})
 
 
 def test_kept_link_loses_stale_addresses_and_goes_down_unless_up():
     link = _link(addresses=("192.168.11.2/29", "10.9.9.9/8"))
     assert setup_batch(specs("vxeth1 up=false ip=192.168.11.2/29"), {"vxeth1": link}).splitlines() == [
         "addr del 10.9.9.9/8 dev vxeth1",
-        "addr replace 192.168.11.2/29 dev vxeth1",
         "link set dev vxeth1 down",
     ]
 
@@ -311,7 +327,7 @@ def test_setup_batch_really_configures_and_is_idempotent_and_replaces_a_changed_
 
     links = parse_links(netns(LINKS_ARGV).stdout)
     assert links["vxeth1"] == Link(name="vxeth1", kind="vxlan", vni=101, dev="eth0", port=8472, learning=False,
-                                   ttl=0, mtu=1450, up=True, addresses=("192.168.11.2/29",))
+                                   ttl=0, mtu=1450, up=True, addresses=("192.168.11.2/29",), alias="kvc:vxeth1")
     assert (links["vxeth2"].port, links["vxeth2"].learning, links["vxeth2"].ttl, links["vxeth2"].mtu) == (
         4789, True, 9, 1400)
     routes = netns(["ip", "route", "show"]).stdout + netns(["ip", "-6", "route", "show"]).stdout
@@ -421,3 +437,101 @@ def test_agent_output_parsers_raise_only_agent_output_error(stdout):
             parse(stdout)
         except AgentOutputError:
             pass
+
+
+# ---- differences, stale links, the state read, convergence -----------------------------------------
+
+
+def test_differences_name_each_option_and_say_which_need_a_new_link():
+    (spec,) = specs("vxeth1 ip=192.168.11.3/29 mtu=1400", {"vxeth1": "id=201 up dstport=4789"})
+    diffs = {d.what: d for d in differences(spec, _link(mtu=1450, up=False, routes=()))}
+    assert [str(d) for d in diffs.values()] == ["id 101 → 201", "dstport 8472 → 4789", "mtu 1450 → 1400",
+                                                "ip 192.168.11.2/29 → 192.168.11.3/29", "up false → true"]
+    assert {what for what, d in diffs.items() if d.replace} == {"id", "dstport"}
+    assert differences(specs("vxeth1 ip=192.168.11.2/29")[0], _link()) == ()
+
+
+def test_routes_differ_only_when_they_were_read():
+    (spec,) = specs(EXAMPLE_A)
+    assert differences(spec, _link()) == ()  # routes not read: nothing known to differ
+    (diff,) = differences(spec, _link(routes=()))
+    assert str(diff) == "route none → 192.168.12.0/29:192.168.11.1" and not diff.replace
+
+
+def test_actual_spec_describes_the_kernel_in_the_seed_format():
+    (spec,) = specs(EXAMPLE_A)
+    link = _link(vni=100, mtu=1400, port=4789, routes=())
+    assert actual_spec(spec, link).describe() == "dev:eth0 dstport:4789 id:100 ip:192.168.11.2/29 name:vxeth1 " \
+                                                 "type:vxlan up:true"
+
+
+def test_stale_links_are_ours_whose_network_is_no_longer_named_or_whose_interface_was_renamed():
+    links = {"vxeth1": _link(), "vxeth2": _link(name="vxeth2", alias="kvc:vxeth2"),
+             "old": _link(name="old", alias="kvc:vxeth3"), "mine": _link(name="mine", alias=None),
+             "veth": Link(name="veth", kind="veth", alias="kvc:vxeth9")}
+    # vxeth2 still named but not resolved (its entry broke): kept; vxeth3 now lives on interface "new"
+    wanted = specs("vxeth1\nvxeth3 name=new", {**CONFIGMAP, "vxeth3": "id=103"})
+    assert stale_links(links, wanted, ["vxeth1", "vxeth2", "vxeth3"]) == ("old",)
+    assert stale_links(links, (), []) == ("old", "vxeth1", "vxeth2")
+
+
+def test_plan_links_replaces_what_the_kernel_cannot_change_and_says_what_changed():
+    (spec,) = specs("vxeth1 ip=192.168.11.2/29", {"vxeth1": "id=201 up"})
+    plan = plan_links([spec], {"vxeth1": _link(routes=()), "gone": _link(name="gone")}, remove=("gone",))
+    assert plan.batch.splitlines()[:3] == ["link del dev gone", "link del dev vxeth1",
+                                           "link add name vxeth1 type vxlan id 201 dev eth0 dstport 0 nolearning"]
+    assert plan.replaced == {"vxeth1"} and plan.removed == ("gone",)
+    assert [str(d) for d in plan.changed["vxeth1"]] == ["id 101 → 201"]
+    assert differences(spec, plan.after["vxeth1"]) == ()
+
+
+STATE = (ADDR_SHOW + "\n--kvc--\n"
+         '[{"dst":"192.168.12.0/29","gateway":"192.168.1.1","dev":"vx2","flags":[]},'
+         '{"dst":"192.168.1.0/24","dev":"vx2","protocol":"kernel","scope":"link","flags":[]},'
+         '{"dst":"default","gateway":"10.0.0.254","dev":"eth0","flags":[]}]\n--kvc--\n'
+         '[{"dst":"fd00:2::/64","gateway":"fd00::2","dev":"vx2","flags":[]}]\n--kvc--\n' + FDB_SHOW)
+
+
+def test_parse_state_reads_links_gateway_routes_of_both_families_and_the_fdb():
+    state = parse_state(STATE)
+    assert [str(r) for r in state.links["vx2"].routes] == ["192.168.12.0/29:192.168.1.1", "fd00:2::/64:fd00::2"]
+    assert [str(r) for r in state.links["eth0"].routes] == ["0.0.0.0/0:10.0.0.254"]
+    assert state.links["vx0"].routes == ()
+    assert state.fdb == parse_fdb(FDB_SHOW) and fdb_lines(state.fdb_text) == fdb_lines(FDB_SHOW)
+    without_ipv6 = STATE.replace('[{"dst":"fd00:2::/64","gateway":"fd00::2","dev":"vx2","flags":[]}]', "")
+    assert len(parse_state(without_ipv6).links["vx2"].routes) == 1
+    with pytest.raises(AgentOutputError):
+        parse_state(ADDR_SHOW)
+
+
+def test_converge_argv_carries_only_a_plan_links_batch():
+    argv = converge_argv(5, "link set dev vxeth1 mtu 1400\n")
+    assert argv[:2] == ["sh", "-c"] and "<<'KVC'\nlink set dev vxeth1 mtu 1400\nKVC\n" in argv[2]
+    for bad in ("", "link set dev x alias $(reboot)\n", "a\nKVC\nreboot\n".replace("KVC", "KVC'"), "x;y\n"):
+        with pytest.raises(ValueError):
+            converge_argv(5, bad)
+
+
+@pytest.mark.root
+def test_converge_changes_in_place_or_replaces_the_link_with_its_fdb_in_one_exec(netns):
+    first = specs(EXAMPLE_A)
+    netns(converge_argv(10, plan_links(first, {}).batch), stdin="fdb append 00:00:00:00:00:00 dev vxeth1 dst 10.0.0.2\n")
+    state = parse_state(netns(STATE_ARGV).stdout)
+    assert differences(first[0], state.links["vxeth1"]) == () and state.fdb == {"vxeth1": {"10.0.0.2"}}
+
+    # MTU and a route: in place (the link, so its fdb, stays)
+    moved = specs("vxeth1 ip=192.168.11.2/29 mtu=1400 route=192.168.13.0/29:192.168.11.1")
+    plan = plan_links(moved, state.links)
+    assert not plan.replaced and "link add" not in plan.batch
+    netns(converge_argv(10, plan.batch), stdin="")
+    state = parse_state(netns(STATE_ARGV).stdout)
+    assert differences(moved[0], state.links["vxeth1"]) == () and state.fdb == {"vxeth1": {"10.0.0.2"}}
+
+    # a new VNI: replaced, and the fdb put back by the same exec
+    renumbered = specs("vxeth1 ip=192.168.11.2/29 mtu=1400", {"vxeth1": "id=201 up"})
+    plan = plan_links(renumbered, state.links)
+    assert plan.replaced == {"vxeth1"}
+    netns(converge_argv(10, plan.batch), stdin="fdb append 00:00:00:00:00:00 dev vxeth1 dst 10.0.0.2\n")
+    state = parse_state(netns(STATE_ARGV).stdout)
+    assert differences(renumbered[0], state.links["vxeth1"]) == () and state.fdb == {"vxeth1": {"10.0.0.2"}}
+    assert state.links["vxeth1"].alias == "kvc:vxeth1"

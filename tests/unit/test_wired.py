@@ -32,7 +32,7 @@ def test_a_network_alone_is_wired_with_no_peers():
 
 def test_peers_missing_counts_what_the_fdb_holds_of_them():
     facts = wired(fdb={"vxeth1": frozenset({"10.0.0.2", "10.0.0.9"}), "vxeth2": PEERS["vxeth2"]})
-    assert judge(facts) == Condition(False, "PeersMissing", "vxeth1 1/3 peers, vxeth2 1/1")
+    assert judge(facts) == Condition(False, "PeersMissing", "vxeth1 1/3 peers (+1 stale), vxeth2 1/1")
 
 
 def test_a_failed_pass_says_so_first_with_unknown_counts():
@@ -88,3 +88,15 @@ def test_the_patch_merges_one_condition_by_type_and_names_the_uid():
     # only the message changed: the API keeps the time of the last flip
     unchanged = condition_patch(pod, Condition(True, "Wired", "vxeth1 2/2 peers"), transition=False)
     assert "lastTransitionTime" not in unchanged["status"]["conditions"][0]
+
+
+def test_an_interface_that_differs_from_its_spec_is_not_wired_and_says_what_differs():
+    facts = wired(differs={"vxeth1": ("id 101 → 201",)})
+    assert judge(facts) == Condition(False, "InterfaceDiffers", "vxeth1: id 101 → 201 (converging it now)")
+    waiting = wired(differs={"vxeth1": ("id 101 → 201",)}, agent_running=False)
+    assert judge(waiting).message == "vxeth1: id 101 → 201 (it is converged once the sidecar agent runs)"
+
+
+def test_an_fdb_holding_a_pod_that_is_no_peer_is_not_wired():
+    facts = wired(fdb={**EXACT, "vxeth2": EXACT["vxeth2"] | {"10.0.0.9"}})
+    assert judge(facts) == Condition(False, "PeersMissing", "vxeth1 3/3 peers, vxeth2 1/1 (+1 stale)")
