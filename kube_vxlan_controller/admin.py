@@ -32,6 +32,10 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class ListenError(Exception):
+    """An endpoint cannot listen on its address (in use, not this host's); the message names both."""
+
+
 class Server:
     """One ThreadingHTTPServer with a route table, started in a daemon thread."""
 
@@ -63,7 +67,10 @@ class Server:
                 pass
 
         self.name = name
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as error:
+            raise ListenError(f"the {name} endpoint cannot listen on {address}: {error.strerror or error}") from error
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name=f"{name}-http", daemon=True)
 
@@ -78,7 +85,8 @@ class Server:
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        if self.thread.is_alive():  # shutdown() waits for a serve_forever() that never started otherwise
+            self.httpd.shutdown()
         self.httpd.server_close()
 
 

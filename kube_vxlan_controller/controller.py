@@ -72,6 +72,13 @@ class Controller:
         s = self.settings
         if self.cluster is None:
             self.cluster = client.connect(s.kubeconfig)
+        # Bound before any thread starts, so that an address in use stops nothing half-started.
+        if s.admin:
+            self.servers.append(admin.Server("query", s.admin, admin.query_routes(
+                lambda: self.query, s.exec_deadline + 1, not_leading=self._not_leading), loopback_only=True))
+        if s.health:
+            self.servers.append(admin.Server("health", s.health, admin.health_routes(
+                alive=lambda: not self.fatal.is_set(), ready=self.ready, metrics=self)))
         self.elector = Elector(
             leases.LeaseLock(self.cluster, namespace=s.namespace, name=s.lease_name), identity=s.identity,
             lease_duration=s.lease_duration, renew_deadline=s.renew_deadline, retry_period=s.retry_period,
@@ -79,12 +86,8 @@ class Controller:
         self.lease_watch = leases.LeaseWatch(self.cluster, namespace=s.namespace, name=s.lease_name,
                                              on_change=self.elector.wake)
         threading.Thread(target=self.lease_watch.run, name="lease-watch", daemon=True).start()
-        if s.admin:
-            self.servers.append(admin.Server("query", s.admin, admin.query_routes(
-                lambda: self.query, s.exec_deadline + 1, not_leading=self._not_leading), loopback_only=True).start())
-        if s.health:
-            self.servers.append(admin.Server("health", s.health, admin.health_routes(
-                alive=lambda: not self.fatal.is_set(), ready=self.ready, metrics=self)).start())
+        for server in self.servers:
+            server.start()
         logger.info("leader election on lease {}/{} as {} (lease {}s, renew deadline {:g}s, retry {:g}s)",
                     s.namespace, s.lease_name, s.identity, s.lease_duration, s.renew_deadline, s.retry_period)
         self.elector.start()

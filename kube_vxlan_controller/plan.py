@@ -1,6 +1,6 @@
 """`kube-vxlan-controller plan`: what the controller would run in a pod — running nothing.
 
-    kube-vxlan-controller plan [-n NAMESPACE] NAME                      # a pod of the cluster
+    kube-vxlan-controller plan [--pod-namespace NS] NAME                # a pod of the cluster
     kube-vxlan-controller plan -f FILE [NAME] [--configmap FILE]       # a manifest: a Pod, or a workload's
                                                                         # pod template (NAME picks the document)
 
@@ -16,16 +16,17 @@ now: the IPs of the other pods whose sidecar runs and whose annotation names the
 (`-f FILE --configmap FILE`: no API call at all) the peers are unknown: the batch shows one marked
 placeholder line per network instead. Output: text for people, `-o json` for machines.
 
+Flags mean what they mean for `run` (`--namespace` is the controller's, where the ConfigMap lives); the
+pod's namespace is `--pod-namespace`, and no flag is `-n`, which kubectl users would read either way.
+
 Exit codes: 0 the pod is fine, 1 validation errors (a network that does not resolve, a missing opt-in
 label or agent container), 2 usage or unreadable input (a file, a pod that is not there), 3 the cluster
-cannot be reached.
+cannot be reached (the message points to planning offline).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -35,13 +36,14 @@ from typing import Mapping
 import yaml
 
 from . import agent, eligibility, options, settings as settings_module
+from .cli import CANNOT_START, USAGE_ERROR, Failure, Parser
 from .k8s import client, configmaps, pods
 from .k8s.errors import K8sError, PodGone
 from .logs import setup as setup_logs
 from .model import Pod
 from .settings import Settings
 
-OK, INVALID, USAGE, UNREACHABLE = 0, 1, 2, 3
+OK, INVALID, USAGE, UNREACHABLE = 0, 1, USAGE_ERROR, CANNOT_START
 #: kinds whose `spec.template` is a pod template
 WORKLOADS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "ReplicationController")
 #: what stands for a peer's IP in an offline fdb batch
@@ -230,8 +232,8 @@ def render_json(plan: Plan) -> str:
 # -- the command ------------------------------------------------------------------------------------
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser() -> Parser:
+    p = Parser(
         prog="kube-vxlan-controller plan", conflict_handler="resolve",
         description="Show what the controller would run in a pod (networks, errors, the execs with their "
                     "batches), running nothing. Online with a pod NAME or without --configmap FILE; offline "
@@ -240,7 +242,8 @@ def parser() -> argparse.ArgumentParser:
                "timeouts. Exit codes: 0 fine, 1 validation errors, 2 usage or input, 3 cluster unreachable.")
     settings_module.add_arguments(p)
     p.add_argument("name", nargs="?", metavar="NAME", help="the pod (with -f: the document's name, when several)")
-    p.add_argument("-n", "--pod-namespace", default="default", help="the pod's namespace (default: default)")
+    p.add_argument("--pod-namespace", default="default", metavar="NS",
+                   help="the pod's namespace (default: default; --namespace is the controller's, as for run)")
     p.add_argument("-f", "--filename", metavar="FILE", help="a manifest (YAML, several documents allowed; '-': "
                                                             "stdin): a Pod, or a Deployment… whose pod template")
     p.add_argument("--configmap", metavar="FILE", dest="configmap_file",
@@ -249,27 +252,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _connect(s: Settings):
-    kubeconfig = s.kubeconfig
-    if kubeconfig is None and not os.environ.get("KUBERNETES_SERVICE_HOST"):
-        kubeconfig = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or str(Path.home() / ".kube/config")
-    return client.connect(kubeconfig, namespace=s.namespace)
-
-
 def main(argv: list[str]) -> int:
     p = parser()
     args = p.parse_args(argv)
     if (args.filename is None) == (args.name is None) and args.filename is None:
-        p.print_usage(sys.stderr)
-        print("kube-vxlan-controller plan: name a pod, or give a manifest with -f FILE", file=sys.stderr)
-        return USAGE
+        raise Failure("name a pod, or give a manifest with -f FILE (see kube-vxlan-controller plan --help)", USAGE)
     s = settings_module.from_arguments(args)
     setup_logs("WARNING")
     try:
         return _plan(args, s)
     except InputError as error:
-        print(f"kube-vxlan-controller plan: {error}", file=sys.stderr)
-        return USAGE
+        raise Failure(str(error), USAGE) from error
 
 
 def _plan(args, s: Settings) -> int:
@@ -277,7 +270,7 @@ def _plan(args, s: Settings) -> int:
     cluster = None
     try:
         if online:
-            cluster = _connect(s)
+            cluster = client.connect(s.kubeconfig, namespace=s.namespace)
         if args.filename is not None:
             source, raw = pick_pod(args.filename, args.name)
         else:
@@ -297,8 +290,10 @@ def _plan(args, s: Settings) -> int:
             uid = (raw.get("metadata") or {}).get("uid", "")
             peers = peers_in(pods.list_pods_json(cluster, s.selector, s.watch_namespace), configmap, s, but=uid)
     except K8sError as error:
-        print(f"kube-vxlan-controller plan: cannot reach the cluster: {error}", file=sys.stderr)
-        return UNREACHABLE
+        offline = ("-f FILE --configmap FILE" if args.filename is None
+                   else "--configmap FILE (the network ConfigMap's manifest)")
+        raise Failure(f"cannot reach the cluster: {error}; without a cluster, plan offline with {offline}",
+                      UNREACHABLE) from error
     finally:
         if cluster is not None:
             cluster.close()

@@ -91,8 +91,9 @@ LABEL, POD_LABEL, CONTAINER_LABEL = PREFIX, f"{PREFIX}.pod", f"{PREFIX}.containe
 STOP_SLACK = 30.0
 _tags = itertools.count(1)
 #: how runc/containerd answer an exec that never got a process: a failed start, or (the container stopping
-#: meanwhile) the shim's connection gone, or the task found already stopped
-_START_FAILURES = (OCI_EXEC_FAILED.encode(), b"ttrpc: closed", b"cannot exec in a stopped state")
+#: meanwhile) the shim's connection gone, or containerd's task found in a state that takes no exec
+#: (`cannot exec in a stopped state`, `… in a deleted state`: its pod deleted meanwhile)
+_START_FAILURES = (OCI_EXEC_FAILED.encode(), b"ttrpc: closed", b"cannot exec in a ")
 
 
 #: the downward API's fields (env valueFrom.fieldRef) the sandbox fills in

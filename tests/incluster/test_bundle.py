@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 
 import pytest
@@ -78,6 +79,10 @@ def test_seed_operator_commands_verbatim_in_the_leaders_pod_and_the_standby_says
                              check=False)
     assert asked.returncode == 4, asked
     assert f"the leader is {deployed.holder()}: ask it, in its pod" in asked.stderr, asked.stderr
+    # the command it says, on a line of its own (kubectl exec adds "command terminated…" after it), pasted
+    pasted = shlex.split(next(line for line in asked.stderr.splitlines() if line.startswith("kubectl ")))
+    assert pasted[:5] == ["kubectl", "-n", NS, "exec", pod], asked.stderr
+    assert deployed.kubectl(*pasted[1:]).stdout == listed
 
 
 def test_kill_term_1_in_the_leader_hands_over_and_the_new_leader_repairs_what_changed_meanwhile(deployed):

@@ -384,8 +384,9 @@ def test_resolve_time_grows_linearly_with_annotation_size():
         resolve(text, CONFIGMAP, pod_key=POD)
         return time.perf_counter() - started
 
-    small, big = min(cost(20_000) for _ in range(3)), min(cost(160_000) for _ in range(3))
-    assert big < small * 8 * 3  # 8× the input, well under a quadratic 64×
+    # the least of five runs each: a busy machine (a CI run beside other work) preempts some of them
+    small, big = min(cost(20_000) for _ in range(5)), min(cost(160_000) for _ in range(5))
+    assert big < small * 8 * 4  # 8× the input, well under a quadratic 64×
 
 
 def test_networks_beyond_the_limit_are_rejected_with_one_message():
