@@ -197,7 +197,8 @@ class PodWatcher(pykka.ThreadingActor):
             self._wait(pod, kept)
             return
         had = {spec.network for spec in previous.networks} if previous is not None else set()
-        resolution = options.resolve(annotation, self.config.for_pod(had), pod_key=pod.key)
+        resolution = options.with_underlays(options.resolve(annotation, self.config.for_pod(had), pod_key=pod.key),
+                                            pod.addresses, pod_key=pod.key)
         kept &= had
         told = previous.kept if previous is not None else frozenset()
         for network in sorted(kept - told):

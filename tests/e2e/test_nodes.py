@@ -109,3 +109,24 @@ def test_vxlan_between_pods_on_two_nodes_is_routed_over_the_underlay(sandbox, cl
     assert cluster.in_pod(a, ["ping", "-c", "3", "-W", "2", "192.168.11.3"]).returncode == 0
     after = underlay_packets(sandbox, NODES[0]), underlay_packets(sandbox, NODES[1])
     assert after[0][1] - before[0][1] >= 3 and after[1][0] - before[1][0] >= 3, (before, after)
+
+
+def test_underlay_ipv6_carries_a_dual_stack_network_over_ipv6_and_ipv4_only_pods_are_told_why_not(
+        sandbox, cluster, controller, family):
+    controller()
+    a, b = start_pair(cluster, "vxeth1 ip=192.168.11.{n}/29 up underlay=ipv6")
+    if family == "ipv4":
+        def event_says_why():
+            events = cluster.core.list_namespaced_event("default").items
+            return [e for e in events if e.involved_object.name == a.metadata.name
+                    and "no IPv6 address" in (e.message or "")]
+        (event,) = wait_for(event_says_why, timeout=15, what="an Event saying a has no IPv6 address")
+        assert "not a member" in event.message
+        assert cluster.link(a, "vxeth1") is None  # not set up either
+        return
+    wait_for(lambda: cluster.fdb(a, "vxeth1") and cluster.fdb(b, "vxeth1"), timeout=30, what="both fdbs filled")
+    v6 = {p.metadata.name: next(i.ip for i in p.status.pod_ips if ":" in i.ip) for p in (a, b)}
+    assert cluster.fdb(a, "vxeth1") == {v6[b.metadata.name]} and cluster.fdb(b, "vxeth1") == {v6[a.metadata.name]}
+    info = cluster.link(a, "vxeth1")["linkinfo"]["info_data"]
+    assert info["local6"] == v6[a.metadata.name]  # an IPv6 VXLAN link
+    assert cluster.in_pod(a, ["ping", "-c", "2", "-W", "2", "192.168.11.3"]).returncode == 0
