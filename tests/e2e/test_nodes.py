@@ -130,3 +130,19 @@ def test_underlay_ipv6_carries_a_dual_stack_network_over_ipv6_and_ipv4_only_pods
     info = cluster.link(a, "vxeth1")["linkinfo"]["info_data"]
     assert info["local6"] == v6[a.metadata.name]  # an IPv6 VXLAN link
     assert cluster.in_pod(a, ["ping", "-c", "2", "-W", "2", "192.168.11.3"]).returncode == 0
+
+
+def test_the_largest_unfragmented_ping_the_vxlan_mtu_allows_crosses_a_1450_underlay(sandbox, cluster, controller,
+                                                                                       family):
+    controller()
+    a, b = start_pair(cluster)
+    wait_for(lambda: cluster.wired([a, b], "vxeth1"), timeout=30, what="both fdbs hold the other pod")
+    overhead = 50 if ipaddress.ip_address(a.status.pod_ip).version == 4 else 70  # outer IP + UDP + VXLAN + Ethernet
+    assert cluster.link(a, "eth0")["mtu"] == 1450
+    mtu = cluster.link(a, "vxeth1")["mtu"]
+    assert mtu == 1450 - overhead
+    largest = mtu - 28  # the overlay is IPv4: 20 bytes of IP header, 8 of ICMP
+    fits = cluster.in_pod(a, ["ping", "-M", "do", "-c", "2", "-W", "2", "-s", str(largest), "192.168.11.3"])
+    assert fits.returncode == 0, fits.stdout + fits.stderr
+    too_big = cluster.in_pod(a, ["ping", "-M", "do", "-c", "1", "-W", "2", "-s", str(largest + 1), "192.168.11.3"])
+    assert too_big.returncode != 0
