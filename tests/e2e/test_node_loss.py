@@ -93,3 +93,23 @@ def test_a_lost_nodes_pods_are_evicted_replaced_elsewhere_and_every_fdb_is_exact
     for at, what in timeline:
         print(f"  {at - start:6.2f}s  {what}")
     print(f"eviction → every surviving member's fdb exact: {exact - evicted:.2f}s")
+
+
+def test_a_node_back_before_eviction_keeps_its_pods_and_every_fdb_as_it_was(sandbox, cluster, controller):
+    controller()
+    cluster.create_deployment("y", "vxeth1 up", replicas=3)  # the default toleration: 300 s
+    wait_for(lambda: len(cluster.running()) == 3, timeout=30, what="3 pods running")
+    pods = cluster.running()
+    wait_for(lambda: cluster.wired(pods, "vxeth1"), timeout=30, what="all wired")
+    (lost,) = [p for p in pods if p.spec.node_name == LOST]
+    sandbox.faults.cut_node(LOST)
+    wait_for(lambda: ready(cluster.core.read_node(LOST)) == "Unknown", timeout=GRACE + 10, what="the node NotReady")
+    wait_for(lambda: ready(cluster.core.read_namespaced_pod(lost.metadata.name, "default")) == "False",
+             timeout=5, what="its pod not Ready")
+    assert cluster.wired(pods, "vxeth1")  # a NotReady peer stays a peer
+    sandbox.faults.restore_node(LOST)
+    wait_for(lambda: ready(cluster.core.read_namespaced_pod(lost.metadata.name, "default")) == "True",
+             timeout=10, what="its pod Ready again")
+    assert ready(cluster.core.read_node(LOST)) == "True" and not cluster.core.read_node(LOST).spec.taints
+    assert sorted(p.metadata.name for p in cluster.running()) == sorted(p.metadata.name for p in pods)
+    assert cluster.wired(pods, "vxeth1")
