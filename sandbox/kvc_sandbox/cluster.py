@@ -236,11 +236,9 @@ class ClusterNetwork:
             raise NodeError(f"no node {name!r} in this sandbox") from None
 
     def remove_pod(self, pod_uid: str) -> None:
+        """Wherever the pod is (a node knows its own pods; the others have nothing to do)."""
         for network in self.networks.values():
             network.remove_pod(pod_uid)
-
-    def pod_netns(self, pod_uid: str) -> str | None:
-        return next((ns for n in self.networks.values() if (ns := n.pod_netns(pod_uid))), None)
 
     # -- faults ------------------------------------------------------------------------------------------
     def cut(self, name: str) -> None:

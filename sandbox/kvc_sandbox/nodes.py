@@ -91,7 +91,8 @@ def internal_ips(node: dict | None) -> list[str]:
 
 
 def _schedulable(node: dict) -> bool:
-    return is_ready(node) and not any(t.get("effect") == "NoSchedule" for t in (node.get("spec") or {}).get("taints") or [])
+    taints = (node.get("spec") or {}).get("taints") or []
+    return is_ready(node) and not any(t.get("effect") == "NoSchedule" for t in taints)
 
 
 def schedule(store: Store, spec: dict) -> str | None:
