@@ -3,8 +3,11 @@ removes every namespace, link and route of the nodes and their underlay (root on
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
 from kubernetes import client as k8s
@@ -95,3 +98,29 @@ def test_stop_removes_every_node_namespace_link_and_route(tmp_path):
         sandbox.faults.cut_node("sandbox-node-2")  # a cut node is removed too
     assert not {n for n in netns_names() if n.startswith(prefix)}
     assert host_state() == before
+
+
+def control(sandbox, **body) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{sandbox.url}/sandbox/faults", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_fault_endpoint_cuts_a_node_off_and_brings_it_back(tmp_path):
+    with Sandbox(workdir=tmp_path, nodes=2, node_grace=0.5) as sandbox, \
+            k8s_config.new_client_from_config(config_file=str(sandbox.kubeconfig)) as api:
+        core = k8s.CoreV1Api(api)
+        underlay = sandbox.network.underlay_netns
+        code, state = control(sandbox, cut_node="sandbox-node-2")
+        assert code == 200 and state["cut_nodes"] == ["sandbox-node-2"]
+        assert "state DOWN" in subprocess.run(["ip", "-n", underlay, "link", "show", "n2"], capture_output=True,
+                                              text=True).stdout
+        wait_for(lambda: core.read_node("sandbox-node-2").spec.taints, timeout=5, what="the node tainted")
+        code, state = control(sandbox, restore_node="sandbox-node-2")
+        assert code == 200 and state["cut_nodes"] == []
+        code, state = control(sandbox, cut_node="no-such-node")
+        assert code == 400 and "no node 'no-such-node'" in state["message"]
