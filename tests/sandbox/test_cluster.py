@@ -26,12 +26,13 @@ def netns_names() -> set[str]:
 
 
 def host_state() -> tuple[str, str, str]:
-    """The host's links (but Docker's, which other tests make and remove meanwhile) and routes."""
+    """The host's links and routes, but Docker's (other tests and developers make and remove them meanwhile)."""
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
     kept = "\n".join(sorted(line.split()[0] for line in links.splitlines()
                             if not line.split()[0].startswith(("veth", "br-", "docker0"))))
     routes = [subprocess.run(["ip", family, "route"], capture_output=True, text=True).stdout for family in ("-4", "-6")]
-    strip = lambda text: "\n".join(sorted(l for l in text.splitlines() if "docker" not in l and "br-" not in l))  # noqa: E731
+    strip = lambda text: "\n".join(sorted(l for l in text.splitlines()  # noqa: E731
+                                           if not any(w in l for w in ("docker", " dev br-", " dev veth"))))
     return kept, strip(routes[0]), strip(routes[1])
 
 
