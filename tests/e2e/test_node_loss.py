@@ -29,7 +29,8 @@ def ready(obj) -> str:
     return next((c.status for c in obj.status.conditions or [] if c.type == "Ready"), "")
 
 
-def test_a_lost_nodes_pods_are_evicted_replaced_elsewhere_and_every_fdb_is_exact_again(sandbox, cluster, controller):
+def test_a_lost_nodes_pods_are_evicted_replaced_elsewhere_and_every_fdb_is_exact_again(sandbox, cluster, controller,
+                                                                                      kubectl):
     controller()
     manifest = deployment("x", "vxeth1 up", replicas=3)
     manifest["spec"]["template"]["spec"]["tolerations"] = [
@@ -53,6 +54,8 @@ def test_a_lost_nodes_pods_are_evicted_replaced_elsewhere_and_every_fdb_is_exact
     node = wait_for(lambda: (n := cluster.core.read_node(LOST)) and ready(n) == "Unknown" and n, timeout=GRACE + 10,
                     what="the node NotReady")
     mark(f"{LOST} NotReady")
+    rows = {line.split()[0]: line.split()[1] for line in kubectl("get", "nodes").stdout.splitlines()[1:]}
+    assert rows == {NODES[0]: "Ready", NODES[1]: "Ready", LOST: "NotReady"}
     assert {(t.key, t.effect) for t in node.spec.taints} == {
         ("node.kubernetes.io/unreachable", "NoSchedule"), ("node.kubernetes.io/unreachable", "NoExecute")}
     assert ready(cluster.core.read_namespaced_pod(lost.metadata.name, "default")) == "False"
