@@ -231,7 +231,7 @@ def main(argv: list[str]) -> int:
         print("kube-vxlan-sandbox demo: needs root (the sandbox's pods are network namespaces)", file=sys.stderr)
         return 2
     if args.in_cluster and args.ip_family != "ipv4":
-        print("kube-vxlan-sandbox demo: --in-cluster runs on the docker runtime, one IPv4 node (docs/NODES.md)",
+        print("kube-vxlan-sandbox demo: --in-cluster runs on the docker runtime, one IPv4 node (docs/nodes.md)",
               file=sys.stderr)
         return 2
     for tool in ("kubectl",) if args.in_cluster else ("kubectl", "ping"):

@@ -142,7 +142,7 @@ class DockerPod:
 
     @property
     def ips(self) -> tuple[str, ...]:
-        """IPv4 only: the Docker network has no IPv6 range (see docs/NODES.md)."""
+        """IPv4 only: the Docker network has no IPv6 range (see docs/nodes.md)."""
         return (self.ip,)
 
 
