@@ -43,10 +43,12 @@ STOP_GRACE = 180.0
 class SandboxServer:
     """One `kube-vxlan-sandbox serve` process; `stop()` removes everything it made (see processes.py)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, nodes: int = 1) -> None:
+        """`nodes`: the sandbox's (`serve --nodes`); pods go to the emptiest one."""
         self.kubeconfig = workdir / "kubeconfig"
         # SIGTERM to the sandbox alone: it removes its pods with `ip` commands of its own group.
-        self.child = Child("sandbox", ["kube-vxlan-sandbox", "serve", "--kubeconfig", str(self.kubeconfig)],
+        self.child = Child("sandbox", ["kube-vxlan-sandbox", "serve", "--kubeconfig", str(self.kubeconfig),
+                                       "--nodes", str(nodes)],
                            log=workdir / "sandbox.log", grace=STOP_GRACE, env={"KVC_LOG_LEVEL": "WARNING"},
                            term_group=False)
         self.url = ""

@@ -42,7 +42,10 @@ class Pod:
     uid: str
     namespace: str
     name: str
+    #: `status.podIP`, the primary address
     ip: str | None = None
+    #: `status.podIPs`: every address, the primary first (dual-stack: one per family)
+    ips: tuple[str, ...] = ()
     resource_version: str = ""
     labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
@@ -73,6 +76,11 @@ class Pod:
         """The sidecar runs, the IP is known and the pod is not being deleted: it is a member of every
         network it names validly (the network actors' rule; `plan` counts peers by it too)."""
         return self.agent_running and bool(self.ip) and not self.deleting
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The pod's addresses, primary first: `podIPs`, or `podIP` alone when the API gave no list."""
+        return self.ips or ((self.ip,) if self.ip else ())
 
     @property
     def key(self) -> str:

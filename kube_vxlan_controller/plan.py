@@ -160,7 +160,8 @@ def peers_in(raw_pods: list[dict], configmap: Mapping[str, str], s: Settings, *,
         if pod.uid == but or not eligibility.opted_in(pod, s) or not pod.joinable:
             continue
         for spec in options.resolve(pod.annotations.get(s.annotation), configmap, pod_key=pod.key).networks:
-            peers.setdefault(spec.network, set()).add(pod.ip)
+            if (ip := spec.underlay_ip(pod.addresses)) is not None:
+                peers.setdefault(spec.network, set()).add(ip)
     return peers
 
 
@@ -171,7 +172,8 @@ def make_plan(source: str, raw: dict, configmap: Mapping[str, str], s: Settings,
     resolution = options.resolve(pod.annotations.get(s.annotation), configmap, pod_key=pod.key)
     specs = resolution.networks
     timeout = agent.in_pod_timeout(s.exec_deadline)
-    argv, batch = agent.setup_exec(specs, None, timeout=timeout, terminate_file=s.terminate_file, underlay=pod.ip)
+    argv, batch = agent.setup_exec(specs, None, timeout=timeout, terminate_file=s.terminate_file,
+                                    pod_ips=pod.addresses)
     execs = [Exec(s.init_agent, argv, batch, "while the init agent runs: set up and release it, in one exec",
                   "" if batch is None else f"exit {agent.LINKS_EXIST} (an interface exists already, nothing changed): "
                   f"the controller reads `{shlex.join(agent.LINKS_ARGV)}` and runs the batch computed from what "

@@ -109,8 +109,8 @@ class NetworkActor(pykka.ThreadingActor):
         spec = next((s for s in message.networks if s.network == self.name), None)
         member = pod.joinable and spec is not None
         on_its_way = spec is not None and not member and not pod.deleting and pod.phase not in FINISHED
-        self._set(pod.uid, Member(pod.uid, pod.key, pod.ip, spec.name, spec.vni, spec.effective_dstport) if member
-                  else None, named=spec is not None,
+        self._set(pod.uid, Member(pod.uid, pod.key, spec.underlay_ip(pod.addresses), spec.name, spec.vni,
+                                  spec.effective_dstport) if member else None, named=spec is not None,
                   on_its_way=on_its_way)
 
     def _set(self, uid: str, member: Member | None, *, named: bool, on_its_way: bool = False) -> None:

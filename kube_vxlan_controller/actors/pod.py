@@ -361,7 +361,7 @@ class PodActor(pykka.ThreadingActor):
             answer[spec.name] = {
                 "fdb": lines.get(spec.name, []),
                 "net": agent.actual_spec(spec, link).describe() if link is not None else "",
-                "differs": [str(d) for d in agent.differences(spec, link, pod.ip)] if link is not None
+                "differs": [str(d) for d in agent.differences(spec, link, pod.addresses)] if link is not None
                 else ["no such interface"]}
         return answer
 
@@ -430,7 +430,7 @@ class PodActor(pykka.ThreadingActor):
         for spec in self.networks:
             link = self.kernel.links.get(spec.name)
             if link is not None and link.kind == "vxlan":
-                diffs = agent.differences(spec, link, pod.ip)
+                diffs = agent.differences(spec, link, pod.addresses)
                 if diffs:
                     found[spec.network] = tuple(map(str, diffs))
         return found

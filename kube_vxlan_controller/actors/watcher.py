@@ -205,7 +205,8 @@ class PodWatcher(pykka.ThreadingActor):
         annotation = pod.annotations.get(self.settings.annotation)
         kept = self.config.kept_among(options.network_names(annotation))
         had = {spec.network for spec in previous.networks} if previous is not None else set()
-        resolution = options.resolve(annotation, self.config.for_pod(had), pod_key=pod.key)
+        resolution = options.with_underlays(options.resolve(annotation, self.config.for_pod(had), pod_key=pod.key),
+                                            pod.addresses, pod_key=pod.key)
         # Judged with the kept entries: a pod that waits for one is told so (`_wait`), not that it is invalid.
         judged = resolution if kept <= had else options.resolve(annotation, self.config.for_pod(had | kept),
                                                                  pod_key=pod.key)

@@ -58,6 +58,7 @@ def pod_from_json(
         namespace=_str(meta.get("namespace")),
         name=_str(meta.get("name")),
         ip=_str(status.get("podIP")) or None,
+        ips=tuple(ip for entry in status.get("podIPs") or () if isinstance(entry, dict) and (ip := _str(entry.get("ip")))),
         resource_version=_str(meta.get("resourceVersion")),
         labels=_frozen(meta.get("labels")),
         annotations=_frozen(meta.get("annotations")),

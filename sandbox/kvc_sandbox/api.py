@@ -210,7 +210,8 @@ class Api:
 
     async def faults_endpoint(self, request: web.Request) -> web.Response:
         """Body keys (all optional, applied in this order): clear, exec_latency, hang_selector, lift_hangs,
-        fail_share, drop_watches, compact. Answers with the faults now in force."""
+        fail_share, drop_watches, compact, cut_node, restore_node (a node's name). Answers with the faults now
+        in force."""
         try:
             body = await request.json()
             if not isinstance(body, dict):
@@ -236,6 +237,13 @@ class Api:
             f.drop_watches()
         if body.get("compact"):
             f.compact()
+        try:
+            if body.get("cut_node"):
+                f.cut_node(str(body["cut_node"]))
+            if body.get("restore_node"):
+                f.restore_node(str(body["restore_node"]))
+        except ValueError as e:
+            raise errors.bad_request(f"invalid fault request: {e}") from e
         return respond(f.snapshot())
 
     async def stats_endpoint(self, request: web.Request) -> web.Response:

@@ -74,6 +74,7 @@ from loguru import logger
 
 from kube_vxlan_controller import __version__
 
+from .cluster import SINGLE_NODE, Node
 from .dockerengine import Engine, EngineError, frames, get_sync, socket_path
 from .execws import OCI_EXEC_FAILED, STDERR, STDOUT, ExecError, ExecSession, exec_start_error
 from .incluster import MOUNT_PATH, InCluster
@@ -139,6 +140,11 @@ class DockerPod:
     #: container starts in flight (removal waits for them)
     starting: set[asyncio.Task] = field(default_factory=set)
 
+    @property
+    def ips(self) -> tuple[str, ...]:
+        """IPv4 only: the Docker network has no IPv6 range (see docs/nodes.md)."""
+        return (self.ip,)
+
 
 @dataclass(frozen=True)
 class DockerContainer:
@@ -165,6 +171,9 @@ class DockerRuntime(ContainerRuntime):
         self._engine: Engine | None = None
 
     # lifecycle -----------------------------------------------------------------------------------------
+    def nodes(self) -> list[Node]:
+        return [Node(SINGLE_NODE, (self.subnet,), (self.host_ip,))]
+
     def preflight(self) -> None:
         try:
             self._path = socket_path()

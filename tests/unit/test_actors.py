@@ -513,3 +513,15 @@ def test_a_deleted_configmap_keeps_members_on_their_last_good_options_and_new_po
     watcher.on_receive(ConfigChanged({"vxeth0": "id=100"}))
     wait_for(lambda: member_ips(registry) == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}, what="c joined once restored")
     assert watcher.waiting == {} and len(events) == 3
+
+
+def test_a_network_with_underlay_ipv6_lists_its_dual_stack_members_by_their_ipv6_address():
+    registry = Registry(pod_factory=None, network_factory=None)
+    registry.existing_pod = lambda uid: None
+    net = NetworkActor.start("vxeth0", registry=registry)
+    (spec,) = resolve("vxeth0 underlay=ipv6", {"vxeth0": "id=100"}, pod_key="default/a").networks
+    pod = dataclasses.replace(running_pod("u1", "10.0.0.1"), ips=("10.0.0.1", "fd00::1"))
+    net.tell(PodUpdate(pod, (spec,)))
+    net.tell(Synced())
+    wait_for(lambda: net.proxy().current().get(timeout=5).members, what="a member")
+    assert [m.ip for m in net.proxy().current().get(timeout=5).members] == ["fd00::1"]

@@ -160,3 +160,9 @@ def test_events_are_frozen_values():
     for event in (PodChanged(pod), PodDeleted(pod)):
         with pytest.raises(dataclasses.FrozenInstanceError):
             event.pod = pod  # type: ignore[misc]
+
+
+def test_dual_stack_pod_has_its_primary_ip_and_every_address():
+    pod = pod_from_json(v1pod(podIP="10.66.0.2", podIPs=[{"ip": "10.66.0.2"}, {"ip": "fd00:66::2"}]))
+    assert (pod.ip, pod.ips, pod.addresses) == ("10.66.0.2", ("10.66.0.2", "fd00:66::2"), ("10.66.0.2", "fd00:66::2"))
+    assert pod_from_json(v1pod(podIP="10.66.0.2")).addresses == ("10.66.0.2",)  # an API without podIPs
