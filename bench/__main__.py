@@ -53,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-networks", type=int, default=10)
     p.add_argument("--idle-seconds", type=float, default=Idle.seconds,
                    help="the steady window (default: the controller's default --resync, %(default)g s)")
+    p.add_argument("--nodes", type=int, default=1,
+                   help="sandbox nodes the pods spread over (VXLAN routed between them; default: %(default)s)")
     p.add_argument("--keep-logs", action="store_true", help="keep every process's log under OUT/logs")
     return p
 
@@ -91,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     doc = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
            "command": shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]),
-           "controller": args.controller, "cpus": os.cpu_count(), "load_before": os.getloadavg(),
+           "controller": args.controller, "nodes": args.nodes, "cpus": os.cpu_count(),
+           "load_before": os.getloadavg(),
            "scenarios": []}
     contestants = [Contender(args.controller), Oracle()]
     status = 0
@@ -104,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"{scenario.name} | {contestant.role}"
                 print(f"bench: {label}", file=sys.stderr, flush=True)
                 try:
-                    with Run(scenario, contestant, logs / f"{i}-{scenario.kind}-{contestant.role}", label) as run:
+                    with Run(scenario, contestant, logs / f"{i}-{scenario.kind}-{contestant.role}", label,
+                             nodes=args.nodes) as run:
                         figures = scenario.drive(run)
                         entry[contestant.role] = {**figures, **run.figures()}
                 except Exception as error:  # noqa: BLE001 - one failed run must not cost the others

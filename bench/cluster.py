@@ -26,7 +26,7 @@ import yaml
 from kubernetes import client, config
 
 from bench.processes import Child
-from kube_vxlan_controller import options
+from kube_vxlan_controller import __version__, options
 from kube_vxlan_controller.k8s.client import connect
 from kube_vxlan_controller.k8s.pods import PodChanged, PodDeleted, PodsListed, PodStream
 
@@ -43,10 +43,12 @@ STOP_GRACE = 180.0
 class SandboxServer:
     """One `kube-vxlan-sandbox serve` process; `stop()` removes everything it made (see processes.py)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, nodes: int = 1) -> None:
+        """`nodes`: the sandbox's (`serve --nodes`); pods go to the emptiest one."""
         self.kubeconfig = workdir / "kubeconfig"
         # SIGTERM to the sandbox alone: it removes its pods with `ip` commands of its own group.
-        self.child = Child("sandbox", ["kube-vxlan-sandbox", "serve", "--kubeconfig", str(self.kubeconfig)],
+        self.child = Child("sandbox", ["kube-vxlan-sandbox", "serve", "--kubeconfig", str(self.kubeconfig),
+                                       "--nodes", str(nodes)],
                            log=workdir / "sandbox.log", grace=STOP_GRACE, env={"KVC_LOG_LEVEL": "WARNING"},
                            term_group=False)
         self.url = ""
@@ -97,7 +99,8 @@ class SandboxServer:
 
 
 def pod_manifest(name: str, networks: str) -> dict:
-    agent = {"image": "kube-vxlan-controller-agent", "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}
+    agent = {"image": f"openvnf/kube-vxlan-controller-agent:{__version__}",
+             "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": NAMESPACE, "labels": {LABEL: "true", "app": "kvc-bench"},
                          "annotations": {ANNOTATION: networks}},

@@ -188,7 +188,7 @@ class Oracle:
         try:
             # links {}: the pods start empty, so no check that none of the links exists yet
             argv, batch = agent.setup_exec(specs, {}, timeout=self.exec_timeout, terminate_file=TERMINATE_FILE,
-                                           underlay=pod.ip)
+                                           pod_ips=pod.addresses)
             result = self._run(pod, INIT_AGENT, argv, batch)
             if result.exit_code not in agent.RELEASED_CODES:
                 logger.error("oracle: setup and release of {} exited {}: {}", pod.key, result.exit_code,

@@ -36,8 +36,9 @@ SETTLE = 1.0
 
 
 class Run:
-    def __init__(self, scenario, contestant, workdir: Path, label: str) -> None:
+    def __init__(self, scenario, contestant, workdir: Path, label: str, nodes: int = 1) -> None:
         self.scenario, self.contestant, self.workdir, self.label = scenario, contestant, workdir, label
+        self.nodes = nodes
         workdir.mkdir(parents=True, exist_ok=True)
         self.wiring = Wiring()
         self.timeline: list[tuple[float, int, int]] = []
@@ -62,7 +63,7 @@ class Run:
 
     def _start(self) -> None:
         # Each stop is registered before its start: whatever started is stopped, even a half start.
-        self.sandbox = SandboxServer(self.workdir)
+        self.sandbox = SandboxServer(self.workdir, self.nodes)
         self._exits.callback(self.sandbox.stop)
         self.sandbox.start()
         self.sandbox.faults(exec_latency=self.scenario.latency)

@@ -4,9 +4,10 @@
   `GET /v1/pods?prefix=P`, JSON, answered by the QueryActor. `kube-vxlan-controller inspect/list` talk
   to it from inside the controller's pod (`kubectl exec … kube-vxlan-controller inspect nets …`). A
   process that does not lead (it has no QueryActor) answers 503 with JSON saying who leads.
-- The health endpoint (`--health`, 0.0.0.0:8080 in the bundle, for the kubelet and Prometheus):
-  `/healthz` (the process is not giving up), `/readyz` (a standby: it has read the Lease; the leader:
-  every pod of the first list has been reconciled once), `/metrics`.
+- The health endpoint (`--health`, 0.0.0.0:8080 in the Deployment, for the kubelet and Prometheus):
+  `/livez` (the process is not giving up; the liveness probe's path), `/healthz` (the same answer, for
+  whoever still asks there), `/readyz` (a standby: it has read the Lease; the leader: every pod of the
+  first list has been reconciled once), `/metrics`.
 
 Concurrency contract: each server runs in its own thread (stdlib ThreadingHTTPServer, one thread per
 request); handlers only ask the QueryActor with a deadline or read thread-safe state.
@@ -29,6 +30,10 @@ Route = Callable[[dict[str, list[str]]], tuple[int, str, bytes]]
 def parse_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class ListenError(Exception):
+    """An endpoint cannot listen on its address (in use, not this host's); the message names both."""
 
 
 class Server:
@@ -62,7 +67,10 @@ class Server:
                 pass
 
         self.name = name
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as error:
+            raise ListenError(f"the {name} endpoint cannot listen on {address}: {error.strerror or error}") from error
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name=f"{name}-http", daemon=True)
 
@@ -77,7 +85,8 @@ class Server:
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        if self.thread.is_alive():  # shutdown() waits for a serve_forever() that never started otherwise
+            self.httpd.shutdown()
         self.httpd.server_close()
 
 
@@ -110,6 +119,7 @@ def health_routes(*, alive: Callable[[], bool], ready: Callable[[], bool], metri
         return (200, "text/plain", b"ok\n") if ok else (503, "text/plain", b"not yet\n")
 
     return {
+        "/livez": lambda q: check(alive()),
         "/healthz": lambda q: check(alive()),
         "/readyz": lambda q: check(ready()),
         "/metrics": lambda q: (200, "text/plain; version=0.0.4; charset=utf-8", metrics.exposition()),

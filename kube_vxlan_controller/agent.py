@@ -147,14 +147,14 @@ def in_pod_timeout(exec_deadline: float) -> int:
 
 
 def setup_exec(specs: Sequence[NetworkSpec], links: Mapping[str, "Link"] | None, *, timeout: int,
-               terminate_file: str = "/run/terminate", underlay: str | None = None) -> tuple[list[str], str | None]:
+               terminate_file: str = "/run/terminate", pod_ips: Sequence[str] = ()) -> tuple[list[str], str | None]:
     """The argv and stdin of the exec that sets the pod's interfaces up and releases its init agent.
 
     `links` None: a pod nobody set up — the batch assumes none of the links exists, and the exec checks
     that first (it changes nothing and exits `LINKS_EXIST` when one does); else the links as read from
     the pod (`parse_links`). Nothing to set up (no specs, or every link as wanted): the release alone, no
     stdin."""
-    batch = setup_batch(specs, links or {}, underlay=underlay)
+    batch = setup_batch(specs, links or {}, pod_ips=pod_ips)
     if not batch:
         return release_argv(terminate_file), None
     absent = tuple(spec.name for spec in specs) if links is None else ()
@@ -366,13 +366,13 @@ def _show(value: object) -> str:
     return str(value)
 
 
-def differences(spec: NetworkSpec, link: Link, underlay: str | None = None) -> tuple[Difference, ...]:
+def differences(spec: NetworkSpec, link: Link, pod_ips: Sequence[str] = ()) -> tuple[Difference, ...]:
     """How `link` differs from what `spec` asks for, in option order; () when it is as asked.
 
     Compared in place: `mtu` (when the spec sets one), `ip` (the global addresses), `up` and `route` (when
     the link's routes were read). Replacing the link: `type`, `id`, `dev`, `dstport`, `learning`, `ttl` and
-    the IPv6 `local` address."""
-    local = _ipv6_underlay(underlay)
+    the IPv6 `local` address (`pod_ips`: the pod's IPs, primary first; the spec's underlay is one of them)."""
+    local = _ipv6_underlay(spec.underlay_ip(pod_ips))
     wanted_ip = (str(spec.ip),) if spec.ip is not None else ()
     pairs: list[tuple[str, object, object, bool]] = [
         ("type", link.kind, spec.type, True),
@@ -494,12 +494,13 @@ class LinkPlan:
     after: Mapping[str, Link] = field(default_factory=dict)
 
 
-def plan_links(specs: Sequence[NetworkSpec], links: Mapping[str, Link], *, underlay: str | None = None,
+def plan_links(specs: Sequence[NetworkSpec], links: Mapping[str, Link], *, pod_ips: Sequence[str] = (),
                remove: Sequence[str] = ()) -> LinkPlan:
     """The smallest `ip -force -batch -` text that makes the pod's links what `specs` describe.
 
-    `links`: what the pod has (`parse_links`/`parse_state`; {} for a pod nobody set up); `underlay`: the
-    pod's IP (only an IPv6 one changes anything: the links are then created with `local <ip>`); `remove`:
+    `links`: what the pod has (`parse_links`/`parse_state`; {} for a pod nobody set up); `pod_ips`: the
+    pod's IPs, primary first (each network's underlay is one of them, `NetworkSpec.underlay_ip`; only an
+    IPv6 one changes anything: the link is then created with `local <ip>`); `remove`:
     links to delete (`stale_links`). A missing link is created; a link that differs in what the kernel
     cannot change in place (`Difference.replace`) is deleted and created anew; otherwise the address, MTU,
     up/down, the alias and the routes (all of them when the link's routes were not read) are set in place.
@@ -512,7 +513,6 @@ def plan_links(specs: Sequence[NetworkSpec], links: Mapping[str, Link], *, under
     for name in remove:
         if not is_ifname(name):
             raise ValueError(f"not an interface name: {name!r}")
-    local = _ipv6_underlay(underlay)
     deletes = [f"link del dev {name}" for name in remove]
     adds: list[str] = []
     settings: list[str] = []
@@ -525,7 +525,8 @@ def plan_links(specs: Sequence[NetworkSpec], links: Mapping[str, Link], *, under
         old = links.get(spec.name)
         if old is not None and old.kind != "vxlan":
             continue  # not ours
-        diffs = differences(spec, old, underlay) if old is not None else ()
+        local = _ipv6_underlay(spec.underlay_ip(pod_ips))
+        diffs = differences(spec, old, pod_ips) if old is not None else ()
         if diffs:
             changed[spec.name] = diffs
         fresh = old is None or any(d.replace for d in diffs)
@@ -563,10 +564,10 @@ def plan_links(specs: Sequence[NetworkSpec], links: Mapping[str, Link], *, under
 
 
 def setup_batch(
-    specs: Sequence[NetworkSpec], links: Mapping[str, Link], *, underlay: str | None = None
+    specs: Sequence[NetworkSpec], links: Mapping[str, Link], *, pod_ips: Sequence[str] = ()
 ) -> str:
     """The `ip -force -batch -` text of `plan_links` (setup in the init agent): "" when nothing differs."""
-    return plan_links(specs, links, underlay=underlay).batch
+    return plan_links(specs, links, pod_ips=pod_ips).batch
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,15 +4,15 @@ Start: the endpoints (query, health) and the elector (election.py), which tries 
 `start()` returns after its first try, so on a cluster where no one else leads, the tree runs by then.
 A standby watches the Lease (a hint to try again at once) and serves /healthz, /readyz (ready once it
 has read the Lease), /metrics, and answers `inspect`/`list` with who leads.
-On acquiring (on the elector's thread): scheduler → registry → supervisor (which starts the pod
-watcher) → query actor; every exec is fenced by the Lease (it must end before the Lease could expire).
+On acquiring (on the elector's thread): the scheduler, then the actor tree (`tree.ActorTree`: root
+supervisor, network and pod supervisors, pod watcher, query actor); every exec is fenced by the Lease (it
+must end before the Lease could expire). A root supervisor that gives up sets `fatal`: `run` exits 1.
 On losing the Lease (renewals failed for the renew deadline): no exec starts any more, at once, and
 `lost` is set: `run` then stops and exits 1, and Kubernetes restarts the process, as a standby.
-Stop (SIGTERM/SIGINT, or a test), within about the exec deadline: endpoints close; the supervisor
-stops, stopping the watcher first (no new work, no restart); pod actors start no new exec and stop
-(each finishes the exec in flight or hits its deadline); then network actors, the query actor, the
-scheduler — all while the elector still renews; then the elector stops and releases the Lease, so a
-standby takes over at once.
+Stop (SIGTERM/SIGINT, or a test), within about the exec deadline: endpoints close; the tree stops, the
+watcher first (no new work), then the supervisors (no restart), pod actors (each finishes the exec in
+flight or hits its deadline), network actors and the query actor; then the scheduler — all while the
+elector still renews; then the elector stops and releases the Lease, so a standby takes over at once.
 
 Concurrency contract: `start()`/`stop()` are called from one thread (the main thread in `run`); the
 tree is started on the elector's thread, under a lock `stop()` takes too, so it starts whole or not at
@@ -30,14 +30,10 @@ from loguru import logger
 from . import admin
 from .election import Elector, Role
 from .actors.board import Board
-from .actors.network import NetworkActor
-from .actors.pod import PodActor
-from .actors.query import QueryActor
 from .actors.registry import Registry
 from .actors.scheduler import Scheduler
-from .actors.supervisor import Supervisor
-from .actors.watcher import PodWatcher
 from .netconfig import NetworkConfig
+from .tree import ActorTree, Collaborators
 from .k8s import client, configmaps, events, execs, leases, podstatus, pods
 from .metrics import Metrics
 from .settings import EXEC_LINGER, Settings
@@ -61,10 +57,8 @@ class Controller:
         self.board = Board()
         self.metrics = Metrics()
         self.servers: list[admin.Server] = []
-        self.query = None
         self.scheduler: Scheduler | None = None
-        self.registry: Registry | None = None
-        self.supervisor = None
+        self.tree: ActorTree | None = None
         self.executor = None
         self.elector: Elector | None = None
         self.lease_watch: leases.LeaseWatch | None = None
@@ -78,6 +72,13 @@ class Controller:
         s = self.settings
         if self.cluster is None:
             self.cluster = client.connect(s.kubeconfig)
+        # Bound before any thread starts, so that an address in use stops nothing half-started.
+        if s.admin:
+            self.servers.append(admin.Server("query", s.admin, admin.query_routes(
+                lambda: self.query, s.exec_deadline + 1, not_leading=self._not_leading), loopback_only=True))
+        if s.health:
+            self.servers.append(admin.Server("health", s.health, admin.health_routes(
+                alive=lambda: not self.fatal.is_set(), ready=self.ready, metrics=self)))
         self.elector = Elector(
             leases.LeaseLock(self.cluster, namespace=s.namespace, name=s.lease_name), identity=s.identity,
             lease_duration=s.lease_duration, renew_deadline=s.renew_deadline, retry_period=s.retry_period,
@@ -85,12 +86,8 @@ class Controller:
         self.lease_watch = leases.LeaseWatch(self.cluster, namespace=s.namespace, name=s.lease_name,
                                              on_change=self.elector.wake)
         threading.Thread(target=self.lease_watch.run, name="lease-watch", daemon=True).start()
-        if s.admin:
-            self.servers.append(admin.Server("query", s.admin, admin.query_routes(
-                lambda: self.query, s.exec_deadline + 1, not_leading=self._not_leading), loopback_only=True).start())
-        if s.health:
-            self.servers.append(admin.Server("health", s.health, admin.health_routes(
-                alive=lambda: not self.fatal.is_set(), ready=self.ready, metrics=self)).start())
+        for server in self.servers:
+            server.start()
         logger.info("leader election on lease {}/{} as {} (lease {}s, renew deadline {:g}s, retry {:g}s)",
                     s.namespace, s.lease_name, s.identity, s.lease_duration, s.renew_deadline, s.retry_period)
         self.elector.start()
@@ -135,40 +132,30 @@ class Controller:
         self.scheduler = Scheduler().start()
         # Events are API calls: made off the actors' threads so that no actor blocks on the API.
         self.event_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="events")
-        record = self._record_event
         # The Wired condition is patched off the actors' threads too.
         self.conditions = podstatus.ConditionWriter(self.cluster, self.scheduler)
-        self.registry = Registry(
-            pod_factory=lambda uid, key: PodActor.start(
-                uid, key, executor=self.executor, settings=s, scheduler=self.scheduler, events=record,
-                conditions=self.conditions.write, supervisor=self.supervisor, board=self.board,
-                metrics=self.metrics, stopping=self.stopping),
-            network_factory=lambda name, synced: NetworkActor.start(
-                name, registry=self.registry, supervisor=self.supervisor, metrics=self.metrics, synced=synced,
-                scheduler=self.scheduler, hold=s.hold),
-        )
-        self.supervisor = Supervisor.start(scheduler=self.scheduler, start_watcher=self._start_watcher,
-                                           fatal=self.fatal)
-        self.supervisor.proxy().start_children().get(timeout=10)
-        self.query = QueryActor.start(registry=self.registry, board=self.board, deadline=s.exec_deadline + 1)
+        self.tree = ActorTree(Collaborators(
+            settings=s, scheduler=self.scheduler, executor=self.executor, board=self.board, metrics=self.metrics,
+            events=self._record_event, conditions=self.conditions.write, stopping=self.stopping,
+            exhausted=self.fatal.set, index=self.pod_index, network_config=self.network_config,
+            on_synced=self._on_synced,
+            pod_streams=lambda on_event: pods.PodStream(
+                self.cluster, label_selector=s.selector, namespace=s.watch_namespace, init_container=s.init_agent,
+                agent_container=s.agent, on_event=on_event, observer=self.metrics.watch_observer("pods")),
+            configmap_streams=lambda on_change: configmaps.ConfigMapStream(
+                self.cluster, name=s.configmap, namespace=s.namespace, on_change=on_change,
+                observer=self.metrics.watch_observer("configmap")),
+        )).start()
         logger.info("controller started (label {}, annotation {}, ConfigMap {}/{})", s.selector, s.annotation,
                     s.namespace, s.configmap)
 
-    def _start_watcher(self, supervisor):
-        """Called by the supervisor, at start and on restarts."""
-        s = self.settings
-        return PodWatcher.start(
-            settings=s, registry=self.registry, events=self._record_event,
-            supervisor=supervisor, on_synced=self._on_synced, index=self.pod_index, config=self.network_config,
-            metrics=self.metrics,
-            pod_stream_factory=lambda on_event: pods.PodStream(
-                self.cluster, label_selector=s.selector, namespace=s.watch_namespace,
-                init_container=s.init_agent, agent_container=s.agent, on_event=on_event,
-                observer=self.metrics.watch_observer("pods")),
-            configmap_stream_factory=lambda on_change: configmaps.ConfigMapStream(
-                self.cluster, name=s.configmap, namespace=s.namespace, on_change=on_change,
-                observer=self.metrics.watch_observer("configmap")),
-        )
+    @property
+    def registry(self) -> Registry | None:
+        return self.tree.registry if self.tree is not None else None
+
+    @property
+    def query(self):
+        return self.tree.query if self.tree is not None else None
 
     def exposition(self) -> bytes:
         """/metrics: pods by state are counted from the board at scrape time."""
@@ -218,7 +205,7 @@ class Controller:
         for server in self.servers:
             _quietly("endpoint", server.stop)
         self.servers = []
-        led = self.supervisor is not None
+        led = self.tree is not None
         if led:
             self._stop_tree()
         _quietly("lease watch", self.lease_watch.stop)
@@ -233,15 +220,11 @@ class Controller:
         logger.info("controller stopping: watcher, then pod actors, then networks")
         deadline = time.monotonic() + self.settings.exec_deadline + 3
         self.stopping.set()
-        # The supervisor stops its watcher first (no new work), and can restart nothing after that.
-        _quietly("supervisor", lambda: self.supervisor.stop(timeout=10))
-        pods, networks = self.registry.stop_all(deadline)
-        _quietly("query actor", lambda: self.query.stop(timeout=5))
-        self.query = None
+        pods, networks = self.tree.stop(deadline)
         self.scheduler.stop()
         self.event_pool.shutdown(wait=False, cancel_futures=True)
         self.conditions.close()
-        self.supervisor = None
+        self.tree = None
         logger.info("controller stopped ({} pod actors, {} network actors)", pods, networks)
 
 

@@ -44,7 +44,7 @@ from typing import Callable, Protocol
 
 from loguru import logger
 
-from .k8s.errors import Conflict, K8sError
+from .k8s.errors import Conflict, K8sError, advice
 from .model import LeaseRecord
 
 #: client-go's check: the renew deadline must leave room for more than one retry.
@@ -181,7 +181,7 @@ class Elector:
         try:
             current = self.lock.get(timeout)
         except K8sError as error:
-            self._failed(f"cannot read it: {error}")
+            self._failed(f"cannot read it: {error}", hint=advice(error))
             return False
         if current is None:
             return self._write(self.lock.create, record, timeout, now)
@@ -209,7 +209,8 @@ class Elector:
         try:
             write(record, timeout)
         except K8sError as error:
-            self._failed(f"cannot write it: {error}", "INFO" if isinstance(error, Conflict) else "WARNING")
+            self._failed(f"cannot write it: {error}", "INFO" if isinstance(error, Conflict) else "WARNING",
+                         hint=advice(error))
             return False
         self._wrote(record, sent)
         return True
@@ -219,9 +220,12 @@ class Elector:
             self._observed, self._observed_at, self._written_at = record, self.clock(), sent
         self._said = ""
 
-    def _failed(self, what: str, level: str = "WARNING") -> None:
-        """Log a failed try once while it stays the same failure (then at DEBUG)."""
-        logger.log(level if what != self._said else "DEBUG", "lease {}: {}", self.lock.describe(), what)
+    def _failed(self, what: str, level: str = "WARNING", *, hint: str | None = None) -> None:
+        """Log a failed try once while it stays the same failure (then at DEBUG), with `hint` (what to
+        check) when there is one."""
+        said = f"{what}: {hint}; retrying quietly until it answers" if hint else what
+        logger.log(level if what != self._said else "DEBUG", "lease {}: {}", self.lock.describe(),
+                   said if what != self._said else what)
         self._said = what
 
     def report(self) -> None:

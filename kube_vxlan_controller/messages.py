@@ -4,7 +4,7 @@ pykka does not copy messages. Each name means one thing.
     PodStream ──PodsListed/PodChanged/PodDeleted──▶ PodWatcher ◀──ConfigChanged── ConfigMapStream
     PodWatcher ──PodUpdate/PodRemoved──▶ NetworkActor (each network the pod names or named), PodActor
     PodWatcher ──Synced──▶ NetworkActor          NetworkActor ──PeersChanged──▶ PodActor
-    Supervisor ──Reroute/Rebuild──▶ PodWatcher   NetworkActor ──Resend target──▶ PodActor (PeersChanged)
+    Supervisor ──Reroute/Rebuild(All)──▶ PodWatcher   NetworkActor ──Resend target──▶ PodActor (PeersChanged)
     every actor ──ChildFailed──▶ Supervisor
 
 Everything is level-based: a message carries the whole current value (a pod, a network's member set),
@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from .eligibility import Cause
 from .model import Pod
 from .options import NetworkSpec
 
@@ -75,6 +76,8 @@ class PodUpdate:
     networks: tuple[NetworkSpec, ...]
     #: the annotation's errors: networks it names that did not resolve (the pod is not wired while any)
     errors: tuple[str, ...] = ()
+    #: why the controller will not wire the pod at all (`eligibility.causes`; its Wired condition says the first)
+    causes: tuple[Cause, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,11 +185,17 @@ class Inspect:
 
 @dataclass(frozen=True, slots=True)
 class ChildFailed:
-    """An actor crashed (a bug: handlers catch what they expect); the supervisor decides what follows."""
+    """An actor crashed (a bug: handlers catch what they expect); its supervisor decides what follows.
+    `kind`: pod, network, watcher, query, or a supervisor's name (pods, networks) when a level gave up."""
 
     kind: str
+    #: what restarting it needs (a pod's UID, a network's name)
     key: str
     error: str
+    #: the formatted traceback
+    trace: str = ""
+    #: how people call it (a pod's namespace/name); the key when empty
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,5 +213,15 @@ class Rebuild:
 
 
 @dataclass(frozen=True, slots=True)
-class RestartWatcher:
-    """The supervisor's note to itself: the watcher's restart backoff is over."""
+class Begin:
+    """A restarted watcher's note to itself: its restart backoff is over, start the streams."""
+
+
+@dataclass(frozen=True, slots=True)
+class RerouteAll:
+    """To the watcher, after the pod level of the tree was restarted: `Reroute` every pod of the index."""
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildAll:
+    """To the watcher, after the network level of the tree was restarted: `Rebuild` every network named."""

@@ -1,19 +1,38 @@
 """Prometheus metrics, served on /metrics.
 
 One registry per controller (not the process-global default), so tests that run several controllers
-in one interpreter do not collide. Everything here is thread-safe (prometheus-client locks internally).
+in one interpreter do not collide; it carries what the default registry would: the process metrics
+(`process_*`: CPU, memory, open files, start time), `python_info` and the garbage collector's, and
+`kvc_build_info{version}`. Everything here is thread-safe (prometheus-client locks internally).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+from kube_vxlan_controller import __version__
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.execs = Counter("kvc_execs", "Execs in pods, by outcome (ok, failed, timeout, gone, error)",
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        r.register(GC_COLLECTOR)
+        Info("kvc_build", "The controller's release", registry=r).info({"version": __version__})
+        self.execs = Counter("kvc_execs", "Execs in pods, by outcome (ok: an exit code the caller expected, "
+                             "nonzero: another, timeout, gone, unavailable, error)",
                              ["outcome"], registry=r)
         self.exec_seconds = Histogram("kvc_exec_seconds", "Exec latency in seconds, by outcome", ["outcome"],
                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
@@ -31,6 +50,9 @@ class Metrics:
         self.networks_last_known_good = Gauge(
             "kvc_networks_last_known_good", "Networks whose running members keep the last good options because "
             "the network ConfigMap lost or broke their entry", registry=r)
+        self.actor_restarts = Counter("kvc_actor_restarts", "Crashed actors restarted by their supervisor, by kind "
+                                      "(pod, network, watcher, query; pods, networks: a whole level)", ["kind"],
+                                      registry=r)
         self.leader = Gauge("kvc_leader", "1 while this process leads (holds the Lease), else 0", registry=r)
         self.leader_transitions = Counter("kvc_leader_transitions", "Changes of the Lease's holder this process "
                                           "saw (to or from itself, to nobody on a release)", registry=r)

@@ -7,6 +7,7 @@ no client model leaves `k8s/`.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -25,6 +26,15 @@ class Condition:
     message: str = ""
 
 
+class AgentSpec(enum.Enum):
+    """How a pod's spec declares one of the agent containers."""
+
+    #: declared, with the NET_ADMIN capability (or privileged)
+    FIT = "fit"
+    LACKS_NET_ADMIN = "lacks NET_ADMIN"
+    MISSING = "missing"
+
+
 @dataclass(frozen=True, slots=True)
 class Pod:
     """What the controller needs to know about one pod, as last seen by the API."""
@@ -32,7 +42,10 @@ class Pod:
     uid: str
     namespace: str
     name: str
+    #: `status.podIP`, the primary address
     ip: str | None = None
+    #: `status.podIPs`: every address, the primary first (dual-stack: one per family)
+    ips: tuple[str, ...] = ()
     resource_version: str = ""
     labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
@@ -51,12 +64,23 @@ class Pod:
     phase: str = ""
     #: the pod's `vxlan.openvnf.org/Wired` condition as the API holds it (None: it has none)
     wired: Condition | None = None
+    #: how the spec declares the init agent and the sidecar agent (`pod_from_json` reads the spec; a Pod
+    #: built by hand declares both fit)
+    init_agent_spec: AgentSpec = AgentSpec.FIT
+    agent_spec: AgentSpec = AgentSpec.FIT
+    #: `spec.readinessGates` names the Wired condition: the pod is Ready only once it is True
+    gated: bool = False
 
     @property
     def joinable(self) -> bool:
         """The sidecar runs, the IP is known and the pod is not being deleted: it is a member of every
         network it names validly (the network actors' rule; `plan` counts peers by it too)."""
         return self.agent_running and bool(self.ip) and not self.deleting
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The pod's addresses, primary first: `podIPs`, or `podIP` alone when the API gave no list."""
+        return self.ips or ((self.ip,) if self.ip else ())
 
     @property
     def key(self) -> str:

@@ -21,7 +21,9 @@ name, default: the network name), `dev` (underlay device, default `eth0`), `up`,
 IPv6), `route=DST/LEN:GATEWAY` (IPv6: `fd00:2::/64:fd00:1::1`, split at the first `:` after the
 prefix length), and ours on top: `dstport` (0–65535; unset = `dstport 0` = the kernel's 8472, what
 the original used, so pods it set up keep talking to ours), `mtu` (68–65535), `ttl` (1–255),
-`learning` (default off).
+`learning` (default off), `underlay` (`ipv4` or `ipv6`: which of the pod's addresses carries the
+network's VXLAN packets and is its fdb `dst` at the peers; default: the pod's primary IP, `status.podIP`).
+`with_underlays` drops, with one message each, the networks a pod has no address of the family for.
 
 Errors never raise out of the public API: `resolve` returns the valid networks and one message per
 problem, each naming the pod, the network and the offending value (truncated). A bad network is
@@ -36,7 +38,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterable, Iterator, Mapping, Union
+from typing import Iterable, Iterator, Mapping, Sequence, Union
 
 __all__ = [
     "DEFAULT_DEV",
@@ -51,6 +53,7 @@ __all__ = [
     "network_names",
     "parse_configmap",
     "resolve",
+    "with_underlays",
 ]
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -87,7 +90,9 @@ _INT_RANGES = {
     "mtu": (68, 65535),
     "ttl": (1, 255),
 }
-_TEXT_KEYS = frozenset({"type", "name", "dev", "ip", "route"})
+_TEXT_KEYS = frozenset({"type", "name", "dev", "ip", "route", "underlay"})
+#: `underlay=` values → IP version
+UNDERLAYS = {"ipv4": 4, "ipv6": 6}
 KNOWN_KEYS = _BOOL_KEYS | frozenset(_INT_RANGES) | _TEXT_KEYS
 
 # Raw options may carry a parse problem under this key. Tokenising splits on whitespace, so no option
@@ -127,6 +132,16 @@ class NetworkSpec:
     mtu: int | None = None
     ttl: int | None = None
     learning: bool = False
+    #: the IP version of the underlay (`underlay=ipv4|ipv6`); None: the pod's primary IP's
+    underlay: int | None = None
+
+    def underlay_ip(self, addresses: Sequence[str]) -> str | None:
+        """Of the pod's addresses (primary first), the one this network's VXLAN packets use; None if it has
+        none of the family `underlay` asks for."""
+        for address in addresses:
+            if self.underlay is None or ipaddress.ip_address(address).version == self.underlay:
+                return address
+        return None
 
     @property
     def effective_dstport(self) -> int:
@@ -155,6 +170,8 @@ class NetworkSpec:
             items.append(("mtu", str(self.mtu)))
         if self.ttl is not None:
             items.append(("ttl", str(self.ttl)))
+        if self.underlay is not None:
+            items.append(("underlay", f"ipv{self.underlay}"))
         if self.up:
             items.append(("up", "true"))
         items.extend(("route", str(route)) for route in self.routes)
@@ -403,6 +420,9 @@ def _spec(network: str, options: Mapping[str, object]) -> NetworkSpec:
         # Setup replaces a link of this name: it must never be the pod's underlay or loopback.
         raise _Invalid(f"bad name {_show(name)}: the interface would replace the pod's {name}", "name")
     ints = {key: _int_option(key, options[key]) for key in _INT_RANGES if key in options}
+    underlay = options.get("underlay")
+    if underlay is not None and underlay not in UNDERLAYS:
+        raise _Invalid(f"bad underlay {_show(underlay)}: ipv4 or ipv6", "underlay")
     raw_routes = options.get("route", ())
     if not isinstance(raw_routes, tuple):
         raw_routes = (raw_routes,)
@@ -425,6 +445,7 @@ def _spec(network: str, options: Mapping[str, object]) -> NetworkSpec:
         mtu=ints.get("mtu"),
         ttl=ints.get("ttl"),
         learning=_bool_option("learning", options.get("learning", False)),
+        underlay=UNDERLAYS[underlay] if underlay is not None else None,
     )
 
 
@@ -515,3 +536,16 @@ def resolve(
             f"ignored {', '.join(dropped)} and any after them"
         )
     return Resolution(tuple(networks), tuple(errors))
+
+
+def with_underlays(resolution: Resolution, addresses: Sequence[str], *, pod_key: str) -> Resolution:
+    """`resolution` without the networks the pod has no underlay address for (see `NetworkSpec.underlay_ip`),
+    one error each. A pod whose addresses are not known yet (empty) keeps them all: it is no member yet."""
+    if not addresses:
+        return resolution
+    kept = tuple(spec for spec in resolution.networks if spec.underlay_ip(addresses) is not None)
+    errors = tuple(
+        f"pod {pod_key}: network {_show(spec.network)}: underlay=ipv{spec.underlay} but the pod has no IPv"
+        f"{spec.underlay} address (podIPs {' '.join(addresses)}): not a member"
+        for spec in resolution.networks if spec not in kept)
+    return Resolution(kept, resolution.errors + errors)

@@ -1,6 +1,6 @@
 """`kube-vxlan-controller plan`: what the controller would run in a pod — running nothing.
 
-    kube-vxlan-controller plan [-n NAMESPACE] NAME                      # a pod of the cluster
+    kube-vxlan-controller plan [--pod-namespace NS] NAME                # a pod of the cluster
     kube-vxlan-controller plan -f FILE [NAME] [--configmap FILE]       # a manifest: a Pod, or a workload's
                                                                         # pod template (NAME picks the document)
 
@@ -16,16 +16,17 @@ now: the IPs of the other pods whose sidecar runs and whose annotation names the
 (`-f FILE --configmap FILE`: no API call at all) the peers are unknown: the batch shows one marked
 placeholder line per network instead. Output: text for people, `-o json` for machines.
 
+Flags mean what they mean for `run` (`--namespace` is the controller's, where the ConfigMap lives); the
+pod's namespace is `--pod-namespace`, and no flag is `-n`, which kubectl users would read either way.
+
 Exit codes: 0 the pod is fine, 1 validation errors (a network that does not resolve, a missing opt-in
 label or agent container), 2 usage or unreadable input (a file, a pod that is not there), 3 the cluster
-cannot be reached.
+cannot be reached (the message points to planning offline).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -34,14 +35,15 @@ from typing import Mapping
 
 import yaml
 
-from . import agent, options, settings as settings_module
+from . import agent, eligibility, options, settings as settings_module
+from .cli import CANNOT_START, USAGE_ERROR, Failure, Parser
 from .k8s import client, configmaps, pods
 from .k8s.errors import K8sError, PodGone
 from .logs import setup as setup_logs
 from .model import Pod
 from .settings import Settings
 
-OK, INVALID, USAGE, UNREACHABLE = 0, 1, 2, 3
+OK, INVALID, USAGE, UNREACHABLE = 0, 1, USAGE_ERROR, CANNOT_START
 #: kinds whose `spec.template` is a pod template
 WORKLOADS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "ReplicationController")
 #: what stands for a peer's IP in an offline fdb batch
@@ -143,28 +145,10 @@ def configmap_data(path: str, name: str) -> Mapping[str, str]:
 # -- the plan ---------------------------------------------------------------------------------------
 
 
-def _has_net_admin(container: dict) -> bool:
-    context = container.get("securityContext") or {}
-    added = (context.get("capabilities") or {}).get("add") or []
-    return bool(context.get("privileged")) or any(str(c).upper() in ("NET_ADMIN", "CAP_NET_ADMIN") for c in added)
-
-
-def pod_errors(raw: dict, pod: Pod, s: Settings) -> list[str]:
-    """What keeps the controller from wiring the pod, beyond its networks' options."""
-    errors = []
-    if pod.labels.get(s.label) != "true":
-        errors.append(f'pod {pod.key}: label {s.label} is not "true": the controller ignores the pod')
-    if s.annotation not in pod.annotations:
-        errors.append(f"pod {pod.key}: no annotation {s.annotation}: the pod names no network")
-    spec = raw.get("spec") or {}
-    for key, name, what in (("initContainers", s.init_agent, "the interfaces are never set up"),
-                            ("containers", s.agent, "the fdb is never kept")):
-        container = next((c for c in spec.get(key) or [] if isinstance(c, dict) and c.get("name") == name), None)
-        if container is None:
-            errors.append(f"pod {pod.key}: no {key[:-1]} {name}: {what}")
-        elif not _has_net_admin(container):
-            errors.append(f"pod {pod.key}: container {name} lacks the NET_ADMIN capability: {what}")
-    return errors
+def pod_errors(pod: Pod, resolution: options.Resolution, s: Settings) -> list[str]:
+    """What keeps the controller from wiring the pod, beyond its networks' options: the causes the running
+    controller tells in Events and the Wired condition (`eligibility`), in the same words."""
+    return [f"pod {pod.key}: {cause.message}" for cause in eligibility.causes(pod, resolution, s)]
 
 
 def peers_in(raw_pods: list[dict], configmap: Mapping[str, str], s: Settings, *, but: str) -> dict[str, set[str]]:
@@ -173,10 +157,11 @@ def peers_in(raw_pods: list[dict], configmap: Mapping[str, str], s: Settings, *,
     peers: dict[str, set[str]] = {}
     for raw in raw_pods:
         pod = pods.pod_from_json(raw, init_container=s.init_agent, agent_container=s.agent)
-        if pod.uid == but or pod.labels.get(s.label) != "true" or not pod.joinable:
+        if pod.uid == but or not eligibility.opted_in(pod, s) or not pod.joinable:
             continue
         for spec in options.resolve(pod.annotations.get(s.annotation), configmap, pod_key=pod.key).networks:
-            peers.setdefault(spec.network, set()).add(pod.ip)
+            if (ip := spec.underlay_ip(pod.addresses)) is not None:
+                peers.setdefault(spec.network, set()).add(ip)
     return peers
 
 
@@ -187,7 +172,8 @@ def make_plan(source: str, raw: dict, configmap: Mapping[str, str], s: Settings,
     resolution = options.resolve(pod.annotations.get(s.annotation), configmap, pod_key=pod.key)
     specs = resolution.networks
     timeout = agent.in_pod_timeout(s.exec_deadline)
-    argv, batch = agent.setup_exec(specs, None, timeout=timeout, terminate_file=s.terminate_file, underlay=pod.ip)
+    argv, batch = agent.setup_exec(specs, None, timeout=timeout, terminate_file=s.terminate_file,
+                                    pod_ips=pod.addresses)
     execs = [Exec(s.init_agent, argv, batch, "while the init agent runs: set up and release it, in one exec",
                   "" if batch is None else f"exit {agent.LINKS_EXIST} (an interface exists already, nothing changed): "
                   f"the controller reads `{shlex.join(agent.LINKS_ARGV)}` and runs the batch computed from what "
@@ -202,7 +188,7 @@ def make_plan(source: str, raw: dict, configmap: Mapping[str, str], s: Settings,
                           "once the sidecar runs: one flood entry per peer"))
     known = None if peers is None else {spec.network: tuple(sorted(peers.get(spec.network, ()), key=agent.ip_order))
                                         for spec in specs}
-    errors = tuple(pod_errors(raw, pod, s)) + resolution.errors
+    errors = tuple(pod_errors(pod, resolution, s)) + resolution.errors
     return Plan(source, pod.key, specs, errors, tuple(execs), known)
 
 
@@ -248,8 +234,8 @@ def render_json(plan: Plan) -> str:
 # -- the command ------------------------------------------------------------------------------------
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser() -> Parser:
+    p = Parser(
         prog="kube-vxlan-controller plan", conflict_handler="resolve",
         description="Show what the controller would run in a pod (networks, errors, the execs with their "
                     "batches), running nothing. Online with a pod NAME or without --configmap FILE; offline "
@@ -258,7 +244,8 @@ def parser() -> argparse.ArgumentParser:
                "timeouts. Exit codes: 0 fine, 1 validation errors, 2 usage or input, 3 cluster unreachable.")
     settings_module.add_arguments(p)
     p.add_argument("name", nargs="?", metavar="NAME", help="the pod (with -f: the document's name, when several)")
-    p.add_argument("-n", "--pod-namespace", default="default", help="the pod's namespace (default: default)")
+    p.add_argument("--pod-namespace", default="default", metavar="NS",
+                   help="the pod's namespace (default: default; --namespace is the controller's, as for run)")
     p.add_argument("-f", "--filename", metavar="FILE", help="a manifest (YAML, several documents allowed; '-': "
                                                             "stdin): a Pod, or a Deployment… whose pod template")
     p.add_argument("--configmap", metavar="FILE", dest="configmap_file",
@@ -267,27 +254,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _connect(s: Settings):
-    kubeconfig = s.kubeconfig
-    if kubeconfig is None and not os.environ.get("KUBERNETES_SERVICE_HOST"):
-        kubeconfig = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or str(Path.home() / ".kube/config")
-    return client.connect(kubeconfig, namespace=s.namespace)
-
-
 def main(argv: list[str]) -> int:
     p = parser()
     args = p.parse_args(argv)
     if (args.filename is None) == (args.name is None) and args.filename is None:
-        p.print_usage(sys.stderr)
-        print("kube-vxlan-controller plan: name a pod, or give a manifest with -f FILE", file=sys.stderr)
-        return USAGE
+        raise Failure("name a pod, or give a manifest with -f FILE (see kube-vxlan-controller plan --help)", USAGE)
     s = settings_module.from_arguments(args)
     setup_logs("WARNING")
     try:
         return _plan(args, s)
     except InputError as error:
-        print(f"kube-vxlan-controller plan: {error}", file=sys.stderr)
-        return USAGE
+        raise Failure(str(error), USAGE) from error
 
 
 def _plan(args, s: Settings) -> int:
@@ -295,7 +272,7 @@ def _plan(args, s: Settings) -> int:
     cluster = None
     try:
         if online:
-            cluster = _connect(s)
+            cluster = client.connect(s.kubeconfig, namespace=s.namespace)
         if args.filename is not None:
             source, raw = pick_pod(args.filename, args.name)
         else:
@@ -315,8 +292,10 @@ def _plan(args, s: Settings) -> int:
             uid = (raw.get("metadata") or {}).get("uid", "")
             peers = peers_in(pods.list_pods_json(cluster, s.selector, s.watch_namespace), configmap, s, but=uid)
     except K8sError as error:
-        print(f"kube-vxlan-controller plan: cannot reach the cluster: {error}", file=sys.stderr)
-        return UNREACHABLE
+        offline = ("-f FILE --configmap FILE" if args.filename is None
+                   else "--configmap FILE (the network ConfigMap's manifest)")
+        raise Failure(f"cannot reach the cluster: {error}; without a cluster, plan offline with {offline}",
+                      UNREACHABLE) from error
     finally:
         if cluster is not None:
             cluster.close()

@@ -46,6 +46,7 @@ from loguru import logger
 
 from . import agent, options
 from .backoff import Backoff
+from .eligibility import Cause, blocking
 from .messages import Snapshot
 from .model import Condition, Pod
 from .options import NetworkSpec
@@ -177,6 +178,8 @@ class PodReconciler:
         self.networks: tuple[NetworkSpec, ...] = ()
         #: the annotation's errors (networks that did not resolve)
         self.invalid: tuple[str, ...] = ()
+        #: why the controller will not wire the pod (`eligibility`), as the watcher found
+        self.causes: tuple[Cause, ...] = ()
         self.snapshots: dict[str, Snapshot] = {}
         #: network → the peers the last sync of it aimed at
         self.synced_peers: dict[str, frozenset[str]] = {}
@@ -203,19 +206,20 @@ class PodReconciler:
 
     # -- what the actor learns -------------------------------------------------------------------
 
-    def updated(self, pod: Pod, networks: tuple[NetworkSpec, ...], invalid: tuple[str, ...]) -> Verdict | None:
+    def updated(self, pod: Pod, networks: tuple[NetworkSpec, ...], invalid: tuple[str, ...],
+                causes: tuple[Cause, ...] = ()) -> Verdict | None:
         """The watcher's latest view of the pod; a `Verdict` when the condition is to be judged now."""
         if networks != self.networks and self.pod is not None:
             self.owed |= Owed.SYNC  # the interfaces to keep, or their parameters, changed
-        first, invalid_changed = self.pod is None, invalid != self.invalid
+        first, reasons_changed = self.pod is None, invalid != self.invalid or causes != self.causes
         if first:
             self.wired = pod.wired  # what the API holds: a restarted controller rewrites only what changed
-        self.pod, self.networks, self.invalid = pod, networks, invalid
+        self.pod, self.networks, self.invalid, self.causes = pod, networks, invalid, causes
         if self._needs_setup():
             self.owed |= Owed.SETUP
         elif pod.deleting or not (pod.agent_running and networks):
             self._pass_done()  # nothing to sync until a network says who the peers are
-        if first or invalid_changed or not pod.agent_running:
+        if first or reasons_changed or not pod.agent_running:
             return self.judge()  # else the next pass judges
         return None
 
@@ -381,12 +385,14 @@ class PodReconciler:
         pod = self.pod
         if pod is None or pod.deleting or self.status is Status.GONE:
             return None
-        if pod.agent_running and self.managed is None and self.status not in FAILED:
+        cause = blocking(self.causes)
+        if cause is None and pod.agent_running and self.managed is None and self.status not in FAILED:
             return None  # set up before this actor saw it: nothing known until its first sync reads the pod
         reason = _FAILURE_REASONS.get(self.status)
         differs = self._differs(pod)
         condition = judge(Facts(
             networks=self.networks, invalid=self.invalid,
+            cause=(cause.reason, cause.message) if cause is not None else None,
             failure=(reason, self.error) if reason is not None else None, setup_failed=self.setup_failed,
             managed=self.managed, agent_running=pod.agent_running, fdb=self.kernel.fdb if self.kernel else None,
             peers=self.synced_peers, differs=differs))
@@ -407,7 +413,7 @@ class PodReconciler:
         for spec in self.networks:
             link = self.kernel.links.get(spec.name)
             if link is not None and link.kind == "vxlan":
-                diffs = agent.differences(spec, link, pod.ip)
+                diffs = agent.differences(spec, link, pod.addresses)
                 if diffs:
                     found[spec.network] = tuple(map(str, diffs))
         return found
@@ -429,7 +435,7 @@ class PodReconciler:
             answer[spec.name] = {
                 "fdb": lines.get(spec.name, []),
                 "net": agent.actual_spec(spec, link).describe() if link is not None else "",
-                "differs": [str(d) for d in agent.differences(spec, link, self.pod.ip)] if link is not None
+                "differs": [str(d) for d in agent.differences(spec, link, self.pod.addresses)] if link is not None
                 else ["no such interface"]}
         return answer
 

@@ -8,26 +8,35 @@ that Kubernetes restarts the container (which then comes back as a standby).
 
 from __future__ import annotations
 
-import argparse
 import signal
 import threading
 
 from loguru import logger
 
 from . import logs, settings as settings_module
+from .admin import ListenError
+from .cli import Failure, Parser
 from .controller import Controller
+from .k8s import client
+from .k8s.errors import K8sError
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kube-vxlan-controller run",
-                                description="Run the controller (in-cluster config unless --kubeconfig).")
+def parser() -> Parser:
+    p = Parser(prog="kube-vxlan-controller run",
+               description="Run the controller. Its configuration: --kubeconfig PATH; else, in a pod, its "
+                           "service account; else $KUBECONFIG or ~/.kube/config, as kubectl.")
     settings_module.add_arguments(p)
     return p
 
 
 def main(argv: list[str]) -> int:
     settings = settings_module.from_arguments(parser().parse_args(argv))
-    logs.setup(settings.log_level)
+    logs.setup(settings.log_level, settings.log_format)
+    said = {"trace": settings.log_level.upper() in ("TRACE", "DEBUG"), "logged": settings.log_format == "json"}
+    try:
+        cluster = client.connect(settings.kubeconfig, namespace=settings.namespace)
+    except K8sError as error:
+        raise Failure(str(error), **said) from error
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -36,11 +45,14 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    controller = Controller(settings)
+    controller = Controller(settings, cluster=cluster)
     try:
         controller.start()
         while not (stop.is_set() or controller.fatal.is_set() or controller.lost.is_set()):
             stop.wait(0.5)
+    except ListenError as error:
+        raise Failure(f"{error}; give it another address (--admin, --health or their KVC_* variables; '' turns "
+                      "one off), or stop what listens there", **said) from error
     finally:
         controller.stop()
     return 1 if controller.fatal.is_set() or controller.lost.is_set() else 0

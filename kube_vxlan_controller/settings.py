@@ -2,19 +2,25 @@
 
 Each field is a flag (`--exec-deadline 5`) and a `KVC_*` environment variable (`KVC_EXEC_DEADLINE=5`);
 a flag wins over the environment, the environment over the default. Defaults are the original's names.
+`Settings` checks every value when built (`InvalidSetting` names the field); `from_arguments` turns a
+bad value into a usage `Failure` that names the flag or the variable it came from.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
+import math
 import os
 import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .admin import parse_address
 from .agent import release_argv
+from .cli import USAGE_ERROR, Failure
 from .election import check_timing
 
 #: Where Kubernetes mounts the namespace of a pod's service account.
@@ -24,6 +30,22 @@ DEFAULT_NAMESPACE = "kube-system"
 #: seconds a command may run in a pod past its exec's deadline: the `timeout N` around it (actors/pod.py)
 #: lets it run for the deadline rounded down, plus one second.
 EXEC_LINGER = 1.0
+#: loguru's levels, as `--log-level` takes them
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+#: (field, lowest value, whether the lowest itself is refused, unit) of the numbers with a bound of their own
+_BOUNDS = (("exec_deadline", 0, True, " seconds"), ("max_concurrent_execs", 1, False, ""),
+           ("coalesce", 0, False, " seconds"), ("coalesce_max", 0, False, " seconds"), ("hold", 0, False, " seconds"),
+           ("resync", 0, True, " seconds"), ("restart_intensity", 0, False, ""),
+           ("restart_period", 0, True, " seconds"))
+
+
+class InvalidSetting(ValueError):
+    """A setting's value is wrong; `name` is the field's."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 def own_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
@@ -43,7 +65,8 @@ def default_identity() -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    kubeconfig: str | None = field(default=None, metadata={"help": "kubeconfig file; in-cluster config when unset"})
+    kubeconfig: str | None = field(default=None, metadata={
+        "help": "kubeconfig file; when unset, in a pod its service account, else $KUBECONFIG or ~/.kube/config"})
     namespace: str = field(
         default_factory=own_namespace,
         metadata={"help": "the controller's namespace, where its ConfigMap lives (default: its own, else kube-system)"},
@@ -106,10 +129,33 @@ class Settings:
         default_factory=default_identity,
         metadata={"help": "this replica's name in the Lease (default: the hostname, i.e. the pod name, '_' and "
                           "a random UUID)"})
-    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+    restart_intensity: int = field(
+        default=3, metadata={"help": "restarts of crashed actors allowed per level of the supervision tree within "
+                                     "--restart-period; one more and the level gives up: its parent restarts it, "
+                                     "and at the root the process exits 1 (OTP's default is 1 in 5 s)"})
+    restart_period: float = field(
+        default=5.0, metadata={"help": "seconds over which --restart-intensity counts restarts"})
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR (DEBUG also shows "
+                                                                     "the traceback of a start-up error)"})
+    log_format: str = field(default="text", metadata={"help": "text, or json: one JSON object a line with "
+                                                              "time, level, pod, network and message"})
 
     def __post_init__(self) -> None:
-        release_argv(self.terminate_file)  # fails now, with a clear message, on a path a shell would misread
+        for name, low, strict, unit in _BOUNDS:
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < low or (strict and value == low):
+                bound = "more than" if strict else "at least"
+                raise InvalidSetting(name, f"must be {bound} {low}{unit}, not {value:g}")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise InvalidSetting("log_level", f"must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise InvalidSetting("log_format", f"must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
+        _check_address("admin", self.admin, loopback=True)
+        _check_address("health", self.health, loopback=False)
+        try:
+            release_argv(self.terminate_file)  # fails now on a path a shell would misread
+        except ValueError as error:
+            raise InvalidSetting("terminate_file", str(error)) from None
         check_timing(self.lease_duration, self.renew_deadline, self.retry_period)
         if not self.exec_deadline + EXEC_LINGER + self.retry_period < self.lease_duration:
             # The leader starts an exec only if it ends before its Lease could expire (election.py):
@@ -123,6 +169,25 @@ class Settings:
         """What pods are listed and watched by: the label's existence, as the original's selector (its
         value is checked by the watcher, so a pod relabelled to "false" is seen leaving)."""
         return self.label
+
+
+def _check_address(name: str, address: str, *, loopback: bool) -> None:
+    """'' (off) or HOST:PORT, as the endpoints in admin.py listen on them; `loopback`: a loopback IP."""
+    if not address:
+        return
+    try:
+        host, port = parse_address(address)
+    except ValueError:
+        host, port = "", -1
+    if not 0 <= port <= 65535:
+        raise InvalidSetting(name, f"must be HOST:PORT (or '' for none), not {address!r}")
+    if loopback:
+        try:
+            ok = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            ok = False
+        if not ok:
+            raise InvalidSetting(name, f"must be a loopback IP address and a port (127.0.0.1:8081), not {address!r}")
 
 
 def _flag(f: dataclasses.Field) -> str:
@@ -144,12 +209,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_arguments(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    """The settings from parsed flags, else `KVC_*` variables, else defaults; a bad value is a usage
+    `Failure` naming where it came from (`--resync -5`, `KVC_EXEC_DEADLINE='abc'`)."""
     environ = os.environ if environ is None else environ
-    values = {}
+    values, origin = {}, {}
     for f in dataclasses.fields(Settings):
         given = getattr(args, f.name, None)
-        if given is None and _env(f) in environ:
-            given = _kind(f)(environ[_env(f)])
+        if given is not None:
+            origin[f.name] = _flag(f)
+        elif _env(f) in environ:
+            origin[f.name] = f"{_env(f)}={environ[_env(f)]!r}"
+            try:
+                given = _kind(f)(environ[_env(f)])
+            except ValueError:
+                number = "a whole number" if _kind(f) is int else "a number"
+                raise Failure(f"{origin[f.name]}: not {number}", USAGE_ERROR) from None
         if given is not None:
             values[f.name] = given
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except InvalidSetting as error:
+        flag = _flag(next(f for f in dataclasses.fields(Settings) if f.name == error.name))
+        raise Failure(f"{origin.get(error.name, flag + ' (its default)')}: {error}", USAGE_ERROR) from None
+    except ValueError as error:  # a rule between several settings; its message names them
+        raise Failure(f"{error} (flags, or KVC_* variables)", USAGE_ERROR) from None

@@ -7,6 +7,8 @@ parameters its spec asks for (as the kernel reports them) and its fdb holds exac
 pass. The message counts them per network: `vxeth1 3/3 peers, vxeth2 1/1`. False otherwise, with the first
 reason that applies:
 
+- a reason the controller cannot wire the pod at all (`eligibility.blocking`: no sidecar, no networks
+  annotation, no valid network; its reason and message say what to do);
 - `Failing`, `Hung`, `Forbidden`: the last pass failed (an exec failed, timed out, was denied); the
   message is the counts (`?` where the fdb is unknown) and the error;
 - `NetworksInvalid`: the annotation names a network that did not resolve (the errors, as the Event says);
@@ -46,6 +48,8 @@ class Facts:
     networks: tuple[NetworkSpec, ...]
     #: the annotation's errors (networks that did not resolve)
     invalid: tuple[str, ...] = ()
+    #: (reason, message) of the reason the controller cannot wire the pod (`eligibility.blocking`)
+    cause: tuple[str, str] | None = None
     #: (reason, error) when the last pass failed
     failure: tuple[str, str] | None = None
     #: the setup gave up (its error): the init agent was released without the interfaces as asked
@@ -64,6 +68,8 @@ class Facts:
 def judge(facts: Facts) -> Condition:
     """The Wired condition these facts make (see the module docstring)."""
     counts = _counts(facts)
+    if facts.cause is not None:
+        return _false(*facts.cause)
     if facts.failure is not None:
         reason, error = facts.failure
         return _false(reason, f"{counts}: {error}" if counts else error)
@@ -77,7 +83,9 @@ def judge(facts: Facts) -> Condition:
         return _false(SETTING_UP, "waiting for the init agent to set up the interfaces")
     missing = [spec.name for spec in facts.networks if spec.name not in facts.managed]
     if missing:
-        return _false("InterfaceMissing", f"no vxlan interface {', '.join(missing)}: {counts}")
+        return _false("InterfaceMissing", f"no vxlan interface {', '.join(missing)}: a link of another kind holds "
+                      "the name, and the controller leaves it alone; remove that link, or give the network another "
+                      "interface name (name=)" + (f" ({counts})" if counts else ""))
     if facts.differs:
         what = "; ".join(f"{network}: {', '.join(diffs)}" for network, diffs in sorted(facts.differs.items()))
         doing = "converging it now" if facts.agent_running else "it is converged once the sidecar agent runs"

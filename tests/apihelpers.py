@@ -21,6 +21,8 @@ from kubernetes.config import incluster_config
 from kubernetes.stream import stream
 from polling import wait_for
 
+from kube_vxlan_controller import __version__
+
 
 AGENT_INIT = "vxlan-controller-agent-init"
 AGENT = "vxlan-controller-agent"
@@ -32,7 +34,7 @@ TERMINATE_CODES = (0, 137)
 
 #: the agent image as the seed's manifests name it (the docker runtime runs the local build of it; the
 #: netns runtime runs the agent script whatever the image)
-AGENT_IMAGE = "openvnf/kube-vxlan-controller-agent"
+AGENT_IMAGE = f"openvnf/kube-vxlan-controller-agent:{__version__}"
 
 
 def agent_container(name: str) -> dict:

@@ -31,9 +31,10 @@ import time
 import pykka
 from loguru import logger
 
-from ..messages import (ChildFailed, Flush, HoldCheck, Member, PeersChanged, PodRemoved, PodUpdate, Resend, Retire,
+from ..messages import (Flush, HoldCheck, Member, PeersChanged, PodRemoved, PodUpdate, Resend, Retire,
                         Snapshot, Synced)
 from .hold import STALL, Hold, longest_for, worth_holding
+from .supervisor import child_failed
 
 #: pod phases after which a pod will not join: not waited for
 FINISHED = frozenset({"Succeeded", "Failed"})
@@ -101,15 +102,15 @@ class NetworkActor(pykka.ThreadingActor):
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:
         if self.supervisor is not None:
-            self.supervisor.tell(ChildFailed("network", self.name, repr(exception_value)))
+            self.supervisor.tell(child_failed("network", self.name, exception_value, traceback))
 
     def _update(self, message: PodUpdate) -> None:
         pod = message.pod
         spec = next((s for s in message.networks if s.network == self.name), None)
         member = pod.joinable and spec is not None
         on_its_way = spec is not None and not member and not pod.deleting and pod.phase not in FINISHED
-        self._set(pod.uid, Member(pod.uid, pod.key, pod.ip, spec.name, spec.vni, spec.effective_dstport) if member
-                  else None, named=spec is not None,
+        self._set(pod.uid, Member(pod.uid, pod.key, spec.underlay_ip(pod.addresses), spec.name, spec.vni,
+                                  spec.effective_dstport) if member else None, named=spec is not None,
                   on_its_way=on_its_way)
 
     def _set(self, uid: str, member: Member | None, *, named: bool, on_its_way: bool = False) -> None:

@@ -37,9 +37,10 @@ import pykka
 from .. import agent
 from ..backoff import Backoff
 from ..k8s.errors import Cancelled, ExecTimeout, Forbidden, K8sError, PodGone
-from ..messages import ChildFailed, Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync
+from ..messages import Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync
 from ..reconciler import After, Converge, Event, PodReconciler, PodState, Setup, Status, Verdict
 from . import podexec
+from .supervisor import child_failed
 
 
 class PodActor(pykka.ThreadingActor):
@@ -73,8 +74,11 @@ class PodActor(pykka.ThreadingActor):
         self._count_differing({})
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:
+        self._count_differing({})
+        if self.board is not None:
+            self.board.remove(self.uid)
         if self.supervisor is not None:
-            self.supervisor.tell(ChildFailed("pod", self.uid, repr(exception_value)))
+            self.supervisor.tell(child_failed("pod", self.uid, exception_value, traceback, self.reconciler.pod_key))
 
     def on_receive(self, message):
         if isinstance(message, Inspect):
@@ -85,7 +89,7 @@ class PodActor(pykka.ThreadingActor):
         # Only the failures `_pass` expects are caught (there); anything else is a bug and escapes: pykka
         # stops this actor, `on_failure` tells the supervisor, and a fresh one starts from the pod index.
         if isinstance(message, PodUpdate):
-            self._judged(self.reconciler.updated(message.pod, message.networks, message.errors))
+            self._judged(self.reconciler.updated(message.pod, message.networks, message.errors, message.causes))
             self._post()
         elif isinstance(message, PeersChanged):
             self.reconciler.peers_changed(message.snapshot)

@@ -25,10 +25,9 @@ from loguru import logger
 
 from .. import agent
 from ..k8s.errors import PodGone
+from ..k8s.execs import OK
 from ..model import ExecResult, Pod
 from ..options import NetworkSpec
-
-OK = frozenset({0})
 
 
 class ExecFailed(Exception):
@@ -52,7 +51,7 @@ class PodExec:
     def run(self, container: str, argv: list[str], stdin: str | None = None, ok: frozenset[int] = OK) -> ExecResult:
         self.count += 1
         result = self.executor.run(self.pod.namespace, self.pod.name, container, argv, stdin=stdin,
-                                   suspect=self.suspect)
+                                   suspect=self.suspect, ok=ok)
         if result.exit_code not in ok:
             raise ExecFailed(container, argv, result)
         return result
@@ -78,7 +77,7 @@ def setup_and_release(run: PodExec, specs: tuple[NetworkSpec, ...], *, container
     links: dict | None = None  # None: assumed absent, checked by the exec itself
     while True:
         argv, batch = agent.setup_exec(specs, links, timeout=timeout, terminate_file=terminate_file,
-                                       underlay=run.pod.ip)
+                                       pod_ips=run.pod.addresses)
         if batch is None:
             _release(run, container, terminate_file)
             break
@@ -98,7 +97,7 @@ def setup_and_release(run: PodExec, specs: tuple[NetworkSpec, ...], *, container
         links = agent.parse_links(run.run(container, agent.LINKS_ARGV).stdout)
     names = tuple(spec.name for spec in specs)
     if links is None:  # a pod nobody set up: every link was created just now, with no fdb entry
-        after = agent.plan_links(specs, {}, underlay=run.pod.ip).after
+        after = agent.plan_links(specs, {}, pod_ips=run.pod.addresses).after
         return SetupOutcome(frozenset(names), agent.State(after, {name: frozenset() for name in after}) if after else None)
     managed = frozenset(n for n in names if n not in links or links[n].kind == "vxlan")
     return SetupOutcome(managed, None, agent.setup_conflicts(specs, links))
@@ -138,7 +137,8 @@ def converge(run: PodExec, specs: tuple[NetworkSpec, ...], peers: dict[str, froz
         state = read_state(run, container=container)
     conflicts = agent.setup_conflicts(specs, state.links)
     wanted = tuple(spec for spec in specs if spec.network in peers)
-    links = agent.plan_links(wanted, state.links, underlay=pod.ip, remove=agent.stale_links(state.links, specs, named))
+    links = agent.plan_links(wanted, state.links, pod_ips=pod.addresses,
+                             remove=agent.stale_links(state.links, specs, named))
     gone = links.replaced | set(links.removed)
     fdb = {dev: ips for dev, ips in state.fdb.items() if dev not in gone}
     desired = {spec.name: peers[spec.network] for spec in wanted if spec.name in links.after}

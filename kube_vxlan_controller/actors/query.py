@@ -19,12 +19,17 @@ import pykka
 from loguru import logger
 
 from ..messages import Inspect, Snapshot
+from .supervisor import child_failed
 
 
 class QueryActor(pykka.ThreadingActor):
-    def __init__(self, *, registry, board, deadline: float = 5.0) -> None:
+    def __init__(self, *, registry, board, deadline: float = 5.0, supervisor=None) -> None:
         super().__init__()
-        self.registry, self.board, self.deadline = registry, board, deadline
+        self.registry, self.board, self.deadline, self.supervisor = registry, board, deadline, supervisor
+
+    def on_failure(self, exception_type, exception_value, traceback) -> None:
+        if self.supervisor is not None:
+            self.supervisor.tell(child_failed("query", "inspect", exception_value, traceback))
 
     def inspect(self, nets: list[str]) -> list[dict]:
         started = time.monotonic()

@@ -69,23 +69,30 @@ class Registry:
         with self._lock:
             return dict(self._networks)
 
-    def stop_all(self, deadline: float) -> tuple[int, int]:
-        """Stop pod actors first (they may be mid-exec), then the networks that feed them, all within
-        one `deadline` (a time.monotonic() value). Returns how many of each were stopped."""
+    def stop_pods(self, deadline: float) -> int:
+        """Stop every pod actor (they may be mid-exec) within `deadline` (a time.monotonic() value) and forget
+        them; returns how many."""
         with self._lock:
-            pods, networks = list(self._pods.values()), list(self._networks.values())
-            self._pods.clear()
-            self._networks.clear()
-        for group in (pods, networks):
-            futures = []
-            for ref in group:
-                try:
-                    futures.append(ref.stop(block=False))
-                except pykka.ActorDeadError:
-                    pass
-            for future in futures:
-                try:
-                    future.get(timeout=max(0.0, deadline - time.monotonic()))
-                except Exception:  # stopped already, or stuck past the deadline: nothing more to do
-                    pass
-        return len(pods), len(networks)
+            refs, self._pods = list(self._pods.values()), {}
+        return _stop_all(refs, deadline)
+
+    def stop_networks(self, deadline: float) -> int:
+        """The same for the network actors."""
+        with self._lock:
+            refs, self._networks = list(self._networks.values()), {}
+        return _stop_all(refs, deadline)
+
+
+def _stop_all(refs: list[pykka.ActorRef], deadline: float) -> int:
+    futures = []
+    for ref in refs:
+        try:
+            futures.append(ref.stop(block=False))
+        except pykka.ActorDeadError:
+            pass
+    for future in futures:
+        try:
+            future.get(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception:  # stopped already, or stuck past the deadline: nothing more to do
+            pass
+    return len(refs)

@@ -1,79 +1,77 @@
-"""Supervisor: one_for_one restarts with a restart budget, as an Erlang supervisor would.
+"""Supervisor: one level of the supervision tree, restarting its children one_for_one within a restart
+intensity, as an OTP supervisor does.
 
-pykka has no supervision: an exception escaping a `tell` handler stops that actor for good. Handlers
-catch what they expect, so what reaches `on_failure` is a bug; the failed actor tells the supervisor
-(`ChildFailed`) and the supervisor decides:
-- the pod watcher is restarted (after a backoff); its fresh list rebuilds every pod's state;
-- a pod or network actor is restarted by the watcher from its pod index (level-based): a network's
-  successor learns every pod naming it (`Rebuild`), a pod's successor its pod and its peers (`Reroute`);
-- more than `max_restarts` within `window` seconds: the process gives up (`fatal` is set) and exits
-  non-zero, so Kubernetes restarts it — better than limping on.
+pykka has no supervision: an exception escaping a `tell` handler stops that actor for good and calls its
+`on_failure`. Handlers catch what they expect, so what reaches `on_failure` is a bug: the failed actor
+tells its supervisor (`ChildFailed`, with the traceback), which logs it once, counts it
+(`kvc_actor_restarts_total{kind}`) and restarts the child through the callable it was given for that kind
+of child — level-triggered, from state that outlives the child (the watcher's pod index, a fresh list).
 
-Concurrency contract: owns the restart history; never blocks (tells and scheduled tells only).
+More than `intensity` allows (R restarts in T seconds): the supervisor gives up, as OTP's does. Below the
+root it tells its parent, which restarts the whole level (its children stopped, a fresh supervisor, every
+child rebuilt); at the root, `exhausted()` is called: the process logs one critical line and exits
+non-zero, so the kubelet restarts it and the crash loop shows in `kubectl get pods`. The tree is built by
+`tree.ActorTree`.
+
+Concurrency contract: owns its restart history; never blocks (the restart callables tell or start actors).
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
-from typing import Callable
+import traceback as tb
+from typing import Callable, Mapping
 
 import pykka
 from loguru import logger
 
-from ..backoff import Backoff
-from ..messages import ChildFailed, Rebuild, Reroute, RestartWatcher
+from ..messages import ChildFailed
+from ..supervision import Intensity
+
+
+def child_failed(kind: str, key: str, error: BaseException, trace, name: str = "") -> ChildFailed:
+    """What an actor's `on_failure` tells its supervisor: who it was, the exception and its traceback."""
+    return ChildFailed(kind, key, repr(error), "".join(tb.format_exception(type(error), error, trace)).rstrip(),
+                       name)
 
 
 class Supervisor(pykka.ThreadingActor):
-    def __init__(self, *, scheduler, start_watcher: Callable[[pykka.ActorRef], pykka.ActorRef], fatal: threading.Event,
-                 max_restarts: int = 5, window: float = 10.0, clock=time.monotonic) -> None:
+    def __init__(self, name: str, *, restart: Mapping[str, Callable[[str], None]], intensity: Intensity,
+                 parent: pykka.ActorRef | None = None, exhausted: Callable[[], None] | None = None,
+                 metrics=None) -> None:
         super().__init__()
-        self.scheduler, self.start_watcher, self.fatal = scheduler, start_watcher, fatal
-        self.max_restarts, self.window, self.clock = max_restarts, window, clock
-        self.restarts: deque[float] = deque()
-        self.backoff = Backoff(initial=0.2, cap=5.0)
-        self.watcher: pykka.ActorRef | None = None
-
-    def start_children(self) -> None:
-        """Asked once by the controller after it holds this supervisor's ref (so the actors it starts
-        can be handed that ref), not in on_start."""
-        self.watcher = self.start_watcher(self.actor_ref)
-
-    def on_stop(self) -> None:
-        if self.watcher is not None and self.watcher.is_alive():
-            self.watcher.stop(timeout=10)
+        self.name, self.restart, self.intensity = name, restart, intensity
+        self.parent, self.exhausted, self.metrics = parent, exhausted, metrics
+        self.gave_up = False
 
     def on_receive(self, message):
-        try:
-            if isinstance(message, ChildFailed):
-                self._failed(message)
-            elif isinstance(message, RestartWatcher):
-                logger.info("supervisor: restarting the pod watcher")
-                self.watcher = self.start_watcher(self.actor_ref)
-        except Exception:
-            logger.exception("supervisor: failed to handle {}", message)
+        if isinstance(message, ChildFailed) and not self.gave_up:
+            self._failed(message)
 
-    def current_watcher(self) -> pykka.ActorRef | None:
-        return self.watcher
+    def on_failure(self, exception_type, exception_value, traceback) -> None:
+        self._give_up(f"the supervisor itself crashed: {exception_value!r}")
 
     def _failed(self, message: ChildFailed) -> None:
-        now = self.clock()
-        self.restarts.append(now)
-        while self.restarts and now - self.restarts[0] > self.window:
-            self.restarts.popleft()
-        logger.error("supervisor: {} {} crashed: {} ({} restarts in {:.0f}s)", message.kind, message.key,
-                     message.error, len(self.restarts), self.window)
-        if len(self.restarts) > self.max_restarts:
-            logger.critical("supervisor: restart budget exhausted ({} in {:.0f}s): exiting", len(self.restarts),
-                            self.window)
-            self.fatal.set()
-            return
-        if message.kind == "watcher":
-            self.scheduler.tell_later(self.backoff.next(), self.actor_ref, RestartWatcher())
-        elif self.watcher is not None:
+        if self.metrics is not None:
+            self.metrics.actor_restarts.labels(message.kind).inc()
+        allowed = self.intensity.allow()
+        who = f"{message.kind} {message.name or message.key}"
+        logger.error("supervisor {}: {} crashed: {}; {} ({})\n{}", self.name, who, message.error,
+                     "restarting it" if allowed else "giving up", self.intensity, message.trace)
+        if allowed:
+            self.restart[message.kind](message.key)
+        else:
+            self._give_up(f"{who} crashed: {self.intensity}")
+
+    def _give_up(self, why: str) -> None:
+        self.gave_up = True
+        if self.parent is not None:
+            logger.error("supervisor {}: restart intensity exceeded, escalating: {}", self.name, why)
             try:
-                self.watcher.tell(Rebuild(message.key) if message.kind == "network" else Reroute(message.key))
+                self.parent.tell(ChildFailed(self.name, self.name, f"restart intensity exceeded: {why}",
+                                             name="level"))
             except pykka.ActorDeadError:
                 pass
+        else:
+            logger.critical("supervisor {}: restart intensity exceeded: {}; exiting", self.name, why)
+            if self.exhausted is not None:
+                self.exhausted()

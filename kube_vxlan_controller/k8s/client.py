@@ -18,16 +18,21 @@ Concurrency contract:
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+from pathlib import Path
 from typing import Iterator
 
+import yaml
 from kubernetes import client, config
 from loguru import logger
 
 from kube_vxlan_controller.k8s.corev1 import CoreV1
-from kube_vxlan_controller.k8s.errors import K8sError
+from kube_vxlan_controller.k8s.errors import K8sError, one_line
 from kube_vxlan_controller.settings import own_namespace
 
+#: set in every pod (by the kubelet): client-go's sign that it runs in a cluster
+IN_POD = "KUBERNETES_SERVICE_HOST"
 
 
 class Cluster:
@@ -81,25 +86,51 @@ class Cluster:
 
 
 def connect(kubeconfig: str | None = None, *, namespace: str | None = None, context: str | None = None) -> Cluster:
-    """Configure a client: in-cluster when `kubeconfig` is None, else from that kubeconfig file.
+    """Configure a client, finding the configuration as kubectl does: the file `kubeconfig` when given;
+    else, in a pod (`KUBERNETES_SERVICE_HOST` set), the pod's service account; else `$KUBECONFIG` (files
+    separated by ':', merged as kubectl merges them), else `~/.kube/config`.
 
     `namespace` is the controller's own namespace; by default the service account's (when mounted),
-    else `kube-system`. Raises `K8sError` when the configuration cannot be loaded. Opens no connection.
+    else `kube-system`. Raises `K8sError` when the configuration cannot be loaded, with a message that
+    says what is wrong and what to do. Opens no connection.
     """
     configuration = client.Configuration()
-    try:
-        if kubeconfig is None:
+    if kubeconfig is None and os.environ.get(IN_POD):
+        try:
             config.load_incluster_config(client_configuration=configuration)
-        else:
-            config.load_kube_config(
-                config_file=str(kubeconfig),
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-    except (config.ConfigException, OSError, ValueError) as exc:
-        where = "in-cluster service account" if kubeconfig is None else f"kubeconfig {kubeconfig}"
-        raise K8sError(f"cannot load the {where}: {exc}") from exc
+        except (config.ConfigException, OSError, ValueError) as exc:
+            raise K8sError(f"cannot load the pod's service account: {exc}; the pod needs its service account "
+                           "token mounted (automountServiceAccountToken), or give --kubeconfig PATH") from exc
+    else:
+        _load_kubeconfig(configuration, kubeconfig, context)
     cluster = Cluster(configuration, namespace or own_namespace())
     logger.info("Kubernetes API at {} (controller namespace {})", cluster.host, cluster.namespace)
     return cluster
+
+
+def _load_kubeconfig(configuration: client.Configuration, kubeconfig: str | None, context: str | None) -> None:
+    if kubeconfig is not None:
+        where, paths = f"kubeconfig {kubeconfig}", [kubeconfig]
+        missing = "no such file: give the path of a kubeconfig file (--kubeconfig, KVC_KUBECONFIG)"
+    elif os.environ.get("KUBECONFIG"):
+        where, paths = f"KUBECONFIG={os.environ['KUBECONFIG']}", os.environ["KUBECONFIG"].split(os.pathsep)
+        missing = "no such file: set KUBECONFIG to a kubeconfig file, or give --kubeconfig PATH"
+    else:
+        default = str(Path.home() / ".kube" / "config")
+        where, paths = f"kubeconfig {default}", [default]
+        missing = (f"no such file, KUBECONFIG is unset and this is not a pod ({IN_POD} is unset): give "
+                   "--kubeconfig PATH or set KUBECONFIG")
+    existing = [path for path in paths if path and Path(path).exists()]
+    if not existing:
+        raise K8sError(f"{where}: {missing}")
+    try:
+        config.load_kube_config(config_file=os.pathsep.join(existing), context=context,
+                                client_configuration=configuration, persist_config=False)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or one_line(exc)
+        raise K8sError(f"{where} is not valid YAML ({at}{problem}); fix the file") from exc
+    except (config.ConfigException, OSError, ValueError) as exc:
+        raise K8sError(f"cannot load the {where}: {one_line(exc)}; check it with `kubectl config view "
+                       f"--kubeconfig {existing[0]}`") from exc

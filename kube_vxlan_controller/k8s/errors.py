@@ -17,6 +17,9 @@ nowhere else, and callers decide by type alone:
 - `LeaseEnding`: an exec not started because it might outlive the leader's Lease (see execs.py).
 - `K8sError` itself: anything else (401, 422, …), retried with backoff and logged likewise.
 
+`advice` says what to check for the failures that repeat until someone fixes them (401, no answer), so
+that retry loops can say it once and then retry quietly.
+
 Every error keeps the client's exception as `__cause__` and its HTTP status (when known) as `status`.
 Pure functions and immutable exceptions: safe from any thread.
 """
@@ -102,8 +105,20 @@ def _classify(exc: BaseException) -> K8sError:
             OSError,
         ),
     ):
-        return ApiUnavailable(f"API server unreachable: {_one_line(exc)}")
-    return K8sError(f"unexpected client error: {type(exc).__name__}: {_one_line(exc)}")
+        return ApiUnavailable(f"API server unreachable: {one_line(exc)}")
+    return K8sError(f"unexpected client error: {type(exc).__name__}: {one_line(exc)}")
+
+
+def advice(error: K8sError) -> str | None:
+    """What to check when `error` will repeat until someone fixes something outside the controller (its
+    credentials, the server's address): for a 401 and for a server that does not answer; else None."""
+    if error.status == 401:
+        return ("the API server does not accept the credentials (401): check the token or client certificate "
+                "of the kubeconfig's user, or in a pod its service account token")
+    if isinstance(error, ApiUnavailable) and error.status is None:
+        return ("the API server does not answer: check that it runs and its address (the kubeconfig's server, "
+                "or KUBERNETES_SERVICE_HOST/PORT in a pod)")
+    return None
 
 
 def _from_api_exception(exc: ApiException) -> K8sError:
@@ -139,10 +154,10 @@ def _status_zero(exc: ApiException, reason: str) -> K8sError:
     if original is not None and not isinstance(original, ApiException):
         inner = _classify(original)
         if isinstance(inner, ApiUnavailable):
-            return ApiUnavailable(f"API server unreachable: {_one_line(original)}")
+            return ApiUnavailable(f"API server unreachable: {one_line(original)}")
     if any(word in reason.lower() for word in _CONNECTION_WORDS):
-        return ApiUnavailable(f"API server unreachable: {_one_line(reason)}")
-    return K8sError(f"client error: {_one_line(reason) or type(exc).__name__}")
+        return ApiUnavailable(f"API server unreachable: {one_line(reason)}")
+    return K8sError(f"client error: {one_line(reason) or type(exc).__name__}")
 
 
 def _status_message(body: str) -> str:
@@ -160,5 +175,5 @@ def _status_message(body: str) -> str:
     return ""
 
 
-def _one_line(value: object) -> str:
+def one_line(value: object) -> str:
     return " ".join(str(value).split())[:500]

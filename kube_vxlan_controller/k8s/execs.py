@@ -27,6 +27,10 @@ Exit status: `{"status":"Success"}` → 0; a Failure with an `ExitCode` cause �
 without one (the runtime could not start the command, e.g. a missing binary under containerd) →
 `EXEC_FAILED` (126, the shell's "cannot execute") with the Status message appended to stderr.
 
+Outcomes as counted (the observer's first argument): "ok" when the command ended with an exit code the
+caller expected (`ok`, default 0: the release of an init agent expects 137, its shell killed along with
+the agent), "nonzero" for any other exit code, else the exception's kind.
+
 Logging: only at debug level. A non-zero exit may be expected (`fdb del` of a missing entry), and
 errors are raised, so the caller, which knows what the command meant, logs each failure once.
 
@@ -65,6 +69,8 @@ _STATUS_CHANNEL = 3
 #: (outcome, seconds): outcome is one of OUTCOMES; seconds count from the slot to the end.
 Observer = Callable[[str, float], None]
 OUTCOMES = ("ok", "nonzero", "timeout", "gone", "unavailable", "error")
+#: the exit codes a caller expects unless it says otherwise
+OK = frozenset({0})
 
 
 class Executor:
@@ -109,8 +115,10 @@ class Executor:
         stdin: str | None = None,
         deadline: float | None = None,
         suspect: bool = False,
+        ok: frozenset[int] = OK,
     ) -> ExecResult:
-        """Run `argv` in `namespace/pod`'s `container`, feeding it `stdin` if given.
+        """Run `argv` in `namespace/pod`'s `container`, feeding it `stdin` if given; `ok`: the exit codes
+        the caller expects (counted "ok"; the result is returned whatever the code).
 
         Blocks for a free slot first (one of the few suspect slots when `suspect`: the pod's last exec
         timed out), then for at most `deadline` seconds (default: the executor's). Raises `Cancelled`
@@ -128,7 +136,7 @@ class Executor:
             outcome = "error"
             try:
                 result = self._exec(namespace, pod, container, argv, stdin, started + limit)
-                outcome = "ok" if result.ok else "nonzero"
+                outcome = "ok" if result.exit_code in ok else "nonzero"
                 return result
             except ExecTimeout:
                 outcome = "timeout"

@@ -15,7 +15,9 @@
   again before delivering anything waits for the backoff first, so a server that keeps expiring us is
   not hammered; so does a watch that ends normally within a second without a single event.
 - Any other failure: classified (`errors.classify`), logged with the delay, then retried after
-  `Backoff.next()`; the backoff counts health from the moment a list or watch answered.
+  `Backoff.next()`; the backoff counts health from the moment a list or watch answered. A failure
+  that has `errors.advice` (a 401, a server that does not answer) is logged once with what to check;
+  while it repeats, quietly (DEBUG), until a list or watch answers again.
 
 Concurrency contract: `run()` blocks the calling thread (one per stream) until the stop event is set
 or `stop()` is called; it is the only user of its state. `stop()` may be called from any thread: it
@@ -38,7 +40,7 @@ from kubernetes.client.exceptions import ApiException
 from loguru import logger
 
 from kube_vxlan_controller.backoff import Backoff
-from kube_vxlan_controller.k8s.errors import ApiUnavailable, classify
+from kube_vxlan_controller.k8s.errors import ApiUnavailable, advice, classify
 
 #: (connect, read) seconds for a list call.
 LIST_TIMEOUT = (10.0, 60.0)
@@ -93,6 +95,8 @@ class ListWatch:
         self._rv: str | None = None
         #: watches in a row that expired before delivering anything.
         self._quick_expiries = 0
+        #: the advice logged for the failure that keeps repeating since the last answer, if any
+        self._advised: str | None = None
 
     @property
     def resource_version(self) -> str | None:
@@ -163,7 +167,7 @@ class ListWatch:
         finally:
             response.release_conn()
         rv = (body.get("metadata") or {}).get("resourceVersion") or ""
-        self._backoff.healthy_since()
+        self._answered()
         self._notify("listed")
         yield "LISTED", ([item for item in body.get("items") or () if isinstance(item, dict)], rv)
         self._rv = rv
@@ -189,7 +193,7 @@ class ListWatch:
         try:
             if stopping:
                 return
-            self._backoff.healthy_since()
+            self._answered()
             for line in _lines(response):
                 change = self._parse(line)
                 if change is not None:
@@ -250,15 +254,22 @@ class ListWatch:
         error = classify(exc)
         delay = self._backoff.next()
         self._notify("error")
-        logger.warning(
-            "{} {} failed ({}: {}); retrying in {:.2f}s",
-            verb,
-            self.what,
-            type(error).__name__,
-            error,
-            delay,
-        )
+        hint = advice(error)
+        if hint is not None and hint == self._advised:
+            logger.debug("{} {} failed again ({}); retrying in {:.2f}s", verb, self.what, error, delay)
+        elif hint is not None:
+            logger.warning("{} {} failed ({}): {}; retrying with backoff, quietly until it answers", verb,
+                           self.what, error, hint)
+        else:
+            logger.warning("{} {} failed ({}: {}); retrying in {:.2f}s", verb, self.what, type(error).__name__,
+                           error, delay)
+        self._advised = hint
         self._stop_event.wait(delay)
+
+    def _answered(self) -> None:
+        """A list or watch answered: the backoff counts health from now; trouble is news again."""
+        self._backoff.healthy_since()
+        self._advised = None
 
     def _notify(self, outcome: str) -> None:
         if self._observer is not None:

@@ -27,12 +27,14 @@ from kube_vxlan_controller.k8s.client import Cluster
 from kube_vxlan_controller.k8s.errors import classify
 from kube_vxlan_controller.k8s.listwatch import LIST_TIMEOUT, ListWatch
 from kube_vxlan_controller.messages import PodChanged, PodDeleted, PodEvent, PodsListed
-from kube_vxlan_controller.model import Condition, Pod
+from kube_vxlan_controller.model import AgentSpec, Condition, Pod
 from kube_vxlan_controller.wired import CONDITION_TYPE
 
 __all__ = ["AGENT_CONTAINER", "INIT_AGENT_CONTAINER", "PodChanged", "PodDeleted", "PodStream", "PodsListed",
            "list_pods_json", "pod_from_json", "read_pod_json"]
 
+#: what grants NET_ADMIN in a container's `securityContext.capabilities.add` (runtimes take "ALL" too)
+NET_ADMIN = ("NET_ADMIN", "CAP_NET_ADMIN", "ALL")
 #: the seed's container names.
 INIT_AGENT_CONTAINER = "vxlan-controller-agent-init"
 AGENT_CONTAINER = "vxlan-controller-agent"
@@ -44,17 +46,19 @@ def pod_from_json(
     init_container: str = INIT_AGENT_CONTAINER,
     agent_container: str = AGENT_CONTAINER,
 ) -> Pod:
-    """The domain value of a pod as the API writes it; the two agent containers are looked up by name.
-    Missing or oddly typed fields read as absent."""
+    """The domain value of a pod as the API writes it (or a manifest's pod template); the two agent
+    containers are looked up by name. Missing or oddly typed fields read as absent."""
     meta = _dict(raw.get("metadata"))
+    spec = _dict(raw.get("spec"))
     status = _dict(raw.get("status"))
-    init = _status_of(status.get("initContainerStatuses"), init_container)
-    agent = _status_of(status.get("containerStatuses"), agent_container)
+    init = _named(status.get("initContainerStatuses"), init_container)
+    agent = _named(status.get("containerStatuses"), agent_container)
     return Pod(
         uid=_str(meta.get("uid")),
         namespace=_str(meta.get("namespace")),
         name=_str(meta.get("name")),
         ip=_str(status.get("podIP")) or None,
+        ips=tuple(ip for entry in status.get("podIPs") or () if isinstance(entry, dict) and (ip := _str(entry.get("ip")))),
         resource_version=_str(meta.get("resourceVersion")),
         labels=_frozen(meta.get("labels")),
         annotations=_frozen(meta.get("annotations")),
@@ -66,6 +70,10 @@ def pod_from_json(
         deleting=meta.get("deletionTimestamp") is not None,
         phase=_str(status.get("phase")),
         wired=_condition(status.get("conditions"), CONDITION_TYPE),
+        init_agent_spec=_agent_spec(spec.get("initContainers"), init_container),
+        agent_spec=_agent_spec(spec.get("containers"), agent_container),
+        gated=any(isinstance(gate, dict) and gate.get("conditionType") == CONDITION_TYPE
+                  for gate in _list(spec.get("readinessGates"))),
     )
 
 
@@ -161,11 +169,27 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _status_of(statuses: Any, name: str) -> dict | None:
-    for status in statuses if isinstance(statuses, list) else ():
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _named(statuses: Any, name: str) -> dict | None:
+    """The entry named `name` of a list (container statuses, containers)."""
+    for status in _list(statuses):
         if isinstance(status, dict) and status.get("name") == name:
             return status
     return None
+
+
+def _agent_spec(containers: Any, name: str) -> AgentSpec:
+    container = _named(containers, name)
+    if container is None:
+        return AgentSpec.MISSING
+    context = _dict(container.get("securityContext"))
+    added = _list(_dict(context.get("capabilities")).get("add"))
+    if context.get("privileged") is True or any(str(c).upper() in NET_ADMIN for c in added):
+        return AgentSpec.FIT
+    return AgentSpec.LACKS_NET_ADMIN
 
 
 def _condition(conditions: Any, kind: str) -> Condition | None:

@@ -4,10 +4,10 @@ Serves `/version`, discovery, `/openapi/v2` (JSON or protobuf) and `/openapi/v3`
 every kind of resources.py: create, get, list, watch, update, merge/strategic/JSON patch, delete and
 deletecollection, with label and field selectors; the `status` and `scale` subresources; pod `exec`
 (websocket, handed to execws.py) and `log` (the runtime's, through the kubelet; empty on the netns
-runtime). Every error is a `Status` object. Every JSON answer is written as kube-apiserver writes it
+runtime); a ServiceAccount's `token` (TokenRequest, the token from authn.py). Every error is a `Status` object. Every JSON answer is written as kube-apiserver writes it
 (`respond`, `encode`). kubectl's Table requests (`Accept: …;as=Table;…`) get Table responses, watches too.
 `POST /sandbox/faults` sets faults from another process (JSON body; see `Api.faults_endpoint`). Before
-any handler, the middleware lets access.py authenticate and authorize the request (401/403 Status);
+any handler, the middleware lets access.py authenticate, impersonate and authorize the request (401/403);
 SelfSubjectAccessReviews are answered there too. `GET /sandbox/stats` tells what the server saw (see
 `Api.stats_endpoint`): benchmarks count every client's execs here, server side, the same way whoever the
 client is, and tests see by whom (the authenticated user) and whether two users ever exec'd at once.
@@ -50,6 +50,9 @@ from .store import CLOSE, Store
 JSON = "application/json"
 #: how many execs the exec log keeps
 EXEC_LOG = 10_000
+#: TokenRequest: the default and the shortest lifetime (seconds), and the audience, as kube-apiserver's
+TOKEN_SECONDS, MIN_TOKEN_SECONDS = 3600, 600
+TOKEN_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 #: paths `fail_requests` never fails: the control endpoint, the version (kubectl's dispatcher reads it).
 _NEVER_FAIL = ("/sandbox/", "/version")
 #: server-set metadata a client cannot set on create.
@@ -203,11 +206,12 @@ class Api:
         return respond(doc)
 
     async def _access_review(self, request: web.Request) -> web.Response:
-        return respond(self.access.review(self.access.authenticate(request), await self._body(request)), 201)
+        return respond(self.access.review(request[USER], await self._body(request)), 201)
 
     async def faults_endpoint(self, request: web.Request) -> web.Response:
         """Body keys (all optional, applied in this order): clear, exec_latency, hang_selector, lift_hangs,
-        fail_share, drop_watches, compact. Answers with the faults now in force."""
+        fail_share, drop_watches, compact, cut_node, restore_node (a node's name). Answers with the faults now
+        in force."""
         try:
             body = await request.json()
             if not isinstance(body, dict):
@@ -233,6 +237,13 @@ class Api:
             f.drop_watches()
         if body.get("compact"):
             f.compact()
+        try:
+            if body.get("cut_node"):
+                f.cut_node(str(body["cut_node"]))
+            if body.get("restore_node"):
+                f.restore_node(str(body["restore_node"]))
+        except ValueError as e:
+            raise errors.bad_request(f"invalid fault request: {e}") from e
         return respond(f.snapshot())
 
     async def stats_endpoint(self, request: web.Request) -> web.Response:
@@ -278,6 +289,11 @@ class Api:
             return await self.exec(request, target)
         if target.sub == "log":
             return await self.log(request, target)
+        if target.sub == "token":
+            if method != "POST":
+                raise errors.ApiError(405, "MethodNotAllowed", "the server does not allow this method on the "
+                                                               "requested resource")
+            return self.token_request(target, await self._body(request))
         if target.name is None:
             if method == "GET":
                 if _flag(q.get("watch")):
@@ -583,6 +599,27 @@ class Api:
             deleted.append(obj if result.get("kind") == "Status" else result)
         return respond({"kind": f"{r.kind}List", "apiVersion": r.api_version,
                         "metadata": {"resourceVersion": str(self.store.rv)}, "items": deleted})
+
+    # TokenRequest --------------------------------------------------------------------------------------
+    def token_request(self, target: Target, body: dict) -> web.Response:
+        """`kubectl create token NAME`: a new token of the ServiceAccount (authn.py), as kube-apiserver
+        answers a TokenRequest (default 1 h; less than 10 min is invalid)."""
+        self.store.require(target.resource, target.namespace or "", target.name)
+        spec = body.get("spec") or {}
+        seconds = spec.get("expirationSeconds") or TOKEN_SECONDS
+        if not isinstance(seconds, int) or seconds < MIN_TOKEN_SECONDS:
+            raise errors.ApiError(422, "Invalid", f'TokenRequest.authentication.k8s.io "{target.name}" is invalid: '
+                                                  f"spec.expirationSeconds: Invalid value: {seconds}: may not specify "
+                                                  "a duration less than 10 minutes")
+        token, expires = self.access.tokens.request_token(target.namespace or "", target.name, seconds)
+        return respond({
+            "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": target.name, "namespace": target.namespace, "creationTimestamp": None},
+            "spec": {"audiences": spec.get("audiences") or [TOKEN_AUDIENCE], "expirationSeconds": seconds,
+                     "boundObjectRef": spec.get("boundObjectRef")},
+            "status": {"token": token,
+                       "expirationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))},
+        }, 201)
 
     # exec ----------------------------------------------------------------------------------------------
     async def exec(self, request: web.Request, target: Target) -> web.StreamResponse:

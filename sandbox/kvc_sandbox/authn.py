@@ -9,6 +9,9 @@
   gets a new one, as a deleted account's legacy token stops working on a real cluster). Its user is
   `system:serviceaccount:NS:NAME` in groups `system:serviceaccounts`, `system:serviceaccounts:NS` and
   `system:authenticated`, as kube-apiserver's service-account authenticator says.
+- TokenRequest (`POST …/serviceaccounts/NAME/token`, what `kubectl create token NAME` sends): a further
+  token of the account's user, valid for the seconds asked (default 1 h, at least 10 min), revoked with
+  the account too.
 - Like kube-controller-manager's serviceaccounts controller, every namespace gets a ServiceAccount
   `default` soon after it is created (and again if it is deleted while the namespace lives).
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 from . import errors
@@ -72,6 +76,9 @@ class Tokens:
         self.admin_token = secrets.token_urlsafe(32)
         self._users: dict[str, User] = {}
         self._by_account: dict[tuple[str, str], str] = {}
+        #: tokens from TokenRequests: by account, and when each expires (time.time())
+        self._requested: dict[tuple[str, str], set[str]] = {}
+        self._expiry: dict[str, float] = {}
         self._pending: set[str] = set()
         for account in store.list(SERVICEACCOUNTS):
             self._mint(account["metadata"]["namespace"], account["metadata"]["name"])
@@ -83,6 +90,14 @@ class Tokens:
         """The token of an existing ServiceAccount; KeyError when there is no such account (yet)."""
         return self._by_account[(namespace, serviceaccount)]
 
+    def request_token(self, namespace: str, serviceaccount: str, seconds: int) -> tuple[str, float]:
+        """A new token of an existing ServiceAccount, valid for `seconds`: (token, when it expires)."""
+        token, expires = secrets.token_urlsafe(32), time.time() + seconds
+        self._users[token] = service_account_user(namespace, serviceaccount)
+        self._expiry[token] = expires
+        self._requested.setdefault((namespace, serviceaccount), set()).add(token)
+        return token, expires
+
     def authenticate(self, authorization: str) -> User | None:
         """The user an `Authorization` header's bearer token belongs to, None for anything else."""
         token = bearer(authorization)
@@ -90,6 +105,8 @@ class Tokens:
             return None
         if hmac.compare_digest(token, self.admin_token):
             return ADMIN
+        if self._expiry.get(token, float("inf")) <= time.time():
+            return None
         return self._users.get(token)
 
     # the store's changes -------------------------------------------------------------------------------
@@ -100,6 +117,9 @@ class Tokens:
                 self._mint(m["namespace"], m["name"])
             elif event.type == "DELETED":
                 self._users.pop(self._by_account.pop((m["namespace"], m["name"]), ""), None)
+                for token in self._requested.pop((m["namespace"], m["name"]), ()):
+                    self._users.pop(token, None)
+                    self._expiry.pop(token, None)
                 if m["name"] == "default":
                     self._want_default(m["namespace"])
         elif event.resource == NAMESPACES and event.type == "ADDED":

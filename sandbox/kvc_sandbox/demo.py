@@ -1,9 +1,15 @@
-"""`kube-vxlan-sandbox demo [--keep]`: the seed README's example, end to end, on the sandbox.
+"""`kube-vxlan-sandbox demo [--keep] [--ip-family ipv4|ipv6|dual]`: the seed README's example, end to end,
+on the sandbox.
 
-Starts the sandbox, creates the bundle's network ConfigMap and deploy/example.yaml (pods a, b, gw),
-runs the controller, shows progress while the pods converge, then prints what an operator would look
-at — `inspect nets vxeth1 vxeth2`, `list pods` — and the seed's two pings (a → b and b → a through gw),
-run with kubectl exec. Cleans everything up and exits 0 when every step worked, 1 otherwise. With
+Starts the sandbox with 3 nodes (joined by a routed underlay: cluster.py), creates the network ConfigMap
+(deploy/networks.yaml) and deploy/example.yaml (pods a, b, gw: the scheduler puts each on the emptiest
+node, so on three different nodes), runs the controller, shows progress while the pods converge (each pod
+with its node), then prints what an operator would look at — `kubectl get pods -o wide` (the NODE
+column), `inspect nets vxeth1 vxeth2`, `list pods` — and the seed's two pings (a → b and b → a through
+gw), run with kubectl exec: each crosses nodes. `--ip-family` changes the underlay only (the pods'
+addresses, so the fdb entries and the VXLAN links' family; `dual` adds `underlay=ipv6` to the networks,
+whose pods' primary IP is IPv4); the seed's overlay addresses stay as they are. Cleans everything up and
+exits 0 when every step worked, 1 otherwise. With
 `--keep` it stays up and prints how to point kubectl and the CLI at it, until Ctrl-C.
 """
 
@@ -24,6 +30,8 @@ from pathlib import Path
 import yaml
 
 from kube_vxlan_controller import logs, queries
+
+from .cluster import IP_FAMILIES
 
 #: the source tree: deploy/ is read from there (the demo runs from a checkout, as `make demo` does)
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -46,9 +54,13 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+#: one node for each of a, b and gw
+NODES = 3
+
+
 class Demo:
-    def __init__(self, workdir: Path, timeout: float) -> None:
-        self.workdir, self.timeout = workdir, timeout
+    def __init__(self, workdir: Path, timeout: float, ip_family: str = "ipv4") -> None:
+        self.workdir, self.timeout, self.ip_family = workdir, timeout, ip_family
         self.kubectl_cache = workdir / "kubectl-cache"
 
     def kubectl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -67,16 +79,20 @@ class Demo:
 
         from .runner import Sandbox
 
-        say("==> starting the sandbox cluster (pods are network namespaces)")
-        self.sandbox = Sandbox(workdir=self.workdir).start()
+        say(f"==> starting the sandbox cluster: {NODES} nodes, {self.ip_family} (pods are network namespaces)")
+        self.sandbox = Sandbox(workdir=self.workdir, nodes=NODES, ip_family=self.ip_family).start()
         ok = False
         try:
-            (cm,) = [d for d in _manifests("bundle.yaml") if d["kind"] == "ConfigMap"]
-            cm_file = self.workdir / "network-configmap.yaml"
-            cm_file.write_text(yaml.safe_dump(cm))
-            say("==> the network ConfigMap from deploy/bundle.yaml: "
-                + ", ".join(f"{k}: {v!r}" for k, v in cm["data"].items()))
-            if not (self.create("network-configmap.yaml", cm_file)
+            self.show_command("get", "nodes", "-o", "wide")
+            (cm,) = _manifests("networks.yaml")
+            cm_file, shown = _manifest_path("networks.yaml"), "deploy/networks.yaml"
+            if self.ip_family == "dual":  # pods have both families: the networks say which carries VXLAN
+                say("==> dual-stack: every network gets underlay=ipv6 (the pods' primary IP is IPv4)")
+                cm["data"] = {net: f"{value} underlay=ipv6" for net, value in cm["data"].items()}
+                cm_file, shown = self.workdir / "networks.yaml", "networks.yaml"
+                cm_file.write_text(yaml.safe_dump(cm))
+            say("==> the network ConfigMap: " + ", ".join(f"{k}: {v!r}" for k, v in cm["data"].items()))
+            if not (self.create(shown, cm_file)
                     and self.create("deploy/example.yaml", _manifest_path("example.yaml"))):
                 return 1
             settings = Settings(kubeconfig=str(self.sandbox.kubeconfig), namespace="kube-system",
@@ -105,7 +121,7 @@ class Demo:
         while time.monotonic() - started < self.timeout:
             out = self.kubectl("get", "pods", "-l", "vxlan.openvnf.org=true", "-o", "json")
             pods = json.loads(out.stdout)["items"] if out.returncode == 0 else []
-            phases = ", ".join(f"{p['metadata']['labels'].get('run')}:{_status(p)}"
+            phases = ", ".join(f"{p['metadata']['labels'].get('run')}:{_status(p)}@{p['spec'].get('nodeName', '?')}"
                                for p in sorted(pods, key=lambda p: p["metadata"]["labels"].get("run", "")))
             wired = _wired(inspect)
             line = f"pods {phases or '-'} | wired: " + ", ".join(f"{n} {w}" for n, w in wired.items())
@@ -122,7 +138,14 @@ class Demo:
     def pod_name(self, app: str) -> str:
         return self.kubectl("get", "po", "-l", f"run={app}", "-o", "jsonpath={.items[*].metadata.name}").stdout.strip()
 
+    def show_command(self, *args: str) -> None:
+        say(f"$ kubectl {' '.join(args)}")
+        out = self.kubectl(*args)
+        say((out.stdout + out.stderr).rstrip())
+
     def show(self, admin: str) -> bool:
+        say("")
+        self.show_command("get", "pods", "-o", "wide")
         say("\n$ kube-vxlan-controller inspect nets vxeth1 vxeth2")
         say(queries.format_inspect(queries.fetch(admin, "/v1/inspect", [("net", n) for n in NETWORKS], 15)))
         say("$ kube-vxlan-controller list pods")
@@ -137,9 +160,14 @@ class Demo:
     def pings(self) -> bool:
         """The seed's pings, a → b and b → a through gw, with kubectl exec in the app containers."""
         ok = True
+        nodes = {app: self.kubectl("get", "po", "-l", f"run={app}", "-o", "jsonpath={.items[*].spec.nodeName}")
+                 .stdout.strip() for app in ("a", "b", "gw")}
+        routes = {"a": ("a", "gw", "b"), "b": ("b", "gw", "a")}
         for app, address in PINGS:
             pod = self.pod_name(app)
-            say(f"\n$ kubectl exec {pod} -c {app} -- ping -c 3 {address}")
+            say(f"\n# {' → '.join(f'{hop} ({nodes[hop]})' for hop in routes[app])}, and back: every hop crosses "
+                f"nodes over the underlay")
+            say(f"$ kubectl exec {pod} -c {app} -- ping -c 3 {address}")
             out = self.kubectl("exec", pod, "-c", app, "--", "ping", "-c", "3", "-W", "2", address)
             say((out.stdout + out.stderr).rstrip())
             ok = ok and out.returncode == 0
@@ -193,12 +221,18 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="kube-vxlan-sandbox demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--keep", action="store_true", help="keep the sandbox and the controller running")
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for convergence")
+    p.add_argument("--ip-family", default="ipv4", choices=IP_FAMILIES,
+                   help="the underlay's family (the pods' addresses; dual: IPv4 primary); the overlay stays IPv4")
     p.add_argument("--in-cluster", action="store_true",
                    help="the controller from its image in its pod (docker runtime, HTTPS, RBAC): run `make images` "
                         "first; inspect and list through kubectl exec, as the seed's README does")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("kube-vxlan-sandbox demo: needs root (the sandbox's pods are network namespaces)", file=sys.stderr)
+        return 2
+    if args.in_cluster and args.ip_family != "ipv4":
+        print("kube-vxlan-sandbox demo: --in-cluster runs on the docker runtime, one IPv4 node (docs/nodes.md)",
+              file=sys.stderr)
         return 2
     for tool in ("kubectl",) if args.in_cluster else ("kubectl", "ping"):
         if shutil.which(tool) is None:
@@ -211,4 +245,4 @@ def main(argv: list[str]) -> int:
             from .demo_incluster import InClusterDemo
 
             return InClusterDemo(Path(workdir), args.timeout).run(args.keep)
-        return Demo(Path(workdir), args.timeout).run(args.keep)
+        return Demo(Path(workdir), args.timeout, args.ip_family).run(args.keep)

@@ -1,6 +1,7 @@
 """`kube-vxlan-sandbox demo --in-cluster`: the seed example with the controller as users run it — from its
 image, in its pod, with its service account and the bundle's RBAC — on the sandbox's docker runtime over
-HTTPS. `kubectl apply -f deploy/bundle.yaml`, `kubectl create -f deploy/example.yaml`, progress until the
+HTTPS. `kubectl apply -k deploy`, `kubectl apply -f deploy/networks.yaml`, `kubectl create -f
+deploy/example.yaml`, progress until the
 example is wired (read with `kube-vxlan-controller inspect nets … -o json` through kubectl exec in the
 leading controller's pod: the bundle runs two replicas), then the seed README's operator commands
 verbatim and its pings.
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
-from .demo import NETWORKS, Demo, _manifest_path, say
+from .demo import NETWORKS, ROOT, Demo, _manifest_path, say
 
 NS = "kube-system"
 
@@ -24,10 +26,9 @@ class InClusterDemo(Demo):
         self.sandbox = Sandbox(workdir=self.workdir, runtime="docker", tls=True, restart_delay=2.0).start()
         ok = False
         try:
-            say("$ kubectl apply -f deploy/bundle.yaml")
-            out = self.kubectl("apply", "-f", str(_manifest_path("bundle.yaml")))
-            say((out.stdout + out.stderr).rstrip())
-            if out.returncode == 0 and self.create("deploy/example.yaml", _manifest_path("example.yaml")):
+            if (self.apply("-k", _manifest_path("kustomization.yaml").parent)
+                    and self.apply("-f", _manifest_path("networks.yaml"))
+                    and self.create("deploy/example.yaml", _manifest_path("example.yaml"))):
                 controller = self.controller_pod()
                 ok = bool(controller) and self.converge(lambda: self.inspect(controller)) and self.show_in(controller)
                 if keep and ok:
@@ -37,6 +38,12 @@ class InClusterDemo(Demo):
             self.sandbox.stop()
         say("==> demo " + ("succeeded" if ok else "FAILED"))
         return 0 if ok else 1
+
+    def apply(self, flag: str, path: Path) -> bool:
+        say(f"$ kubectl apply {flag} {path.relative_to(ROOT)}")
+        out = self.kubectl("apply", flag, str(path))
+        say((out.stdout + out.stderr).rstrip())
+        return out.returncode == 0
 
     def controller_pod(self) -> str:
         """The leading controller pod's name, as the README finds it: the Lease's holder is the pod's name,

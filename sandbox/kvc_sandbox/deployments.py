@@ -158,7 +158,7 @@ class Deployments:
         if template["metadata"].get("annotations"):
             pod["metadata"]["annotations"] = dict(template["metadata"]["annotations"])
         pod["metadata"]["name"] = f"{rs_name}-{random_suffix()}"
-        Kubelet.admit(pod)
+        self._kubelet.admit(pod)
         for _ in range(10):
             try:
                 self._store.create(PODS, pod)

@@ -72,13 +72,17 @@ from pathlib import Path
 import aiohttp
 from loguru import logger
 
+from kube_vxlan_controller import __version__
+
+from .cluster import SINGLE_NODE, Node
 from .dockerengine import Engine, EngineError, frames, get_sync, socket_path
 from .execws import OCI_EXEC_FAILED, STDERR, STDOUT, ExecError, ExecSession, exec_start_error
 from .incluster import MOUNT_PATH, InCluster
 from .node import PREFIX
 from .runtime import ContainerRuntime, ContainerWaiting, RuntimeUnavailable, StartFailed
 
-AGENT_IMAGE = "openvnf/kube-vxlan-controller-agent:latest"
+#: the agent image `make images` builds, tagged with the release, as deploy/example.yaml names it
+AGENT_IMAGE = f"openvnf/kube-vxlan-controller-agent:{__version__}"
 #: repositories that name the agent image in manifests (the seed's and ours, with or without the org)
 AGENT_REPOSITORIES = ("openvnf/kube-vxlan-controller-agent", "kube-vxlan-controller-agent")
 #: what infra containers run (`sleep infinity`): an image every VXLAN pod needs anyway
@@ -88,8 +92,9 @@ LABEL, POD_LABEL, CONTAINER_LABEL = PREFIX, f"{PREFIX}.pod", f"{PREFIX}.containe
 STOP_SLACK = 30.0
 _tags = itertools.count(1)
 #: how runc/containerd answer an exec that never got a process: a failed start, or (the container stopping
-#: meanwhile) the shim's connection gone, or the task found already stopped
-_START_FAILURES = (OCI_EXEC_FAILED.encode(), b"ttrpc: closed", b"cannot exec in a stopped state")
+#: meanwhile) the shim's connection gone, or containerd's task found in a state that takes no exec
+#: (`cannot exec in a stopped state`, `… in a deleted state`: its pod deleted meanwhile)
+_START_FAILURES = (OCI_EXEC_FAILED.encode(), b"ttrpc: closed", b"cannot exec in a ")
 
 
 #: the downward API's fields (env valueFrom.fieldRef) the sandbox fills in
@@ -135,6 +140,11 @@ class DockerPod:
     #: container starts in flight (removal waits for them)
     starting: set[asyncio.Task] = field(default_factory=set)
 
+    @property
+    def ips(self) -> tuple[str, ...]:
+        """IPv4 only: the Docker network has no IPv6 range (see docs/nodes.md)."""
+        return (self.ip,)
+
 
 @dataclass(frozen=True)
 class DockerContainer:
@@ -161,6 +171,9 @@ class DockerRuntime(ContainerRuntime):
         self._engine: Engine | None = None
 
     # lifecycle -----------------------------------------------------------------------------------------
+    def nodes(self) -> list[Node]:
+        return [Node(SINGLE_NODE, (self.subnet,), (self.host_ip,))]
+
     def preflight(self) -> None:
         try:
             self._path = socket_path()

@@ -4,7 +4,9 @@ One `Faults` object per sandbox, shared by the API server (event loop thread) an
 every field is read and written under a lock. Set from Python (`sandbox.faults.…`) or over the control
 endpoint (`POST /sandbox/faults`).
 
-`drop_watches()` and `compact()` act at once: the sandbox attaches callbacks that run them on its event
+`cut_node(name)` cuts a node off: its underlay link goes down and its kubelet stops reporting (cluster.py,
+nodes.py: NotReady after the grace period, the unreachable taint, evictions); `restore_node(name)` brings
+it back. `drop_watches()`, `compact()`, `cut_node()` and `restore_node()` act at once: the sandbox attaches callbacks that run them on its event
 loop, and a call from another thread returns only once they have run (so a test that compacts and then
 watches is never racing the compaction).
 """
@@ -33,9 +35,30 @@ class Faults:
     #: set by the sandbox: close every open watch now / forget the history now.
     _on_drop_watches: Callable[[], None] | None = field(default=None, repr=False, compare=False)
     _on_compact: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    #: nodes cut off now
+    cut_nodes: set[str] = field(default_factory=set)
+    _on_cut: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+    _on_restore: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
-    def attach(self, *, drop_watches: Callable[[], None], compact: Callable[[], None]) -> None:
+    def attach(self, *, drop_watches: Callable[[], None], compact: Callable[[], None],
+               cut_node: Callable[[str], None], restore_node: Callable[[str], None]) -> None:
         self._on_drop_watches, self._on_compact = drop_watches, compact
+        self._on_cut, self._on_restore = cut_node, restore_node
+
+    def cut_node(self, name: str) -> None:
+        """Cut the node off (ValueError: no such node, or the sandbox is not running)."""
+        if self._on_cut is None:
+            raise ValueError("the sandbox is not running")
+        self._on_cut(name)
+        with self._lock:
+            self.cut_nodes.add(name)
+
+    def restore_node(self, name: str) -> None:
+        if self._on_restore is None:
+            raise ValueError("the sandbox is not running")
+        self._on_restore(name)
+        with self._lock:
+            self.cut_nodes.discard(name)
 
     def set_exec_latency(self, seconds: float) -> None:
         with self._lock:
@@ -86,4 +109,4 @@ class Faults:
         with self._lock:
             return {"exec_latency": self.exec_latency, "hang_selectors": list(self.hang_selectors),
                     "fail_share": self.fail_share, "watch_drops": self.watch_drops,
-                    "compactions": self.compactions}
+                    "compactions": self.compactions, "cut_nodes": sorted(self.cut_nodes)}

@@ -51,12 +51,14 @@ from typing import Any
 from loguru import logger
 
 from . import errors
+from .cluster import SINGLE_NODE
+from .nodes import default_tolerations, internal_ips, schedule
 from .probes import Probe, probes_of, run_probe
-from .resources import PODS
+from .resources import NODES, PODS
 from .runtime import ContainerRuntime, ContainerWaiting, StartFailed
 from .store import Event, Store, now_rfc3339
 
-NODE_NAME = "sandbox-node"
+NODE_NAME = SINGLE_NODE
 #: the condition types the kubelet owns (kubetypes.PodConditionsByKubelet); any other is a client's
 KUBELET_CONDITIONS = frozenset({"PodScheduled", "Ready", "Initialized", "ContainersReady",
                                 "PodReadyToStartContainers"})
@@ -153,6 +155,7 @@ class PodRuntime:
     #: the runtime's pod sandbox (its network namespace), once set up
     sandbox: Any = None
     ip: str | None = None
+    ips: tuple[str, ...] = ()
     start_time: str | None = None
     deleting: bool = False
     #: condition type → (status, lastTransitionTime), so transition times only move on a change.
@@ -175,12 +178,16 @@ class Kubelet:
         self._restart_delay = restart_delay
         self._pods: dict[str, PodRuntime] = {}  # by UID
         self._deletions: set[asyncio.Task] = set()
+        #: the nodes this kubelet runs, and those cut off (nodes.py: their pods are neither published nor
+        #: deleted, execs into them fail, until the node is back)
+        self._nodes = {node.name for node in runtime.nodes()}
+        self._unreachable: set[str] = set()
         store.listeners.append(self._on_event)
 
     # admission -----------------------------------------------------------------------------------------
-    @staticmethod
-    def admit(pod: dict) -> None:
-        """Validate a new pod and fill the defaults the API server and scheduler would (before it is stored)."""
+    def admit(self, pod: dict) -> None:
+        """Validate a new pod and fill the defaults the API server, its admission plugins and the scheduler
+        would (before it is stored): see nodes.py for the node and the tolerations."""
         name = pod["metadata"]["name"]
         spec = pod.get("spec")
         if not isinstance(spec, dict) or not spec.get("containers"):
@@ -208,10 +215,17 @@ class Kubelet:
         spec.setdefault("enableServiceLinks", True)
         spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
         spec.setdefault("priority", 0)
-        spec["nodeName"] = spec.get("nodeName") or NODE_NAME
-        pod["status"] = {"phase": "Pending", "qosClass": "BestEffort",
-                         "conditions": [{"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                                         "lastTransitionTime": now_rfc3339()}]}
+        default_tolerations(spec)
+        node = schedule(self._store, spec)
+        scheduled = {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                     "lastTransitionTime": now_rfc3339()}
+        if node is None:
+            scheduled.update(status="False", reason="Unschedulable",
+                             message=f"0/{len(self._store.list(NODES))} nodes are available: none is Ready, "
+                                     "untainted and matching the pod's node selector.")
+        else:
+            spec["nodeName"] = node
+        pod["status"] = {"phase": "Pending", "qosClass": "BestEffort", "conditions": [scheduled]}
 
     # lookups (for the API and for tests) ---------------------------------------------------------------
     def runtime(self, namespace: str, name: str) -> PodRuntime | None:
@@ -247,6 +261,11 @@ class Kubelet:
         """The container an exec goes to and what runs commands in it (an `execws.ContainerExec`), or the
         API server's 404/400."""
         runtime, target = self._target(namespace, name, container)
+        node = runtime.spec.get("nodeName")
+        if node in self._unreachable:
+            address = next(iter(internal_ips(self._store.get(NODES, "", node))), node)
+            raise errors.ApiError(500, "InternalError",
+                                  f"error dialing backend: dial tcp {address}:10250: connect: no route to host")
         if target.state != "running" or target.instance is None or runtime.sandbox is None:
             raise errors.bad_request(f'container not found ("{target.name}")')
         return target, self._runtime.exec(runtime.sandbox, target.instance)
@@ -276,6 +295,8 @@ class Kubelet:
         if event.type != "ADDED":
             return
         m, spec = event.obj["metadata"], event.obj.get("spec") or {}
+        if spec.get("nodeName") not in self._nodes:
+            return  # unscheduled, or bound to a node nobody runs: Pending, as a real cluster leaves it
         runtime = PodRuntime(
             uid=m["uid"], namespace=m.get("namespace", ""), name=m["name"],
             init_containers=[Container(c["name"], c.get("image", ""), True, copy.deepcopy(c))
@@ -303,7 +324,7 @@ class Kubelet:
         except Exception:
             logger.exception("sandbox: network setup failed for pod {}/{}", runtime.namespace, runtime.name)
             return
-        runtime.ip = runtime.sandbox.ip
+        runtime.ip, runtime.ips = runtime.sandbox.ip, runtime.sandbox.ips
         runtime.start_time = now_rfc3339()
         logger.debug("sandbox: pod {}/{} has sandbox {}", runtime.namespace, runtime.name, runtime.sandbox)
         for container in runtime.init_containers:
@@ -462,13 +483,14 @@ class Kubelet:
                 self._condition(runtime, "ContainersReady", containers_ready, "ContainersNotReady", not_ready),
                 self._condition(runtime, "PodScheduled", True),
             ],
-            "hostIP": self._runtime.host_ip,
             "qosClass": "BestEffort",
         }
-        status["hostIPs"] = [{"ip": status["hostIP"]}]
+        host_ips = internal_ips(self._store.get(NODES, "", runtime.spec.get("nodeName", "")))
+        if host_ips:
+            status["hostIP"], status["hostIPs"] = host_ips[0], [{"ip": ip} for ip in host_ips]
         if runtime.ip:
             status["podIP"] = runtime.ip
-            status["podIPs"] = [{"ip": runtime.ip}]
+            status["podIPs"] = [{"ip": ip} for ip in runtime.ips]
         if runtime.start_time:
             status["startTime"] = runtime.start_time
         if runtime.init_containers:
@@ -477,7 +499,7 @@ class Kubelet:
         return status
 
     def _publish(self, runtime: PodRuntime) -> None:
-        if self._pods.get(runtime.uid) is not runtime:
+        if self._pods.get(runtime.uid) is not runtime or runtime.spec.get("nodeName") in self._unreachable:
             return
         pod = self._store.get(PODS, runtime.namespace, runtime.name)
         if pod is None or pod["metadata"]["uid"] != runtime.uid:
@@ -507,8 +529,25 @@ class Kubelet:
             obj["metadata"]["deletionGracePeriodSeconds"] = int(grace_seconds)
 
         terminating = self._store.update(PODS, namespace, name, mark)
-        self._finish_later(runtime, grace_seconds)
+        if runtime.spec.get("nodeName") not in self._unreachable:  # else once the node is back (`restore`)
+            self._finish_later(runtime, grace_seconds)
         return terminating
+
+    # nodes cut off (nodes.py) --------------------------------------------------------------------------
+    def cut(self, node: str) -> None:
+        self._unreachable.add(node)
+
+    def restore(self, node: str) -> None:
+        """The node's kubelet reports again: its pods' statuses, and the deletions it missed."""
+        self._unreachable.discard(node)
+        for runtime in list(self._pods.values()):
+            if runtime.spec.get("nodeName") != node:
+                continue
+            pod = self._store.get(PODS, runtime.namespace, runtime.name)
+            if pod is not None and pod["metadata"].get("deletionTimestamp"):
+                self._finish_later(runtime, 0.0)
+            else:
+                self._publish(runtime)
 
     def _finish_later(self, runtime: PodRuntime, grace: float) -> None:
         if runtime.deleting:

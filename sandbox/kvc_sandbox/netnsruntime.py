@@ -39,6 +39,7 @@ from loguru import logger
 
 from .containers import ContainerError, ContainerProcess, NotRunning, exec_argv, kill_exec
 from .execws import OCI_EXEC_FAILED, STDERR, STDOUT, ExecError, ExecSession, exec_start_error
+from .cluster import ClusterNetwork, Node
 from .node import NodeNetwork, ProcessRegistry
 from .runtime import ContainerRuntime, StartFailed
 
@@ -60,6 +61,8 @@ class NetnsPod:
     name: str
     netns: str
     ip: str
+    #: every address, primary first (`ip`)
+    ips: tuple[str, ...]
     #: every main process started and not reaped yet (removal kills and reaps them).
     processes: set[ContainerProcess] = field(default_factory=set)
 
@@ -71,10 +74,13 @@ class NetnsContainer:
 
 
 class NetnsRuntime(ContainerRuntime):
-    def __init__(self, network: NodeNetwork, *, max_grace: float = 0.5) -> None:
+    def __init__(self, network: ClusterNetwork, *, max_grace: float = 0.5) -> None:
         self.network = network
-        self.host_ip = str(network.gateway)
+        self.host_ip = next(iter(network.nodes.values())).addresses[0]
         self._max_grace = max_grace
+
+    def nodes(self) -> list[Node]:
+        return list(self.network.nodes.values())
 
     def preflight(self) -> None:
         NodeNetwork.remove_stale()
@@ -90,8 +96,9 @@ class NetnsRuntime(ContainerRuntime):
         self.network.stop()
 
     async def add_pod(self, uid: str, namespace: str, name: str, spec: dict) -> NetnsPod:
-        netns, ip = await asyncio.get_running_loop().run_in_executor(None, self.network.add_pod, uid)
-        return NetnsPod(uid, namespace, name, netns, ip)
+        node = self.network.node_of(spec.get("nodeName", ""))
+        netns, ip = await asyncio.get_running_loop().run_in_executor(None, node.add_pod, uid)
+        return NetnsPod(uid, namespace, name, netns, ip, node.pod_ips(uid))
 
     def completes_at_once(self, name: str) -> str | None:
         return None if name == INIT_AGENT else _container_id()

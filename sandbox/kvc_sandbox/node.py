@@ -2,12 +2,19 @@
 
 Layout (nothing of it in the host's own namespace: no link, no address, no route)::
 
-    netns kvcsb-<pid>-<tag>-node       lo, br0 (gateway .1 of the cidr), v1 v2 … (node ends of the veths)
-    netns kvcsb-<pid>-<tag>-p<N>       lo, eth0 (pod IP/prefix, default route via the gateway)
+    netns kvcsb-<pid>-<tag>-node       lo, br0 (gateway ::1/.1 of each cidr), v1 v2 … (node ends of the veths)
+    netns kvcsb-<pid>-<tag>-p<N>       lo, eth0 (one address per cidr, default routes via the gateways)
 
+With a `node` name (one node of several, cluster.py) the prefix is `kvcsb-<pid>-<tag>-<node>`.
 `<pid>` is the process that created them, so `NodeNetwork.remove_stale()` can tell leftovers of a crashed
 sandbox (dead pid) from namespaces of a running one, which it never touches. Namespace and link names come
 from counters: never reused within one NodeNetwork, link names stay well under 15 characters.
+
+Address families: one pod CIDR (IPv4 or IPv6) or two (dual-stack, the first is the primary family, as
+`spec.podCIDRs` orders them). A pod gets one address in each, at the same host offset, as host-local IPAM
+with two ranges does. IPv6 addresses are added `nodad`: no duplicate address detection to wait for in
+namespaces the sandbox alone numbers. `mtu` sets the pods' eth0 (and the node ends): the underlay's MTU,
+as a CNI gives pods the MTU of the node's uplink.
 
 One pod costs three `ip` calls (netns add; veth created in the node namespace with its peer born as
 `eth0` inside the pod namespace, already on br0 and up; one `ip -batch` inside the pod namespace).
@@ -35,6 +42,7 @@ import signal
 import subprocess
 import threading
 from dataclasses import dataclass
+from typing import Sequence
 
 from loguru import logger
 
@@ -43,14 +51,18 @@ NETNS_DIR = "/run/netns"
 BRIDGE = "br0"
 _NAME_RE = re.compile(rf"^{PREFIX}-(\d+)-")
 _TAG_RE = re.compile(r"^[A-Za-z0-9]{1,24}$")
+#: the most addresses one pod CIDR hands out (an IPv6 /64 would otherwise mean a loop of 2^64)
+MAX_PODS = 65534
 _tags = itertools.count(1)
+#: what an address of each family is added with (see the module docstring)
+_NODAD = {4: "", 6: " nodad"}
 
 
 class NodeError(RuntimeError):
     """An `ip` command failed; the message holds the command and its stderr."""
 
 
-def _ip(*args: str, stdin: str | None = None) -> None:
+def run_ip(*args: str, stdin: str | None = None) -> None:
     proc = subprocess.run(["ip", *args], input=stdin, capture_output=True, text=True)
     if proc.returncode != 0:
         cmd = " ".join(["ip", *args]) + (f" <<< {stdin!r}" if stdin else "")
@@ -166,25 +178,34 @@ class ProcessRegistry:
 class _Pod:
     netns: str
     veth: str  # the node end, in the node namespace
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    offset: int  # the host offset of its addresses in every pod CIDR
+    ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]  # one per pod CIDR, the primary first
 
 
 class NodeNetwork:
     """One sandbox node: see the module docstring for the layout and the concurrency contract."""
 
-    def __init__(self, *, tag: str | None = None, cidr: str = "10.66.0.0/16",
-                 processes: ProcessRegistry | None = None) -> None:
-        """`tag` tells apart several NodeNetworks of one process (letters and digits; default: a counter).
-        The pid is added to every name by NodeNetwork itself. `processes` is the registry exec adds to
-        (default: a fresh one, `self.processes`)."""
+    def __init__(self, *, tag: str | None = None, cidr: str | Sequence[str] = "10.66.0.0/16",
+                 processes: ProcessRegistry | None = None, node: str = "", mtu: int | None = None) -> None:
+        """`tag` tells apart several NodeNetworks of one process (letters and digits; default: a counter),
+        `node` several nodes of one cluster (letters and digits). The pid is added to every name by
+        NodeNetwork itself. `cidr`: the pod CIDR, or the pod CIDRs (dual-stack: primary first).
+        `processes` is the registry exec adds to (default: a fresh one, `self.processes`)."""
         tag = tag if tag is not None else str(next(_tags))
-        if not _TAG_RE.match(tag):
-            raise ValueError(f"tag must be 1-24 letters or digits, got {tag!r}")
-        self.network = ipaddress.ip_network(cidr)
-        if self.network.num_addresses < 4:
-            raise ValueError(f"cidr {cidr} is too small")
-        self.gateway = self.network[1]
-        self.prefix = f"{PREFIX}-{os.getpid()}-{tag}"
+        if not _TAG_RE.match(tag) or (node and not _TAG_RE.match(node)):
+            raise ValueError(f"tag and node must be 1-24 letters or digits, got {tag!r}, {node!r}")
+        self.networks = tuple(ipaddress.ip_network(c) for c in ([cidr] if isinstance(cidr, str) else cidr))
+        if not 1 <= len(self.networks) <= 2 or len({n.version for n in self.networks}) != len(self.networks):
+            raise ValueError(f"one pod CIDR, or one of each family, got {cidr!r}")
+        for network in self.networks:
+            if network.num_addresses < 4:
+                raise ValueError(f"cidr {network} is too small")
+        #: the primary pod CIDR, and the pods' gateways (the bridge's addresses), primary first
+        self.network = self.networks[0]
+        self.gateways = tuple(n[1] for n in self.networks)
+        self.gateway = self.gateways[0]
+        self.mtu = mtu
+        self.prefix = f"{PREFIX}-{os.getpid()}-{tag}" + (f"-{node}" if node else "")
         self.node_netns = f"{self.prefix}-node"
         self.processes = processes if processes is not None else ProcessRegistry()
         self._lock = threading.Lock()
@@ -203,17 +224,18 @@ class NodeNetwork:
                 return
             self._started = True
         try:
-            _ip("netns", "add", self.node_netns)
-            _ip("-n", self.node_netns, "-batch", "-", stdin=(
+            run_ip("netns", "add", self.node_netns)
+            run_ip("-n", self.node_netns, "-batch", "-", stdin=(
                 "link set lo up\n"
                 f"link add {BRIDGE} type bridge\n"
-                f"addr add {self.gateway}/{self.network.prefixlen} dev {BRIDGE}\n"
-                f"link set {BRIDGE} up\n"))
+                + "".join(f"addr add {gw}/{n.prefixlen} dev {BRIDGE}{_NODAD[n.version]}\n"
+                          for gw, n in zip(self.gateways, self.networks))
+                + f"link set {BRIDGE} up\n"))
         except Exception:
             self.stop()
             raise
-        logger.info("sandbox node {} up: bridge {} {}/{}", self.node_netns, BRIDGE, self.gateway,
-                    self.network.prefixlen)
+        logger.info("sandbox node {} up: bridge {} {}", self.node_netns, BRIDGE,
+                    " ".join(f"{gw}/{n.prefixlen}" for gw, n in zip(self.gateways, self.networks)))
 
     def stop(self) -> None:
         """Kill every pod's processes, delete every namespace this node created. Idempotent."""
@@ -247,24 +269,28 @@ class NodeNetwork:
                 raise NodeError(f"node {self.node_netns} is not running")
             if pod_uid in self._pods:
                 pod = self._pods[pod_uid]
-                return pod.netns, str(pod.ip)
+                return pod.netns, str(pod.ips[0])
             n = next(self._counter)
-            pod = _Pod(netns=f"{self.prefix}-p{n}", veth=f"v{n}", ip=self._allocate_ip())
+            offset = self._allocate()
+            pod = _Pod(netns=f"{self.prefix}-p{n}", veth=f"v{n}", offset=offset,
+                       ips=tuple(net.network_address + offset for net in self.networks))
             self._pods[pod_uid] = pod
+        mtu = ("mtu", str(self.mtu)) if self.mtu else ()
         try:
-            _ip("netns", "add", pod.netns)
-            _ip("-n", self.node_netns, "link", "add", pod.veth, "master", BRIDGE, "up",
-                "type", "veth", "peer", "name", "eth0", "netns", pod.netns)
-            _ip("-n", pod.netns, "-batch", "-", stdin=(
+            run_ip("netns", "add", pod.netns)
+            run_ip("-n", self.node_netns, "link", "add", pod.veth, *mtu, "master", BRIDGE, "up",
+                "type", "veth", "peer", "name", "eth0", *mtu, "netns", pod.netns)
+            run_ip("-n", pod.netns, "-batch", "-", stdin=(
                 "link set lo up\n"
-                f"addr add {pod.ip}/{self.network.prefixlen} dev eth0\n"
-                "link set eth0 up\n"
-                f"route add default via {self.gateway}\n"))
+                + "".join(f"addr add {ip}/{n.prefixlen} dev eth0{_NODAD[n.version]}\n"
+                          for ip, n in zip(pod.ips, self.networks))
+                + "link set eth0 up\n"
+                + "".join(f"route add default via {gw}\n" for gw in self.gateways)))
         except Exception:
             self.remove_pod(pod_uid)
             raise
-        logger.debug("sandbox pod {} in {} with {}", pod_uid, pod.netns, pod.ip)
-        return pod.netns, str(pod.ip)
+        logger.debug("sandbox pod {} in {} with {}", pod_uid, pod.netns, " ".join(map(str, pod.ips)))
+        return pod.netns, str(pod.ips[0])
 
     def remove_pod(self, pod_uid: str) -> None:
         """Kill the pod's processes, delete its veth and namespace. Idempotent."""
@@ -272,12 +298,12 @@ class NodeNetwork:
             pod = self._pods.pop(pod_uid, None)
             if pod is None:
                 return
-            self._used_ips.discard(int(pod.ip) - int(self.network.network_address))
+            self._used_ips.discard(pod.offset)
         self.processes.kill_all(pod.netns)
         _kill_processes_in([pod.netns])
         for args in (("-n", self.node_netns, "link", "del", pod.veth), ("netns", "delete", pod.netns)):
             try:
-                _ip(*args)
+                run_ip(*args)
             except NodeError as exc:
                 # A half-created pod lacks one of the two: only log what is not "does not exist".
                 if "No such" not in str(exc) and "Cannot find" not in str(exc):
@@ -288,16 +314,23 @@ class NodeNetwork:
             pod = self._pods.get(pod_uid)
             return pod.netns if pod else None
 
-    def _allocate_ip(self):
-        """Next free host address after the last one handed out (caller holds the lock)."""
-        size = self.network.num_addresses - 3  # minus network, gateway and broadcast addresses
+    def pod_ips(self, pod_uid: str) -> tuple[str, ...]:
+        """The pod's addresses, primary first (empty if it has none)."""
+        with self._lock:
+            pod = self._pods.get(pod_uid)
+            return tuple(map(str, pod.ips)) if pod else ()
+
+    def _allocate(self) -> int:
+        """Next free host offset after the last one handed out (caller holds the lock)."""
+        # minus network, gateway and broadcast addresses
+        size = min(MAX_PODS, *(n.num_addresses - 3 for n in self.networks))
         for i in range(size):
             offset = 2 + (self._next_host - 2 + i) % size
             if offset not in self._used_ips:
                 self._used_ips.add(offset)
                 self._next_host = offset + 1
-                return self.network.network_address + offset
-        raise NodeError(f"no free address left in {self.network}")
+                return offset
+        raise NodeError(f"no free address left in {', '.join(map(str, self.networks))}")
 
     # -- leftovers ---------------------------------------------------------------------------------------
     @staticmethod

@@ -31,7 +31,7 @@ class Resource:
     kind: str
     namespaced: bool = True
     short_names: tuple[str, ...] = ()
-    #: subresources served (`status`, `scale`, `exec`, `log`).
+    #: subresources served (`status`, `scale`, `exec`, `log`, `token`).
     subresources: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
 
@@ -56,7 +56,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "events", "Event", short_names=("ev",)),
     Resource("", "v1", "namespaces", "Namespace", namespaced=False, short_names=("ns",),
              subresources=("status",)),
-    Resource("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",), subresources=("token",)),
     Resource("", "v1", "secrets", "Secret"),
     Resource("", "v1", "services", "Service", short_names=("svc",), subresources=("status",),
              categories=("all",)),
@@ -66,6 +66,9 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("apps", "v1", "replicasets", "ReplicaSet", short_names=("rs",), subresources=("status",),
              categories=("all",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease"),
+    # stored only (no eviction API): the install carries one (`kubectl apply -k deploy`)
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short_names=("pdb",),
+             subresources=("status",)),
     Resource("events.k8s.io", "v1", "events", "Event", short_names=("ev",)),
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
     Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
@@ -93,6 +96,8 @@ def _subresource_verbs(sub: str) -> list[str]:
         return ["create", "get"]
     if sub == "log":
         return ["get"]
+    if sub == "token":
+        return ["create"]
     return ["get", "patch", "update"]
 
 
@@ -116,11 +121,13 @@ def resource_list(group: str, version: str) -> dict | None:
             entry["categories"] = list(r.categories)
         entries.append(entry)
         for sub in r.subresources:
-            kind = {"scale": "Scale", "exec": "PodExecOptions", "log": "Pod"}.get(sub, r.kind)
+            kind = {"scale": "Scale", "exec": "PodExecOptions", "log": "Pod", "token": "TokenRequest"}.get(sub, r.kind)
             sub_entry = {"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced,
                          "kind": kind, "verbs": _subresource_verbs(sub)}
             if sub == "scale":
                 sub_entry.update(group="autoscaling", version="v1")
+            if sub == "token":
+                sub_entry.update(group="authentication.k8s.io", version="v1")
             entries.append(sub_entry)
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": served[0].api_version,
             "resources": entries}

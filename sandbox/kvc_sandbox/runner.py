@@ -49,10 +49,11 @@ from .authn import Tokens
 from .deployments import Deployments, GarbageCollector
 from .dockerruntime import DockerRuntime
 from .faults import Faults
+from .cluster import IP_FAMILIES, ClusterConfig, ClusterConfigError, ClusterNetwork
 from .incluster import InCluster
-from .kubelet import NODE_NAME, Kubelet
+from .kubelet import Kubelet
 from .netnsruntime import NetnsRuntime
-from .node import NodeNetwork
+from .nodes import DEFAULT_GRACE, NodeLifecycle, node_object
 from .resources import NAMESPACES, NODES, PODS
 from .runtime import ContainerRuntime, RuntimeUnavailable
 from .store import Store
@@ -83,14 +84,23 @@ class Sandbox:
 
     def __init__(self, *, port: int = 0, workdir: Path | None = None, kubeconfig: Path | None = None,
                  runtime: str = "netns", restart_delay: float = 0.5, max_grace: float = 0.5, tls: bool = False,
-                 extra_listen: Sequence[str] = (), https_port: int = 0):
+                 extra_listen: Sequence[str] = (), https_port: int = 0, nodes: int = 1, ip_family: str = "ipv4",
+                 pod_cidrs: Sequence[str] = (), mtu: int | None = None, node_grace: float = DEFAULT_GRACE):
         """`restart_delay`: seconds before a container that ended is started again. `max_grace`: the netns
         runtime's longest wait before a deleted pod's processes are killed (the docker runtime gives
         containers their whole grace period: see dockerruntime.py). `port`: the plain-HTTP listener's;
         `tls`: serve HTTPS too and point the kubeconfig at it; `extra_listen`: more addresses for the HTTPS
-        listener (implies `tls`); `https_port`: the HTTPS listener's port on every address (0: a free one)."""
+        listener (implies `tls`); `https_port`: the HTTPS listener's port on every address (0: a free one).
+        `nodes`, `ip_family`, `pod_cidrs` (the cluster CIDR of each family), `mtu` (the underlay's): the
+        netns runtime's nodes (cluster.py; ClusterConfigError, one line, when they make no sense);
+        `node_grace`: seconds a cut-off node reports nothing before it turns NotReady (nodes.py)."""
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        self.cluster_config = ClusterConfig(nodes=nodes, ip_family=ip_family, pod_cidrs=tuple(pod_cidrs), mtu=mtu)
+        if runtime == "docker" and self.cluster_config != ClusterConfig():
+            raise ClusterConfigError("the docker runtime runs one IPv4 node: --nodes, --ip-family, --pod-cidr and "
+                                     "--mtu are the netns runtime's")
+        self._node_grace = node_grace
         self.faults = Faults()
         #: the kubeconfig's server; `local_url`: the plain-HTTP loopback listener (the same without TLS).
         self.url = self.local_url = ""
@@ -123,8 +133,9 @@ class Sandbox:
         self.kubelet: Kubelet | None = None
         self.runtime: ContainerRuntime | None = None
         self.api: Api | None = None
-        #: the netns runtime's node network (None on the docker runtime)
-        self.network: NodeNetwork | None = None
+        #: the netns runtime's nodes and their underlay (None on the docker runtime)
+        self.network: ClusterNetwork | None = None
+        self.lifecycle: NodeLifecycle | None = None
 
     # lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> "Sandbox":
@@ -133,8 +144,8 @@ class Sandbox:
         if self._runtime_name == "docker":
             self.runtime = DockerRuntime()
         else:
-            self.network = NodeNetwork()
-            self.runtime = NetnsRuntime(self.network, max_grace=self._max_grace)
+            self.runtime = NetnsRuntime(ClusterNetwork(self.cluster_config), max_grace=self._max_grace)
+            self.network = self.runtime.network
         self.runtime.preflight()
         self._thread = threading.Thread(target=self._thread_main, name="sandbox-api", daemon=True)
         self._thread.start()
@@ -198,19 +209,23 @@ class Sandbox:
         runtime = self.runtime
         runner: web.AppRunner | None = None
         api: Api | None = None
+        lifecycle_task: asyncio.Task | None = None
         try:
             await runtime.start()
             if self._tls and self._runtime_name == "docker" and runtime.host_ip not in self._extra_listen:
                 self._extra_listen.insert(0, runtime.host_ip)  # the pods' gateway: pods reach the API there
             store = self.store = Store()
             tokens = self.tokens = Tokens(store)
+            self._bootstrap(store)
             kubelet = self.kubelet = Kubelet(store, runtime, restart_delay=self._restart_delay)
             Deployments(store, kubelet)
             GarbageCollector(store, kubelet)
-            self._bootstrap(store)
+            lifecycle = self.lifecycle = NodeLifecycle(store, kubelet, grace=self._node_grace)
+            lifecycle_task = asyncio.get_running_loop().create_task(lifecycle.run())
             api = self.api = Api(store, kubelet, self.faults, Access(store, tokens))
             self.faults.attach(drop_watches=lambda: self._on_loop(store.close_watches, quiet=True),
-                               compact=lambda: self._on_loop(store.compact, quiet=True))
+                               compact=lambda: self._on_loop(store.compact, quiet=True),
+                               cut_node=self._cut_node, restore_node=self._restore_node)
             runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=1.0, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", self._port)
@@ -229,6 +244,8 @@ class Sandbox:
             await self._stopping.wait()
         finally:
             logger.info("sandbox: stopping")
+            if lifecycle_task is not None:
+                lifecycle_task.cancel()
             if api is not None:
                 await api.close()
             if runner is not None:
@@ -259,13 +276,28 @@ class Sandbox:
         with os.fdopen(fd, "w") as out:
             out.write(text)
 
-    @staticmethod
-    def _bootstrap(store: Store) -> None:
+    def _bootstrap(self, store: Store) -> None:
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             store.create(NAMESPACES, {"metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
                                       "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
-        store.create(NODES, {"metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
-                             "spec": {}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+        for node in self.runtime.nodes():
+            store.create(NODES, node_object(node, self._runtime_name))
+
+    # nodes cut off and back (faults) -------------------------------------------------------------------
+    def _cut_node(self, name: str) -> None:
+        """Its underlay link down (the netns runtime's nodes), then its kubelet silent (nodes.py)."""
+        self._require_nodes(name).cut(name)
+        self._on_loop(lambda: self.lifecycle.cut(name))
+
+    def _restore_node(self, name: str) -> None:
+        self._require_nodes(name).restore(name)
+        self._on_loop(lambda: self.lifecycle.restore(name))
+
+    def _require_nodes(self, name: str) -> ClusterNetwork:
+        if self.network is None or len(self.network.nodes) < 2 or name not in self.network.nodes:
+            raise ValueError(f"no node {name!r} to cut off or bring back (nodes: "
+                             f"{', '.join(self.network.nodes) if self.network else 'the docker runtime has one'})")
+        return self.network
 
     # calls from other threads --------------------------------------------------------------------------
     def _on_loop(self, fn: Callable[[], Any], timeout: float = 10.0, quiet: bool = False) -> Any:
@@ -338,6 +370,11 @@ class Sandbox:
             time.sleep(0.02)
 
 
+def _whole(text: str) -> int | str:
+    """A whole number, or the text as given (ClusterConfig then says, in one line, what is wrong with it)."""
+    return int(text) if text.strip().lstrip("-").isdigit() else text
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="kube-vxlan-sandbox serve",
@@ -355,6 +392,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--listen", action="append", default=[], metavar="ADDRESS",
                         help="another address for the HTTPS listener (repeatable; implies --tls)")
     parser.add_argument("--https-port", type=int, default=0, help="the HTTPS port (default: a free one)")
+    parser.add_argument("--nodes", type=_whole, default=1,
+                        help="nodes (netns runtime): network namespaces with a pod CIDR each, joined by a routed "
+                             "underlay (default: 1, no underlay)")
+    parser.add_argument("--ip-family", default="ipv4", metavar="|".join(IP_FAMILIES),
+                        help="the pods' and nodes' addresses (default: ipv4; dual: IPv4 primary)")
+    parser.add_argument("--pod-cidr", action="append", default=[], metavar="CIDR",
+                        help="the cluster CIDR, split into one pod CIDR per node (once per family, in --ip-family's "
+                             "order; default: 10.66.0.0/16, fd00:66::/48)")
+    parser.add_argument("--mtu", type=_whole, help="the underlay's MTU, and so the pods' eth0 (default: 1500)")
+    parser.add_argument("--node-grace", type=float, default=DEFAULT_GRACE,
+                        help="seconds a cut-off node stays Ready (node-monitor-grace-period; default: %(default)s)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("kube-vxlan-sandbox serve: needs root (it creates network namespaces and runs commands in pods "
@@ -368,14 +416,22 @@ def main(argv: list[str]) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    sandbox = Sandbox(port=args.port, kubeconfig=args.kubeconfig, runtime=args.runtime, tls=args.tls,
-                      extra_listen=args.listen, https_port=args.https_port)
+    try:
+        sandbox = Sandbox(port=args.port, kubeconfig=args.kubeconfig, runtime=args.runtime, tls=args.tls,
+                          extra_listen=args.listen, https_port=args.https_port, nodes=args.nodes,
+                          ip_family=args.ip_family, pod_cidrs=args.pod_cidr, mtu=args.mtu, node_grace=args.node_grace)
+    except ClusterConfigError as exc:
+        print(f"kube-vxlan-sandbox serve: {exc}", file=sys.stderr)
+        return 2
     try:
         try:
             sandbox.start()
         except RuntimeUnavailable as exc:
             print(f"kube-vxlan-sandbox serve: {exc}", file=sys.stderr)
             return 1
+        except ClusterConfigError as exc:
+            print(f"kube-vxlan-sandbox serve: {exc}", file=sys.stderr)
+            return 2
         print(sandbox.kubeconfig, flush=True)
         while not stop.wait(1.0):
             pass

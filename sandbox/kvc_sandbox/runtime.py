@@ -4,6 +4,7 @@ dockerruntime.py implement it.
     runtime = NetnsRuntime(…) or DockerRuntime(…)
     runtime.preflight()                                       # before the loop: RuntimeUnavailable
     await runtime.start()                                     # its node network
+    runtime.nodes()                                           # the nodes: names, pod CIDRs, InternalIPs
     pod = await runtime.add_pod(uid, namespace, name, spec)   # the pod's sandbox: network namespace, pod.ip
     instance = await runtime.start_container(pod, name, spec, init=…, attempt=…)
                                                               # ContainerWaiting, StartFailed
@@ -32,6 +33,8 @@ import abc
 from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
+from .cluster import Node
+
 
 class RuntimeUnavailable(RuntimeError):
     """The runtime cannot run here (e.g. no Docker engine answers); the message says why in one line."""
@@ -59,6 +62,8 @@ class PodSandbox(Protocol):
     """A pod's network namespace as a runtime holds it."""
 
     ip: str
+    #: every address, primary first (`status.podIPs`)
+    ips: tuple[str, ...]
 
 
 class Instance(Protocol):
@@ -75,6 +80,10 @@ class ContainerRuntime(abc.ABC):
     #: runtime has `async http_get(pod, port, path, timeout) -> status` and `async stop_container(pod,
     #: instance, grace)` (a failed liveness probe). The netns runtime's pods live in a namespace of their own.
     supports_probes = False
+
+    @abc.abstractmethod
+    def nodes(self) -> list[Node]:
+        """The nodes pods run on (`add_pod` gets one's name in `spec.nodeName`), once started."""
 
     @abc.abstractmethod
     def preflight(self) -> None:

@@ -2,8 +2,8 @@
 
 Pure functions; safe from any thread. Pods follow the API server's own printer (READY, STATUS as
 kubectl shows it — `Init:0/1`, `PodInitializing`, `Running`, `Completed`, `Terminating` —, RESTARTS), with IP
-as a priority-0 column so plain `kubectl get pods` shows it. Deployments show READY/UP-TO-DATE/AVAILABLE;
-every other kind NAME and AGE.
+as a priority-0 column so plain `kubectl get pods` shows it. Deployments show READY/UP-TO-DATE/AVAILABLE,
+nodes STATUS/ROLES/VERSION (and INTERNAL-IP… with `-o wide`); every other kind NAME and AGE.
 """
 
 from __future__ import annotations
@@ -67,6 +67,19 @@ DEPLOYMENT_COLUMNS = [
     _column("Containers", priority=1),
     _column("Images", priority=1),
     _column("Selector", priority=1),
+]
+
+NODE_COLUMNS = [
+    _NAME,
+    _column("Status", description="The status of the node"),
+    _column("Roles", description="The roles of the node"),
+    _AGE,
+    _column("Version", description="Kubelet Version reported by the node."),
+    _column("Internal-IP", description="List of internal IPs.", priority=1),
+    _column("External-IP", description="List of external IPs.", priority=1),
+    _column("OS-Image", description="OS Image reported by the node.", priority=1),
+    _column("Kernel-Version", description="Kernel Version reported by the node.", priority=1),
+    _column("Container-Runtime", description="Container Runtime Version reported by the node.", priority=1),
 ]
 
 DEFAULT_COLUMNS = [_NAME, _AGE]
@@ -143,9 +156,28 @@ def _deployment_cells(deploy: dict) -> list:
             ",".join(f"{k}={v}" for k, v in labels.items())]
 
 
+def _node_cells(node: dict) -> list:
+    """As kube-apiserver's printer: Ready/NotReady (Unknown is NotReady too), the first address of each
+    type (one column each), nodeInfo."""
+    status = node.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    state = ("Ready" if ready else "NotReady") + (",SchedulingDisabled" if (node.get("spec") or {}).get("unschedulable")
+                                                  else "")
+    first = {}
+    for address in status.get("addresses") or []:
+        first.setdefault(address.get("type"), address.get("address"))
+    info = status.get("nodeInfo") or {}
+    return [node["metadata"]["name"], state, "<none>", _age(node["metadata"].get("creationTimestamp")),
+            info.get("kubeletVersion", ""), first.get("InternalIP", "<none>"), first.get("ExternalIP", "<none>"),
+            info.get("osImage", "<unknown>"), info.get("kernelVersion", "<unknown>"),
+            info.get("containerRuntimeVersion", "<unknown>")]
+
+
 def _row(resource: Resource, obj: dict, include: str) -> dict:
     if resource.kind == "Pod" and not resource.group:
         cells = _pod_cells(obj)
+    elif resource.kind == "Node":
+        cells = _node_cells(obj)
     elif resource.kind == "Deployment":
         cells = _deployment_cells(obj)
     else:
@@ -164,6 +196,8 @@ def columns(resource: Resource) -> list[dict]:
         return POD_COLUMNS
     if resource.kind == "Deployment":
         return DEPLOYMENT_COLUMNS
+    if resource.kind == "Node":
+        return NODE_COLUMNS
     return DEFAULT_COLUMNS
 
 

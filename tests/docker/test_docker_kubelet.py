@@ -172,7 +172,7 @@ def test_the_container_spec_maps_to_the_container_as_the_kubelet_maps_it(sandbox
     assert containers["args-only"]["Config"]["Cmd"] == ["sleep", "1000000000"]
     assert not containers["args-only"]["Config"]["Entrypoint"]  # the image's own (busybox has none)
     assert containers["script"]["Config"]["Entrypoint"] == ["sh", "-c"]
-    assert containers["admin"]["Config"]["Image"] == "openvnf/kube-vxlan-controller-agent:latest"
+    assert containers["admin"]["Config"]["Image"] == AGENT_IMAGE
     infra = containers["POD"]["Id"]
     assert all(c["HostConfig"]["NetworkMode"] == f"container:{infra}" for n, c in containers.items() if n != "POD")
 

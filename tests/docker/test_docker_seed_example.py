@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
+from apihelpers import AGENT_IMAGE
 from polling import wait_for
 from runtimes import missing_images
 from seedexample import Cluster, Deployed, assert_ready_only_once_wired, pod_condition
@@ -22,13 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_seed_example_is_wired_and_pings_through_gw(sandbox, tmp_path):
-    missing = missing_images(["openvnf/kube-vxlan-controller-agent:latest", "busybox:latest"])
+    missing = missing_images([AGENT_IMAGE, "busybox:latest"])
     if missing:
         pytest.skip(f"image(s) {', '.join(missing)} not built: run `make images` (make test does, as root)")
     cluster = Cluster("sandbox-docker", sandbox.kubeconfig, tmp_path)
-    (configmap,) = [d for d in yaml.safe_load_all((ROOT / "deploy" / "bundle.yaml").read_text())
-                    if d and d["kind"] == "ConfigMap"]
-    cluster.kubectl("create", "-f", "-", input=yaml.safe_dump(configmap))
+    cluster.kubectl("create", "-f", str(ROOT / "deploy" / "networks.yaml"))
     cluster.kubectl("create", "-f", str(ROOT / "deploy" / "example.yaml"))
     controller = Controller(Settings(kubeconfig=str(sandbox.kubeconfig), namespace="kube-system",
                                      admin="127.0.0.1:0", health="", log_level="WARNING")).start()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from apihelpers import AGENT_IMAGE
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ class Cluster:
     # -- API side ---------------------------------------------------------------------------------
 
     def apply_network_configmap(self, data: dict[str, str] | None = None) -> None:
-        (cm,) = [d for d in manifests("bundle.yaml") if d["kind"] == "ConfigMap"]
+        (cm,) = manifests("networks.yaml")
         if data is not None:
             cm["data"] = data
         self.core.create_namespaced_config_map(cm["metadata"]["namespace"], cm)
@@ -94,7 +95,7 @@ class Cluster:
 
 
 def deployment(name: str, networks: str, replicas: int = 1) -> dict:
-    agent = {"image": "openvnf/kube-vxlan-controller-agent",
+    agent = {"image": AGENT_IMAGE,
              "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},

@@ -155,13 +155,15 @@ def test_a_change_made_while_the_controller_was_down_is_converged_when_it_starts
     first = controller_process("--resync", "600")
     create_members(cluster, "ab")
     pods = wait_for(lambda: members(cluster, "ab"), timeout=60, what="a, b running")
-    wait_for(lambda: cluster.wired(pods, NET), what="a, b wired")
+    wait_for(lambda: cluster.wired(pods, NET), timeout=60, what="a, b wired")
     first.kill()
     first.wait(timeout=10)
     set_network(cluster, "id=202 up")
     controller_process("--resync", "600")
-    wait_for(lambda: all_show(cluster, pods, id=202), timeout=60, what="both on VNI 202 after the restart")
-    assert wait_for(lambda: cluster.wired(pods, NET) and pings_all(cluster, pods), what="pings on VNI 202")
+    # a successor first waits out the killed one's Lease (6 s here), then lists and converges
+    wait_for(lambda: all_show(cluster, pods, id=202), timeout=90, what="both on VNI 202 after the restart")
+    assert wait_for(lambda: cluster.wired(pods, NET) and pings_all(cluster, pods), timeout=60,
+                    what="pings on VNI 202")
 
 
 def kept_networks(controller) -> float | None:

@@ -70,7 +70,7 @@ def test_pod_recreated_with_same_name_gets_fresh_setup(cluster: Cluster, control
     wait_for(lambda: cluster.sandbox.pod("default", "s-0") is None, what="s-0 deleted")
     cluster.core.create_namespaced_pod("default", bare_pod("s-0", NET))
     if watch_gap:
-        assert not c.supervisor.proxy().current_watcher().get(timeout=5).is_alive(), "the gap was too short"
+        assert not c.tree.watcher.proxy().streams.get(timeout=5), "the gap was too short"
     second = wait_for(lambda: [p for p in cluster.running("run=s-0") if p.metadata.uid != first.metadata.uid],
                       timeout=30, what="the new s-0 running")[0]
     wait_for(lambda: cluster.wired([peer, second], NET), what="the new s-0 and peer wired")
@@ -80,14 +80,15 @@ def test_pod_recreated_with_same_name_gets_fresh_setup(cluster: Cluster, control
 
 
 def blind_the_watcher(controller, seconds: float) -> None:
-    """Crash the pod watcher and hold its restart for `seconds`: nothing watches pods meanwhile."""
+    """Crash the pod watcher and make its successor wait `seconds` before it lists: nothing watches pods
+    meanwhile."""
     from kube_vxlan_controller.actors.watcher import StreamDied
     from kube_vxlan_controller.backoff import Backoff
 
-    controller.supervisor.proxy().backoff = Backoff(initial=seconds, cap=seconds, jitter=0.0)
-    watcher = controller.supervisor.proxy().current_watcher().get(timeout=5)
+    controller.tree.watcher_backoff = Backoff(initial=seconds, cap=seconds, jitter=0.0)
+    watcher = controller.tree.watcher
     watcher.tell(StreamDied("pod-stream", "injected by the test"))
-    wait_for(lambda: not watcher.is_alive(), what="the watcher down")
+    wait_for(lambda: not watcher.is_alive() and controller.tree.watcher is not watcher, what="the watcher restarted")
 
 
 def test_hung_pod_delays_only_itself(cluster: Cluster, controller):

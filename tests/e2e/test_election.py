@@ -125,6 +125,8 @@ def test_of_two_replicas_exactly_one_leads_and_a_sigkill_hands_over_within_lease
     asked = cli("list", "pods", "--admin", standby.admin)
     assert asked.returncode == 4, asked
     assert f"is not the leader (standby, {standby.name}); the leader is {leader.name}" in asked.stderr
+    assert asked.stderr.splitlines()[-1] == (f"kubectl -n {NS} exec {leader.name} -- kube-vxlan-controller list pods "
+                                             f"--admin {standby.admin}"), asked.stderr
     assert cli("list", "pods", "--admin", leader.admin).returncode == 0
     cluster.create_deployment("k", NET, replicas=2)
     wait_for(lambda: len(cluster.running("run=k")) == 2 and cluster.wired(cluster.running("run=k"), NET),

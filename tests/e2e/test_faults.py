@@ -5,10 +5,6 @@ from __future__ import annotations
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from kube_vxlan_controller.actors.watcher import StreamDied
-
-from kube_vxlan_controller.messages import ChildFailed
-
 from .conftest import Cluster
 from polling import wait_for
 from .test_controller import NET, blind_the_watcher
@@ -64,7 +60,7 @@ def test_watcher_crash_is_restarted_and_a_pod_deleted_meanwhile_leaves(cluster: 
     c = controller()
     cluster.create_deployment("w", NET, replicas=3)
     wait_for(lambda: converged(cluster, "run=w", 3), timeout=30, what="3 pods wired")
-    first = c.supervisor.proxy().current_watcher().get(timeout=5)
+    first = c.tree.watcher
 
     blind_the_watcher(c, seconds=4.0)
     victim = cluster.running("run=w")[0]
@@ -72,43 +68,13 @@ def test_watcher_crash_is_restarted_and_a_pod_deleted_meanwhile_leaves(cluster: 
     wait_for(lambda: cluster.sandbox.pod("default", victim.metadata.name) is None, what="victim deleted")
     assert not first.is_alive()
 
-    second = wait_for(lambda: (w := c.supervisor.proxy().current_watcher().get(timeout=5)) is not first
-                      and w is not None and w.is_alive() and w, timeout=15, what="a new watcher")
+    second = wait_for(lambda: (w := c.tree.watcher) is not first and w.is_alive() and w, timeout=15,
+                      what="a new watcher")
     # The deployment replaced the victim; the new watcher must drop the victim from every fdb.
     wait_for(lambda: converged(cluster, "run=w", 3), timeout=30, what="3 pods wired without the victim")
     cluster.scale("w", 5)
     wait_for(lambda: converged(cluster, "run=w", 5), timeout=60, what="5 pods wired by the new watcher")
     assert second.is_alive() and not c.fatal.is_set()
-
-
-def test_crashed_pod_actor_is_replaced_and_learns_its_peers_again(cluster: Cluster, controller):
-    c = controller()
-    cluster.create_deployment("r", NET, replicas=3)
-    wait_for(lambda: converged(cluster, "run=r", 3), timeout=30, what="3 pods wired")
-    pod = cluster.running("run=r")[0]
-    ref = c.registry.existing_pod(pod.metadata.uid)
-    # What a crash does: the actor is gone and its on_failure tells the supervisor.
-    ref.stop()
-    c.supervisor.tell(ChildFailed("pod", pod.metadata.uid, "injected by the test"))
-    wait_for(lambda: (new := c.registry.existing_pod(pod.metadata.uid)) is not None and new is not ref
-             and new.is_alive(), what="a replacement pod actor")
-    # No membership changes from here on: only a replayed snapshot lets the replacement keep the fdb.
-    peer_ip = next(p.status.pod_ip for p in cluster.running("run=r") if p.metadata.uid != pod.metadata.uid)
-    out = cluster.in_pod(pod, ["bridge", "fdb", "del", "00:00:00:00:00:00", "dev", NET, "dst", peer_ip])
-    assert out.returncode == 0, out.stderr
-    wait_for(lambda: converged(cluster, "run=r", 3), timeout=20, what="the entry restored by the replacement")
-
-
-def test_restart_budget_exhausted_sets_fatal(cluster: Cluster, controller):
-    c = controller()
-    for _ in range(6):
-        watcher = wait_for(lambda: (w := c.supervisor.proxy().current_watcher().get(timeout=5)) is not None
-                           and w.is_alive() and w, timeout=15, what="a live watcher")
-        watcher.tell(StreamDied("pod-stream", "injected"))
-        wait_for(lambda: not watcher.is_alive() or c.fatal.is_set(), what="the watcher crashed")
-        if c.fatal.is_set():
-            break
-    wait_for(c.fatal.is_set, timeout=15, what="fatal after more than 5 restarts in 10 s")
 
 
 def test_pod_deleted_mid_setup_is_dropped_and_the_rest_converge(cluster: Cluster, controller):

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.root
 def plan(sandbox, name: str) -> dict:
     """The CLI, as an operator runs it, online (with the fixture's --exec-deadline, as the controller's)."""
     out = subprocess.run(
-        [sys.executable, "-m", "kube_vxlan_controller.cli", "plan", "-n", "default", name, "--kubeconfig",
+        [sys.executable, "-m", "kube_vxlan_controller.cli", "plan", "--pod-namespace", "default", name, "--kubeconfig",
          str(sandbox.kubeconfig), "--namespace", "kube-system", "--exec-deadline", "3", "-o", "json"],
         capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr

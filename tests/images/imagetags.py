@@ -9,5 +9,5 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 CONTROLLER = f"openvnf/kube-vxlan-controller:{VERSION}"
-AGENT = "openvnf/kube-vxlan-controller-agent:latest"
+AGENT = f"openvnf/kube-vxlan-controller-agent:{VERSION}"
 LABEL = {"kvc-test": "images"}

@@ -1,8 +1,11 @@
 """The controller image as `make images` builds it: it runs, as uid 65532, under tini, stops gracefully,
-and holds no sandbox code; the controller's wheel holds none either."""
+and holds no sandbox code; the controller's wheel holds none either. It installs requirements.lock's
+versions, less what only the client's asyncio twin needs and less pip, and stays within 150 MB."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import time
@@ -90,3 +93,28 @@ def test_wheel_holds_no_sandbox_module(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.startswith("kube_vxlan_controller/controller.py") for n in names)
     assert not [n for n in names if "sandbox" in n or n.startswith("kvc_")], names
+
+
+#: what the Dockerfile's builder removes: the asyncio client's dependencies, and the installers
+NOT_SHIPPED = {"aiohttp", "aiohttp-retry", "aiohappyeyeballs", "aiosignal", "attrs", "frozenlist", "multidict",
+               "propcache", "yarl", "pip", "setuptools"}
+
+
+def test_the_image_is_at_most_150_mb(images, docker_client):
+    size = docker_client.images.get(images["controller"]).attrs["Size"]
+    assert size <= 150e6, f"{size / 1e6:.0f} MB"  # as `docker images` counts (10^6 bytes a MB)
+
+
+def test_the_image_holds_the_locked_versions_less_the_asyncio_clients_dependencies_and_pip(images):
+    locked = dict(re.findall(r"^([a-z0-9][a-z0-9._-]*)==(\S+)", (ROOT / "requirements.lock").read_text(),
+                             re.MULTILINE))
+    probe = ("import importlib.metadata as md, importlib.util, json, re\n"
+             "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version"
+             " for d in md.distributions()}))\n"
+             "assert importlib.util.find_spec('kubernetes.aio') is None\n"
+             "import kube_vxlan_controller.controller, kube_vxlan_controller.cli")
+    code, out = run_to_end(images["controller"], "-c", probe, entrypoint=["python"])
+    assert code == 0, out
+    shipped = json.loads(out.splitlines()[0])
+    assert shipped.pop("kube-vxlan-controller") == VERSION
+    assert shipped == {name: version for name, version in locked.items() if name not in NOT_SHIPPED}

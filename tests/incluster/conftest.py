@@ -20,7 +20,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 CONTROLLER_IMAGE = f"openvnf/kube-vxlan-controller:{VERSION}"
-IMAGES = [CONTROLLER_IMAGE, "openvnf/kube-vxlan-controller-agent:latest", "busybox:latest"]
+IMAGES = [CONTROLLER_IMAGE, f"openvnf/kube-vxlan-controller-agent:{VERSION}", "busybox:latest"]
 
 
 @pytest.fixture(scope="module", params=["sandbox", "k3s"])

@@ -1,5 +1,5 @@
-"""The bundle as a user applies it: `kubectl apply -f deploy/bundle.yaml`, `kubectl create -f
-deploy/example.yaml`, and the controller runs in its two pods from its image, with in-cluster config and
+"""The install as a user applies it: `kubectl apply -k deploy`, `kubectl apply -f deploy/networks.yaml`,
+`kubectl create -f deploy/example.yaml`, and the controller runs in its two pods from its image, with in-cluster config and
 exactly the bundle's roles: one leads (the Lease names it) and wires the seed's example, the other
 stands by; the seed's operator commands, verbatim, in the leader's pod; hand-overs on TERM and on the
 leader pod's deletion.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 
 import pytest
@@ -21,18 +22,22 @@ from clusters import ROOT
 from polling import wait_for
 from seedexample import AGENT, NS, Deployed
 
+from kube_vxlan_controller import __version__
+
 pytestmark = pytest.mark.root
 
 @pytest.fixture(scope="module")
 def deployed(cluster):
     d = Deployed(cluster)
-    out = d.kubectl("apply", "-f", str(ROOT / "deploy" / "bundle.yaml"))
+    out = d.kubectl("apply", "-k", str(ROOT / "deploy"))
     assert "deployment.apps/kube-vxlan-controller" in out.stdout, out.stdout
+    d.kubectl("apply", "-f", str(ROOT / "deploy" / "networks.yaml"))
     d.kubectl("create", "-f", str(ROOT / "deploy" / "example.yaml"))
     d.wait_exact("the example wired by the in-cluster controller")
     yield d
     d.kubectl("delete", "-f", str(ROOT / "deploy" / "example.yaml"), "--wait=false", check=False)
-    d.kubectl("delete", "-f", str(ROOT / "deploy" / "bundle.yaml"), "--wait=false", check=False)
+    d.kubectl("delete", "-k", str(ROOT / "deploy"), "--wait=false", check=False)
+    d.kubectl("delete", "-f", str(ROOT / "deploy" / "networks.yaml"), "--wait=false", check=False)
 
 
 def test_two_replicas_run_from_the_image_one_leads_the_other_stands_by_ready(deployed):
@@ -53,6 +58,7 @@ def test_two_replicas_run_from_the_image_one_leads_the_other_stands_by_ready(dep
     assert f"leader is {holder}" in standing_by and "Watching pods" not in standing_by, standing_by
     assert re.search(r"^kvc_leader 1\.0$", deployed.metrics(leader), re.MULTILINE)
     assert re.search(r"^kvc_leader 0\.0$", deployed.metrics(standby), re.MULTILINE)
+    assert f'kvc_build_info{{version="{__version__}"}} 1.0' in deployed.metrics(standby)
     deployed.pings()
 
 
@@ -73,6 +79,10 @@ def test_seed_operator_commands_verbatim_in_the_leaders_pod_and_the_standby_says
                              check=False)
     assert asked.returncode == 4, asked
     assert f"the leader is {deployed.holder()}: ask it, in its pod" in asked.stderr, asked.stderr
+    # the command it says, on a line of its own (kubectl exec adds "command terminated…" after it), pasted
+    pasted = shlex.split(next(line for line in asked.stderr.splitlines() if line.startswith("kubectl ")))
+    assert pasted[:5] == ["kubectl", "-n", NS, "exec", pod], asked.stderr
+    assert deployed.kubectl(*pasted[1:]).stdout == listed
 
 
 def test_kill_term_1_in_the_leader_hands_over_and_the_new_leader_repairs_what_changed_meanwhile(deployed):

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from kube_vxlan_controller import agent
 from kube_vxlan_controller.k8s.errors import ExecTimeout, PodGone
 from kube_vxlan_controller.k8s.execs import EXEC_FAILED, Executor
 from kube_vxlan_controller.k8s.pods import AGENT_CONTAINER, INIT_AGENT_CONTAINER
@@ -40,6 +41,18 @@ def test_exit_code_stdout_and_stderr(cluster, running_pod):
     assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
     assert executor.run("default", "p1", INIT, ["true"]).ok
     assert outcomes.names() == ["nonzero", "ok"]
+
+
+def test_an_exit_code_the_caller_expects_counts_ok_so_a_release_is_not_nonzero(cluster, running_pod):
+    running_pod("p1")
+    outcomes = Outcomes()
+    executor = Executor(cluster, observer=outcomes)
+    # 137: what a release exits with when the agent, PID 1, takes the exec'd shell with it
+    assert executor.run("default", "p1", INIT, ["sh", "-c", "exit 137"], ok=agent.RELEASED_CODES).exit_code == 137
+    assert executor.run("default", "p1", INIT, ["sh", "-c", "exit 3"], ok=agent.RELEASED_CODES).exit_code == 3
+    released = executor.run("default", "p1", INIT, agent.release_argv("/run/terminate"), ok=agent.RELEASED_CODES)
+    assert released.exit_code in agent.RELEASED_CODES
+    assert outcomes.names() == ["ok", "nonzero", "ok"]
 
 
 def test_command_runs_in_the_pods_own_network_namespace(sandbox, cluster, running_pod):

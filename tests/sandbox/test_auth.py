@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import time
 import urllib.error
 import urllib.request
 
@@ -35,12 +36,14 @@ def sandbox(tmp_path):
         yield sb
 
 
-def request(sandbox, path: str, token: str | None = None, method: str = "GET") -> tuple[int, dict]:
+def request(sandbox, path: str, token: str | None = None, method: str = "GET", *, headers: dict | None = None,
+            body: dict | None = None) -> tuple[int, dict]:
     context = ssl.create_default_context(cadata=sandbox.in_cluster.ca_pem.decode())
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
+    data = None if body is None else json.dumps(body).encode()
     try:
-        with urllib.request.urlopen(urllib.request.Request(sandbox.url + path, headers=headers, method=method),
-                                    context=context, timeout=10) as response:
+        with urllib.request.urlopen(urllib.request.Request(sandbox.url + path, data=data, headers=headers,
+                                                           method=method), context=context, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
@@ -195,3 +198,104 @@ def test_kubectl_auth_can_i_with_a_service_account_kubeconfig(sandbox, api_clien
     assert can_i("create", "pods") == "no"
     assert can_i("get", "/version") == "yes"
     assert can_i("list", "secrets", "--kubeconfig", str(sandbox.kubeconfig)) == "yes"
+
+
+def test_kubectl_auth_can_i_as_a_service_account_tells_what_its_roles_grant(sandbox, api_client, kubectl):
+    """`--as` (Impersonate-User): the admin asks for the account, and the answer follows its roles."""
+    rbac = k8s.RbacAuthorizationV1Api(api_client)
+    k8s.CoreV1Api(api_client).create_namespaced_service_account("kube-system", {"metadata": {"name": "ctl"}})
+    as_ctl = "--as=system:serviceaccount:kube-system:ctl"
+
+    def can_i(*args: str) -> str:
+        proc = kubectl("auth", "can-i", *args, as_ctl, check=False)
+        assert proc.returncode in (0, 1), proc.stderr
+        return proc.stdout.strip()
+
+    assert can_i("create", "pods", "--subresource=exec", "-n", "kube-system") == "no"
+    grant(rbac, "kube-system", "exec", [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}],
+          {"kind": "ServiceAccount", "name": "ctl", "namespace": "kube-system"})
+    assert can_i("create", "pods", "--subresource=exec", "-n", "kube-system") == "yes"
+    assert can_i("create", "pods", "--subresource=exec", "-n", "default") == "no"
+    rbac.patch_namespaced_role("exec", "kube-system", {"rules": [{"apiGroups": [""], "resources": ["pods/exec"],
+                                                                  "verbs": ["get"]}]})
+    assert can_i("create", "pods", "--subresource=exec", "-n", "kube-system") == "no"
+    # its groups come with it: a binding to system:serviceaccounts:kube-system counts
+    grant(rbac, "kube-system", "all-accounts", [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}],
+          {"kind": "Group", "name": "system:serviceaccounts:kube-system", "apiGroup": RBAC})
+    assert can_i("list", "configmaps", "-n", "kube-system") == "yes"
+    assert kubectl("-n", "kube-system", "get", "configmaps", as_ctl).returncode == 0
+    denied = kubectl("-n", "kube-system", "get", "pods", as_ctl, check=False)
+    assert 'User "system:serviceaccount:kube-system:ctl" cannot list resource "pods"' in denied.stderr, denied.stderr
+
+
+def test_impersonation_needs_the_impersonate_verb_on_each_user_and_group(sandbox, api_client, kubectl, tmp_path):
+    core, rbac = k8s.CoreV1Api(api_client), k8s.RbacAuthorizationV1Api(api_client)
+    for name in ("boss", "ctl"):
+        core.create_namespaced_service_account("default", {"metadata": {"name": name}})
+    boss = str(token_kubeconfig(sandbox, tmp_path / "boss.kubeconfig", service_account_token(sandbox, "default",
+                                                                                            "boss")))
+    boss_token = service_account_token(sandbox, "default", "boss")
+    as_ctl = "--as=system:serviceaccount:default:ctl"
+    # kubectl's discovery is refused first, and client-go words that "Forbidden: unknown", as against a real cluster
+    assert "Error from server (Forbidden)" in kubectl("--kubeconfig", boss, "get", "configmaps", as_ctl,
+                                                      check=False).stderr
+    code, body = request(sandbox, "/api/v1/namespaces/default/configmaps", boss_token,
+                         headers={"Impersonate-User": "system:serviceaccount:default:ctl"})
+    assert (code, body["message"]) == (403, 'serviceaccounts "ctl" is forbidden: User "system:serviceaccount:default:'
+                                            'boss" cannot impersonate resource "serviceaccounts" in API group "" in '
+                                            'the namespace "default"'), body
+    grant(rbac, "default", "impersonate-ctl", [{"apiGroups": [""], "resources": ["serviceaccounts"],
+                                                "resourceNames": ["ctl"], "verbs": ["impersonate"]}],
+          {"kind": "ServiceAccount", "name": "boss", "namespace": "default"})
+    grant(rbac, "default", "ctl-reads", [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}],
+          {"kind": "ServiceAccount", "name": "ctl", "namespace": "default"})
+    assert kubectl("--kubeconfig", boss, "get", "configmaps", as_ctl).returncode == 0
+    assert kubectl("--kubeconfig", boss, "get", "configmaps", check=False).returncode == 1  # boss itself may not
+    code, body = request(sandbox, "/api/v1/namespaces/default/configmaps", boss_token,
+                         headers={"Impersonate-User": "system:serviceaccount:default:ctl",
+                                  "Impersonate-Group": "system:masters"})
+    assert (code, body["message"]) == (403, 'groups "system:masters" is forbidden: User "system:serviceaccount:'
+                                            'default:boss" cannot impersonate resource "groups" in API group "" at '
+                                            'the cluster scope'), body
+    code, body = request(sandbox, "/api/v1/namespaces/default/configmaps", boss_token,
+                         headers={"Impersonate-User": "system:serviceaccount:default:boss"})
+    assert code == 403 and body["message"].startswith('serviceaccounts "boss" is forbidden'), body
+    code, body = request(sandbox, "/api/v1/namespaces/default/configmaps", boss_token,
+                         headers={"Impersonate-Group": "system:masters"})
+    assert (code, body["reason"]) == (500, "InternalError"), body
+
+
+def test_kubectl_create_token_gives_a_token_of_the_account_that_dies_with_it(sandbox, api_client, kubectl, tmp_path):
+    core, rbac = k8s.CoreV1Api(api_client), k8s.RbacAuthorizationV1Api(api_client)
+    core.create_namespaced_service_account("default", {"metadata": {"name": "bot"}})
+    grant(rbac, "default", "bot", [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}],
+          {"kind": "ServiceAccount", "name": "bot", "namespace": "default"})
+    token = kubectl("create", "token", "bot").stdout.strip()
+    assert token and token != service_account_token(sandbox, "default", "bot")
+    bot = str(token_kubeconfig(sandbox, tmp_path / "bot.kubeconfig", token))
+    assert kubectl("--kubeconfig", bot, "get", "configmaps").returncode == 0
+    assert "cannot list resource \"pods\"" in kubectl("--kubeconfig", bot, "get", "pods", check=False).stderr
+    assert kubectl("--kubeconfig", bot, "auth", "can-i", "list", "configmaps").stdout.strip() == "yes"
+    short = kubectl("create", "token", "bot", "--duration=60s", check=False)
+    assert "may not specify a duration less than 10 minutes" in short.stderr, short.stderr
+    assert 'serviceaccounts "nobody" not found' in kubectl("create", "token", "nobody", check=False).stderr
+    code, body = request(sandbox, "/api/v1/namespaces/default/serviceaccounts/bot/token", token, method="POST",
+                         body={"spec": {"expirationSeconds": 600}})
+    assert code == 403 and 'cannot create resource "serviceaccounts/token"' in body["message"], body
+    core.delete_namespaced_service_account("bot", "default")
+    wait_for(lambda: kubectl("--kubeconfig", bot, "get", "configmaps", check=False).returncode == 1,
+             what="the requested token revoked with its account")
+    assert "Unauthorized" in kubectl("--kubeconfig", bot, "get", "configmaps", check=False).stderr
+
+
+def test_a_requested_token_expires(sandbox, api_client, kubectl, monkeypatch):
+    """The sandbox runs in this process: its clock is moved past the token's 10 minutes."""
+    k8s.CoreV1Api(api_client).create_namespaced_service_account("default", {"metadata": {"name": "bot"}})
+    service_account_token(sandbox, "default", "bot")
+    created = json.loads(kubectl("create", "token", "bot", "--duration=10m", "-o", "json").stdout)
+    assert created["kind"] == "TokenRequest" and created["spec"]["expirationSeconds"] == 600, created
+    token = created["status"]["token"]
+    assert request(sandbox, "/api/v1/namespaces/default/serviceaccounts/bot", token)[0] == 403  # known, not allowed
+    later = time.time() + 601
+    monkeypatch.setattr("kvc_sandbox.authn.time.time", lambda: later)
+    assert request(sandbox, "/api/v1/namespaces/default/serviceaccounts/bot", token)[0] == 401

@@ -1,4 +1,5 @@
 """deploy/bundle.yaml's ServiceAccount, roles and bindings give the controller exactly what it calls.
+(The bundle is the kustomize base rendered: tests/unit/test_manifests.py checks they are the same.)
 
 What kube_vxlan_controller/k8s/ calls: list and watch pods in all namespaces (pods.py), get, list and
 watch its ConfigMap in its own namespace (configmaps.py), exec in pods' agent containers (execs.py: a
@@ -7,7 +8,7 @@ websocket GET, so `create` and `get` on pods/exec), create core/v1 Events in the
 Lease, then get, update, list and watch that one Lease by name (leases.py). Two ways: the evaluator over
 every verb of every kind the sandbox serves, in the controller's namespace, another one and
 cluster-wide; and the controller's own k8s code in-cluster, with the ServiceAccount's token, against a
-sandbox holding the bundle (root only).
+sandbox holding the bundle and deploy/networks.yaml (root only).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from kvc_sandbox.requestinfo import checks
 from kvc_sandbox.resources import RESOURCES
 from polling import wait_for
 
-BUNDLE = Path(__file__).resolve().parents[2] / "deploy" / "bundle.yaml"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 HOME = "kube-system"
 CONTROLLER = service_account_user(HOME, "kube-vxlan-controller")
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
@@ -59,8 +60,9 @@ EXTRA = ({("", "pods", "get", ns) for ns in (HOME, "default")}
          | {("events.k8s.io", "events", "create", ns) for ns in (HOME, "default")})
 
 
-def bundle_docs(*kinds: str) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(BUNDLE.read_text()) if doc and (not kinds or doc["kind"] in kinds)]
+def bundle_docs(*kinds: str, name: str = "bundle.yaml") -> list[dict]:
+    return [doc for doc in yaml.safe_load_all((DEPLOY / name).read_text())
+            if doc and (not kinds or doc["kind"] in kinds)]
 
 
 def request_path(group: str, resource: str, verb: str, namespace: str, name: str = "x") -> tuple[str, str, dict]:
@@ -112,8 +114,8 @@ def test_the_controllers_own_calls_work_with_the_bundle_in_cluster_and_nothing_m
     with Sandbox(workdir=tmp_path, tls=True) as sandbox:
         admin = k8s_config.new_client_from_config(config_file=str(sandbox.kubeconfig))
         core = k8s.CoreV1Api(admin)
-        for doc in bundle_docs("ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role",
-                               "RoleBinding"):
+        for doc in bundle_docs("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding") \
+                + bundle_docs(name="networks.yaml"):
             create_from_dict(admin, doc)
         core.create_namespaced_pod("default", pod_manifest("p", labels={"vxlan.openvnf.org": "true"}))
         wait_for(lambda: any(s.get("state", {}).get("running") for s in

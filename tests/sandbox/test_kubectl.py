@@ -5,6 +5,7 @@ Root only: pods are network namespaces. Every kubectl gets `--kubeconfig` and a 
 
 from __future__ import annotations
 
+import json
 import queue
 import shutil
 import subprocess
@@ -111,21 +112,32 @@ def test_kubectl_scale_and_label_selectors(sandbox, kubectl, tmp_path):
     assert missing.returncode == 1 and 'pods "nope" not found' in missing.stderr
 
 
-def test_kubectl_creates_and_deletes_the_bundle_manifest(sandbox, kubectl):
-    bundle = REPO / "deploy" / "bundle.yaml"
-    if not bundle.exists():
-        pytest.skip("deploy/bundle.yaml is not there")
-    kinds = [doc["kind"] for doc in yaml.safe_load_all(bundle.read_text()) if doc]
-    created = kubectl("create", "-f", str(bundle)).stdout
-    assert created.count(" created") == len(kinds)
+def test_kubectl_applies_the_install_with_k_and_reapplying_it_leaves_the_networks_alone(sandbox, kubectl):
+    deploy = REPO / "deploy"
+    kinds = [doc["kind"] for doc in yaml.safe_load_all((deploy / "bundle.yaml").read_text()) if doc]
+    created = kubectl("apply", "-k", str(deploy)).stdout
+    assert created.count(" created") == len(kinds), created
+    assert "poddisruptionbudget.policy/kube-vxlan-controller created" in created
+    assert "configmap" not in created
     assert "kube-vxlan-controller" in kubectl("get", "clusterrole,clusterrolebinding", "-o", "name").stdout
-    assert "kube-vxlan-controller" in kubectl("-n", "kube-system", "get", "sa,role,rolebinding,cm", "-o",
-                                              "name").stdout
-    deleted = kubectl("delete", "-f", str(bundle)).stdout
+    assert kubectl("-n", "kube-system", "get", "sa,role,rolebinding,svc,pdb", "-o", "name").stdout.count(
+        "kube-vxlan-controller") == 5
+    kubectl("apply", "-f", str(deploy / "networks.yaml"))
+    kubectl("-n", "kube-system", "patch", "configmap", "kube-vxlan-controller", "-p", '{"data":{"vxeth9":"id=109"}}')
+
+    again = kubectl("apply", "-k", str(deploy)).stdout
+    # kubectl always re-sends a PodDisruptionBudget's selector (its patch strategy is "replace"), a no-op
+    assert again.count(" unchanged") == len(kinds) - 1, again
+    assert "poddisruptionbudget.policy/kube-vxlan-controller configured" in again
+    data = kubectl("-n", "kube-system", "get", "configmap", "kube-vxlan-controller", "-o", "jsonpath={.data}").stdout
+    assert json.loads(data)["vxeth9"] == "id=109"
+
+    deleted = kubectl("delete", "-k", str(deploy)).stdout
     assert deleted.count(" deleted") == len(kinds)
     assert kubectl("get", "clusterroles", "-o", "name").stdout.strip() == ""
+    assert kubectl("-n", "kube-system", "get", "configmap", "kube-vxlan-controller", "-o", "name").stdout.strip()
     wait_for(lambda: kubectl("-n", "kube-system", "get", "pods", "-o", "name").stdout.strip() == "",
-             what="the controller's pod gone")
+             what="the controller's pods gone")
 
 
 def kind_list(*items: dict) -> str:

@@ -420,7 +420,7 @@ def _start_pods(core, names: list[str]) -> float:
 
 
 def test_pod_start_and_exec_latency(sandbox, core, runtime):
-    """Prints the figures the README quotes: create → Running for one pod and for ten at once, and the
+    """Prints the figures docs/sandbox.md quotes: create → Running for one pod and for ten at once, and the
     latency of an exec of `true` through the API (official client, one at a time)."""
     one = _start_pods(core, ["one"])
     ten = _start_pods(core, [f"p{i}" for i in range(10)])

@@ -205,11 +205,11 @@ def test_non_vxlan_link_with_the_wanted_name_is_never_touched():
 
 
 def test_ipv6_underlay_makes_the_link_ipv6():
-    (line,) = [l for l in setup_batch(specs("vxeth1"), {}, underlay="fd10::0:1").splitlines() if "add" in l]
+    (line,) = [l for l in setup_batch(specs("vxeth1"), {}, pod_ips=("fd10::0:1",)).splitlines() if "add" in l]
     assert line.endswith("local fd10::1")
-    assert "local" not in setup_batch(specs("vxeth1"), {}, underlay="10.0.0.1")
+    assert "local" not in setup_batch(specs("vxeth1"), {}, pod_ips=("10.0.0.1",))
     kept = {"vxeth1": _link(local="fd10::1")}
-    assert "link add" not in setup_batch(specs("vxeth1"), kept, underlay="fd10::1")
+    assert "link add" not in setup_batch(specs("vxeth1"), kept, pod_ips=("fd10::1",))
 
 
 def test_setup_refuses_a_hand_built_spec_with_unvalidated_words():
@@ -314,7 +314,7 @@ def netns():
 
 def _setup(run, wanted, underlay=None) -> tuple[str, subprocess.CompletedProcess]:
     """The protocol: read the links, compute the batch, run it."""
-    batch = setup_batch(wanted, parse_links(run(LINKS_ARGV).stdout), underlay=underlay)
+    batch = setup_batch(wanted, parse_links(run(LINKS_ARGV).stdout), pod_ips=(underlay,) if underlay else ())
     return batch, run(batch_argv("ip", 10), stdin=batch, check=False)
 
 

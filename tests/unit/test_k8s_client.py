@@ -40,10 +40,32 @@ def test_missing_kubeconfig_is_a_k8s_error(tmp_path):
         connect(str(tmp_path / "nope"))
 
 
-def test_in_cluster_without_a_service_account_is_a_k8s_error(monkeypatch):
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(K8sError, match="in-cluster"):
+def test_in_a_pod_without_a_service_account_token_is_a_k8s_error_saying_what_to_mount(monkeypatch):
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    with pytest.raises(K8sError, match="pod's service account: .*automountServiceAccountToken"):
         connect(None)
+
+
+def test_outside_a_pod_kubeconfig_is_found_as_kubectl_finds_it(kubeconfig, tmp_path, monkeypatch):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'missing'}:{kubeconfig}")  # missing files are skipped
+    assert connect(None).host == "http://127.0.0.1:6443"
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(K8sError, match=r"kubeconfig .*/\.kube/config: no such file, KUBECONFIG is unset and this is "
+                                       r"not a pod .*give --kubeconfig PATH or set KUBECONFIG"):
+        connect(None)
+    (tmp_path / ".kube").mkdir()
+    (tmp_path / ".kube" / "config").write_text(kubeconfig.read_text())
+    assert connect(None).host == "http://127.0.0.1:6443"
+
+
+def test_a_malformed_kubeconfig_says_where_it_is_not_yaml(tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_text("clusters: [\n  - bad: {")
+    with pytest.raises(K8sError, match=r"kubeconfig .*bad is not valid YAML \(.*bad, line 2, column 3: "):
+        connect(str(bad))
 
 
 def test_own_namespace_comes_from_the_service_account_file(tmp_path):

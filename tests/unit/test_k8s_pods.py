@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 from kube_vxlan_controller.k8s.pods import PodChanged, PodDeleted, PodsListed, pod_from_json
-from kube_vxlan_controller.model import Pod
+from kube_vxlan_controller.model import AgentSpec, Pod
 
 
 def v1pod(**status) -> dict:
@@ -49,8 +49,38 @@ def test_pending_pod_without_status_has_no_ip_and_no_agents():
         resource_version="181701",
         labels={"vxlan.openvnf.org": "true", "app": "a"},
         annotations={"vxlan.openvnf.org/networks": "vxeth1\n  ip=192.168.11.2/29\n"},
+        init_agent_spec=AgentSpec.LACKS_NET_ADMIN,
+        agent_spec=AgentSpec.LACKS_NET_ADMIN,
     )
     assert pod.key == "default/a-0"
+
+
+@pytest.mark.parametrize("context, expected", [
+    ({"capabilities": {"add": ["NET_ADMIN"]}}, AgentSpec.FIT),
+    ({"capabilities": {"add": ["CAP_NET_ADMIN", "SYS_TIME"]}}, AgentSpec.FIT),
+    ({"privileged": True}, AgentSpec.FIT),
+    ({"capabilities": {"add": ["all"]}}, AgentSpec.FIT),
+    ({"capabilities": {"add": ["SYS_TIME"], "drop": ["NET_ADMIN"]}}, AgentSpec.LACKS_NET_ADMIN),
+    ("not a dict", AgentSpec.LACKS_NET_ADMIN),
+])
+def test_the_spec_says_whether_each_agent_container_is_there_with_net_admin(context, expected):
+    body = v1pod()
+    body["spec"]["initContainers"][0]["securityContext"] = context
+    pod = pod_from_json(body)
+    assert (pod.init_agent_spec, pod.agent_spec) == (expected, AgentSpec.LACKS_NET_ADMIN)
+    del body["spec"]["containers"][1]
+    body["spec"]["initContainers"] = "oddly typed"
+    pod = pod_from_json(body)
+    assert (pod.init_agent_spec, pod.agent_spec) == (AgentSpec.MISSING, AgentSpec.MISSING)
+
+
+def test_a_readiness_gate_on_the_wired_condition_is_seen():
+    body = v1pod()
+    assert not pod_from_json(body).gated
+    body["spec"]["readinessGates"] = [{"conditionType": "example.com/Other"}]
+    assert not pod_from_json(body).gated
+    body["spec"]["readinessGates"].append({"conditionType": "vxlan.openvnf.org/Wired"})
+    assert pod_from_json(body).gated
 
 
 def test_init_agent_running_while_main_containers_wait():
@@ -130,3 +160,9 @@ def test_events_are_frozen_values():
     for event in (PodChanged(pod), PodDeleted(pod)):
         with pytest.raises(dataclasses.FrozenInstanceError):
             event.pod = pod  # type: ignore[misc]
+
+
+def test_dual_stack_pod_has_its_primary_ip_and_every_address():
+    pod = pod_from_json(v1pod(podIP="10.66.0.2", podIPs=[{"ip": "10.66.0.2"}, {"ip": "fd00:66::2"}]))
+    assert (pod.ip, pod.ips, pod.addresses) == ("10.66.0.2", ("10.66.0.2", "fd00:66::2"), ("10.66.0.2", "fd00:66::2"))
+    assert pod_from_json(v1pod(podIP="10.66.0.2")).addresses == ("10.66.0.2",)  # an API without podIPs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from actorfakes import SPEC, member_ips, network_registry, running_pod
 from polling import wait_for
 
@@ -9,6 +11,7 @@ from kube_vxlan_controller.actors.network import NetworkActor
 from kube_vxlan_controller.actors.registry import Registry
 from kube_vxlan_controller.messages import PeersChanged, PodUpdate, Synced
 from kube_vxlan_controller.model import Pod
+from kube_vxlan_controller.options import resolve
 from kube_vxlan_controller.settings import Settings
 
 
@@ -61,3 +64,15 @@ def test_a_network_with_no_pod_left_retires_itself_and_the_next_pod_starts_a_new
     watcher._route(pod("c", "10.0.0.4"))  # a new pod: a new actor, synced from its first member
     wait_for(lambda: member_ips(registry) == {"10.0.0.4"}, what="a new network actor")
     assert registry.networks()["vxeth0"] is not first
+
+
+def test_a_network_with_underlay_ipv6_lists_its_dual_stack_members_by_their_ipv6_address():
+    registry = Registry(pod_factory=None, network_factory=None)
+    registry.existing_pod = lambda uid: None
+    net = NetworkActor.start("vxeth0", registry=registry)
+    (spec,) = resolve("vxeth0 underlay=ipv6", {"vxeth0": "id=100"}, pod_key="default/a").networks
+    pod = dataclasses.replace(running_pod("u1", "10.0.0.1"), ips=("10.0.0.1", "fd00::1"))
+    net.tell(PodUpdate(pod, (spec,)))
+    net.tell(Synced())
+    wait_for(lambda: net.proxy().current().get(timeout=5).members, what="a member")
+    assert [m.ip for m in net.proxy().current().get(timeout=5).members] == ["fd00::1"]

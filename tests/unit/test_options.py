@@ -19,10 +19,11 @@ from kube_vxlan_controller.options import (
     network_names,
     parse_configmap,
     resolve,
+    with_underlays,
 )
 
 POD = "default/a"
-#: the seed bundle's ConfigMap plus the example's networks (deploy/bundle.yaml)
+#: the seed's network ConfigMap plus the example's networks (deploy/networks.yaml)
 CONFIGMAP = {
     "vxeth0": "id=100 up",
     "vxeth1": "id=101 up",
@@ -384,8 +385,9 @@ def test_resolve_time_grows_linearly_with_annotation_size():
         resolve(text, CONFIGMAP, pod_key=POD)
         return time.perf_counter() - started
 
-    small, big = min(cost(20_000) for _ in range(3)), min(cost(160_000) for _ in range(3))
-    assert big < small * 8 * 3  # 8× the input, well under a quadratic 64×
+    # the least of five runs each: a busy machine (a CI run beside other work) preempts some of them
+    small, big = min(cost(20_000) for _ in range(5)), min(cost(160_000) for _ in range(5))
+    assert big < small * 8 * 4  # 8× the input, well under a quadratic 64×
 
 
 def test_networks_beyond_the_limit_are_rejected_with_one_message():
@@ -492,3 +494,26 @@ def test_describe_is_deterministic(annotation, configmap):
     for spec in first.networks:
         words = spec.describe().split(" ")
         assert [w.split(":", 1)[0] for w in words] == sorted(w.split(":", 1)[0] for w in words)
+
+
+def test_underlay_option_picks_the_address_family_of_the_network():
+    dual = ("10.66.0.2", "fd00:66::2")
+    (default, v6, v4) = resolve("a\nb underlay=ipv6\nc underlay=ipv4", {"a": "id=1", "b": "id=2", "c": "id=3"},
+                                pod_key=POD).networks
+    assert (default.underlay_ip(dual), v6.underlay_ip(dual), v4.underlay_ip(dual)) == dual + ("10.66.0.2",)
+    assert "underlay:ipv6" in v6.describe() and "underlay" not in default.describe()
+    assert v6.underlay_ip(("10.66.0.2",)) is None
+
+
+def test_a_bad_underlay_value_skips_the_network_with_a_message():
+    resolution = resolve("a underlay=ipv5", {"a": "id=1"}, pod_key=POD)
+    assert resolution.networks == () and "bad underlay 'ipv5'" in resolution.errors[0]
+
+
+def test_a_pod_without_an_address_of_the_networks_family_is_not_a_member():
+    resolution = resolve("a underlay=ipv6,b", {"a": "id=1", "b": "id=2"}, pod_key=POD)
+    kept = with_underlays(resolution, ("10.66.0.2",), pod_key=POD)
+    assert [spec.network for spec in kept.networks] == ["b"]
+    assert kept.errors == ("pod default/a: network 'a': underlay=ipv6 but the pod has no IPv6 address (podIPs "
+                           "10.66.0.2): not a member",)
+    assert with_underlays(resolution, (), pod_key=POD) == resolution  # addresses unknown yet: decided later

@@ -102,7 +102,7 @@ def test_release_counts_0_137_and_a_gone_container_as_released(scheduler, outcom
     from kube_vxlan_controller.k8s.errors import PodGone as Gone
 
     class Releasing(FakePodExecutor):
-        def run(self, namespace, pod, container, argv, *, stdin=None, deadline=None, suspect=False):
+        def run(self, namespace, pod, container, argv, *, stdin=None, deadline=None, suspect=False, ok=frozenset({0})):
             if "kill -TERM 1" in " ".join(argv):
                 self.calls.append(list(argv))
                 if outcome == "gone":

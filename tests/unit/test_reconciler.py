@@ -9,6 +9,7 @@ import pytest
 
 from kube_vxlan_controller import agent
 from kube_vxlan_controller.backoff import Backoff
+from kube_vxlan_controller.eligibility import Cause
 from kube_vxlan_controller.messages import Member, Snapshot
 from kube_vxlan_controller.model import Condition, Pod
 from kube_vxlan_controller.options import resolve
@@ -18,7 +19,7 @@ from kube_vxlan_controller.settings import Settings
 
 SPEC = resolve("vxeth0", {"vxeth0": "id=100 up"}, pod_key="default/p").networks
 #: the interface as its spec asks, as a setup or a sync leaves it
-LINKS = agent.plan_links(SPEC, {}, underlay="10.0.0.1").after
+LINKS = agent.plan_links(SPEC, {}, pod_ips=("10.0.0.1",)).after
 UNCHANGED = agent.LinkPlan("")
 SETTINGS = Settings(coalesce=0.5, coalesce_max=2.0)
 
@@ -285,7 +286,7 @@ def test_interface_changes_are_events_naming_old_and_new():
     r.peers_changed(snapshot())
     action = r.next(0.0)
     old = {"vxeth0": dataclasses.replace(LINKS["vxeth0"], vni=200), "vxold": agent.Link("vxold", kind="vxlan")}
-    plan = agent.plan_links(SPEC, old, underlay="10.0.0.1", remove=("vxold",))
+    plan = agent.plan_links(SPEC, old, pod_ips=("10.0.0.1",), remove=("vxold",))
     events = r.converged(synced(frozenset()), plan)
     assert [(e.reason, e.type) for e in events] == [("VxlanInterfaceChanged", "Normal")] * 2
     assert events[0].message == ("network vxeth0: interface vxeth0 id 200 → 100 (link replaced, its addresses, "
@@ -303,3 +304,21 @@ def test_passes_count_whole_passes_for_readiness():
     r.next(0.0)
     r.converged(synced(frozenset({"10.0.0.2"})), UNCHANGED)
     assert r.passes == 2 and r.state().passes == 2
+
+
+def test_a_cause_that_blocks_wiring_is_the_condition_and_one_that_does_not_is_not():
+    r = reconciler()
+    warning = Cause("SidecarLacksNetAdmin", "the sidecar has no NET_ADMIN", blocks=False)
+    blocking = Cause("NetworksAnnotationMissing", "no annotation vxlan.openvnf.org/networks")
+    verdict = r.updated(running_pod(), (), (), (warning, blocking))
+    assert (verdict.write.status, verdict.write.reason) == (False, "NetworksAnnotationMissing")
+    assert r.updated(running_pod(), (), (), (warning, blocking)) is None  # the same reasons: judged at the next pass
+    other = Cause("NoValidNetwork", "the annotation resolves to no valid network")
+    assert r.updated(running_pod(), (), (), (warning, other)).write.reason == "NoValidNetwork"  # judged at once
+    # the annotation is back, the warning stays: nothing known of the pod until its first sync reads it
+    assert r.updated(running_pod(), SPEC, (), (warning,)) is None
+    r.peers_changed(snapshot("10.0.0.2"))
+    action = r.next(0.0)
+    r.converged(synced(action.peers["vxeth0"]), UNCHANGED)
+    verdict = r.judge()
+    assert (verdict.write.status, verdict.write.reason) == (True, "Wired") and verdict.transition

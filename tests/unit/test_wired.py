@@ -67,7 +67,14 @@ def test_setting_up_until_interfaces_sidecar_and_members_are_there():
 def test_an_interface_not_managed_is_missing():
     condition = judge(wired(managed=frozenset({"vxeth1"})))
     assert (condition.status, condition.reason) == (False, "InterfaceMissing")
-    assert condition.message.startswith("no vxlan interface vxeth2")
+    assert condition.message.startswith("no vxlan interface vxeth2: a link of another kind holds the name")
+    assert condition.message.endswith("another interface name (name=) (vxeth1 3/3 peers, vxeth2 1/1)")
+    assert judge(wired(managed=frozenset(), peers={})).message.endswith("another interface name (name=)"), "no counts"
+
+
+def test_a_reason_not_to_wire_the_pod_at_all_comes_first():
+    cause = ("SidecarMissing", "no container vxlan-controller-agent: …")
+    assert judge(wired(cause=cause, failure=("Failing", "ip exited 2"), invalid=("bad",))) == Condition(False, *cause)
 
 
 def test_a_pod_with_no_networks_is_wired():
