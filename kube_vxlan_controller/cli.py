@@ -4,7 +4,7 @@ Each subcommand lives in its own module; this file only parses the first word an
 so `--help` of a subcommand is that module's own.
 
 Errors a user can fix (a wrong flag or `KVC_*` value, a kubeconfig that cannot be loaded, an address in
-use) are raised as `Failure` anywhere below a subcommand's `main`: `main` here prints them as one line
+use) are raised as `failures.Failure` anywhere below a subcommand's `main`: `main` here prints them as one line
 on stderr, `kube-vxlan-controller COMMAND: what is wrong; what to do`, and exits with the failure's code,
 without a traceback (with one too when the failure asks for it: `--log-level DEBUG`); once `run` knows
 its settings, with `--log-format json`, that line is a JSON log line. Anything else is a bug and keeps
@@ -20,7 +20,6 @@ its traceback. Exit codes, the same for every subcommand:
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 import traceback
@@ -28,9 +27,7 @@ import traceback
 from loguru import logger
 
 from . import __version__
-
-USAGE_ERROR = 2
-CANNOT_START = 3
+from .failures import USAGE_ERROR, Failure
 
 #: subcommand → (module, function taking argv and returning an exit code)
 COMMANDS = {
@@ -53,25 +50,6 @@ commands:
 
 exit codes: 0 done, 1 run gave up / plan found errors, 2 usage, 3 cannot start or reach, 4 asked a standby
 """
-
-
-class Failure(Exception):
-    """Something the user can fix: one line on stderr saying what is wrong and what to do, exit `code`,
-    no traceback unless `trace` (the cause's traceback, for `--log-level DEBUG`); `logged`: said through
-    the log (its JSON format) rather than printed."""
-
-    def __init__(self, message: str, code: int = CANNOT_START, *, trace: bool = False, logged: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.trace = trace
-        self.logged = logged
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, whose usage errors are one line naming the flag (`--help` has the rest), exit 2."""
-
-    def error(self, message: str):
-        raise Failure(f"{message} (see {self.prog} --help)", USAGE_ERROR)
 
 
 def dispatch(prog: str, commands: dict[str, tuple[str, str]], usage: str, argv: list[str] | None) -> int:
@@ -108,6 +86,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m kube_vxlan_controller.cli`: run the imported module's main, whose `Failure` is the class the
-    # subcommands raise (this file's own copy, `__main__`, has another).
-    sys.exit(importlib.import_module("kube_vxlan_controller.cli").main())
+    sys.exit(main())

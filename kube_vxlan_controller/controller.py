@@ -29,9 +29,9 @@ from loguru import logger
 
 from . import admin
 from .election import Elector, Role
-from .actors.board import Board
-from .actors.registry import Registry
-from .actors.scheduler import Scheduler
+from .runtime.board import Board
+from .runtime.registry import Registry
+from .runtime.scheduler import Scheduler
 from .netconfig import NetworkConfig
 from .tree import ActorTree, Collaborators
 from .k8s import client, configmaps, events, execs, leases, podstatus, pods

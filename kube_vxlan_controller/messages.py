@@ -148,7 +148,7 @@ class Retire:
 @dataclass(frozen=True, slots=True)
 class HoldCheck:
     """A network actor's note to itself, through the scheduler: see whether its hold is over (stalled or
-    too long; see `actors.hold`)."""
+    too long; see `hold`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from typing import Mapping
 import yaml
 
 from . import agent, eligibility, options, settings as settings_module
-from .cli import CANNOT_START, USAGE_ERROR, Failure, Parser
+from .failures import CANNOT_START, USAGE_ERROR, Failure, Parser
 from .k8s import client, configmaps, pods
 from .k8s.errors import K8sError, PodGone
 from .logs import setup as setup_logs

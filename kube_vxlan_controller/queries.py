@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .cli import Parser
+from .failures import Parser
 
 DEFAULT_ADMIN = "127.0.0.1:8081"
 NO_CONTROLLER = 3

@@ -15,7 +15,7 @@ from loguru import logger
 
 from . import logs, settings as settings_module
 from .admin import ListenError
-from .cli import Failure, Parser
+from .failures import Failure, Parser
 from .controller import Controller
 from .k8s import client
 from .k8s.errors import K8sError

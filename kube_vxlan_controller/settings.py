@@ -16,17 +16,13 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .admin import parse_address
 from .agent import release_argv
-from .cli import USAGE_ERROR, Failure
 from .election import check_timing
+from .failures import USAGE_ERROR, Failure
+from .k8s.client import own_namespace
 
-#: Where Kubernetes mounts the namespace of a pod's service account.
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-#: The seed's fallback when the controller does not run in a pod.
-DEFAULT_NAMESPACE = "kube-system"
 #: seconds a command may run in a pod past its exec's deadline: the `timeout N` around it (actors/pod.py)
 #: lets it run for the deadline rounded down, plus one second.
 EXEC_LINGER = 1.0
@@ -46,15 +42,6 @@ class InvalidSetting(ValueError):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(message)
         self.name = name
-
-
-def own_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
-    """The namespace this process runs in: the service account's when mounted, else `kube-system`."""
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return DEFAULT_NAMESPACE
-    return text or DEFAULT_NAMESPACE
 
 
 def default_identity() -> str:

@@ -33,8 +33,8 @@ from loguru import logger
 from .actors.network import NetworkActor
 from .actors.pod import PodActor
 from .actors.query import QueryActor
-from .actors.registry import Registry
-from .actors.scheduler import Scheduler
+from .runtime.registry import Registry
+from .runtime.scheduler import Scheduler
 from .actors.supervisor import Supervisor
 from .actors.watcher import PodWatcher
 from .backoff import Backoff
@@ -53,7 +53,7 @@ class Collaborators:
     scheduler: Scheduler
     #: runs commands in pods (`k8s.execs.Executor`)
     executor: object
-    #: posts what the query actor shows (`actors.board.Board`)
+    #: posts what the query actor shows (`runtime.board.Board`)
     board: object
     metrics: object
     #: `events(pod, reason=, message=, type=)`: records a Kubernetes Event; must not block

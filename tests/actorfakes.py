@@ -14,7 +14,7 @@ import threading
 
 from kube_vxlan_controller import agent
 from kube_vxlan_controller.actors.network import NetworkActor
-from kube_vxlan_controller.actors.registry import Registry
+from kube_vxlan_controller.runtime.registry import Registry
 from kube_vxlan_controller.messages import Member, Snapshot
 from kube_vxlan_controller.model import ExecResult, Pod
 from kube_vxlan_controller.options import resolve

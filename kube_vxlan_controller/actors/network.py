@@ -33,7 +33,7 @@ from loguru import logger
 
 from ..messages import (Flush, HoldCheck, Member, PeersChanged, PodRemoved, PodUpdate, Resend, Retire,
                         Snapshot, Synced)
-from .hold import STALL, Hold, longest_for, worth_holding
+from ..hold import STALL, Hold, longest_for, worth_holding
 from .supervisor import child_failed
 
 #: pod phases after which a pod will not join: not waited for

@@ -39,7 +39,7 @@ from ..backoff import Backoff
 from ..k8s.errors import Cancelled, ExecTimeout, Forbidden, K8sError, PodGone
 from ..messages import Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync
 from ..reconciler import After, Converge, Event, PodReconciler, PodState, Setup, Status, Verdict
-from . import podexec
+from .. import podexec
 from .supervisor import child_failed
 
 

@@ -29,7 +29,21 @@ from loguru import logger
 
 from kube_vxlan_controller.k8s.corev1 import CoreV1
 from kube_vxlan_controller.k8s.errors import K8sError, one_line
-from kube_vxlan_controller.settings import own_namespace
+
+#: Where Kubernetes mounts the namespace of a pod's service account.
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+#: The seed's fallback when the controller does not run in a pod.
+DEFAULT_NAMESPACE = "kube-system"
+
+
+def own_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """The namespace this process runs in: the service account's when mounted, else `kube-system`."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return DEFAULT_NAMESPACE
+    return text or DEFAULT_NAMESPACE
+
 
 #: set in every pod (by the kubelet): client-go's sign that it runs in a cluster
 IN_POD = "KUBERNETES_SERVICE_HOST"

@@ -10,7 +10,7 @@ from kube_vxlan_controller.cli import dispatch
 #: subcommand → (module, function taking argv and returning an exit code)
 COMMANDS = {
     "serve": ("kvc_sandbox.runner", "main"),
-    "demo": ("kvc_sandbox.demo", "main"),
+    "demo": ("kvc_sandbox.demo_cli", "main"),
 }
 
 USAGE = """usage: kube-vxlan-sandbox COMMAND [ARGS]

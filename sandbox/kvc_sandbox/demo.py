@@ -15,23 +15,17 @@ exits 0 when every step worked, 1 otherwise. With
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import yaml
 
-from kube_vxlan_controller import logs, queries
+from kube_vxlan_controller import queries
 
-from .cluster import IP_FAMILIES
 
 #: the source tree: deploy/ is read from there (the demo runs from a checkout, as `make demo` does)
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -215,34 +209,3 @@ def _status(pod: dict) -> str:
     if any("running" in s.get("state", {}) for s in status.get("initContainerStatuses", [])):
         return "Init"
     return status.get("phase") or "Pending"
-
-
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="kube-vxlan-sandbox demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--keep", action="store_true", help="keep the sandbox and the controller running")
-    p.add_argument("--timeout", type=float, default=120, help="seconds to wait for convergence")
-    p.add_argument("--ip-family", default="ipv4", choices=IP_FAMILIES,
-                   help="the underlay's family (the pods' addresses; dual: IPv4 primary); the overlay stays IPv4")
-    p.add_argument("--in-cluster", action="store_true",
-                   help="the controller from its image in its pod (docker runtime, HTTPS, RBAC): run `make images` "
-                        "first; inspect and list through kubectl exec, as the seed's README does")
-    args = p.parse_args(argv)
-    if os.geteuid() != 0:
-        print("kube-vxlan-sandbox demo: needs root (the sandbox's pods are network namespaces)", file=sys.stderr)
-        return 2
-    if args.in_cluster and args.ip_family != "ipv4":
-        print("kube-vxlan-sandbox demo: --in-cluster runs on the docker runtime, one IPv4 node (docs/nodes.md)",
-              file=sys.stderr)
-        return 2
-    for tool in ("kubectl",) if args.in_cluster else ("kubectl", "ping"):
-        if shutil.which(tool) is None:
-            print(f"kube-vxlan-sandbox demo: `{tool}` not found (make demo installs ping: iputils-ping)",
-                  file=sys.stderr)
-            return 2
-    logs.setup("WARNING")
-    with tempfile.TemporaryDirectory(prefix="kvc-demo-") as workdir:
-        if args.in_cluster:
-            from .demo_incluster import InClusterDemo
-
-            return InClusterDemo(Path(workdir), args.timeout).run(args.keep)
-        return Demo(Path(workdir), args.timeout, args.ip_family).run(args.keep)

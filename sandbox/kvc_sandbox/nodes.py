@@ -29,16 +29,13 @@ import asyncio
 import platform
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from loguru import logger
 
 from .cluster import Node
 from .resources import NODES, PODS, VERSION
 from .store import Store, now_rfc3339
-
-if TYPE_CHECKING:
-    from .kubelet import Kubelet
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 UNREACHABLE = "node.kubernetes.io/unreachable"
@@ -132,10 +129,20 @@ def toleration_seconds(spec: dict, key: str) -> float | None:
     return 0.0
 
 
+class NodeKubelets(Protocol):
+    """What the node lifecycle needs of the kubelet (kubelet.Kubelet, which imports this module)."""
+
+    def cut(self, node: str) -> None: ...
+
+    def restore(self, node: str) -> None: ...
+
+    def delete(self, namespace: str, name: str, grace_seconds: float | None = None) -> dict: ...
+
+
 class NodeLifecycle:
     """See the module docstring."""
 
-    def __init__(self, store: Store, kubelet: "Kubelet", *, grace: float = DEFAULT_GRACE, tick: float = 0.2,
+    def __init__(self, store: Store, kubelet: NodeKubelets, *, grace: float = DEFAULT_GRACE, tick: float = 0.2,
                  clock=time.monotonic) -> None:
         self._store, self._kubelet = store, kubelet
         self.grace, self._tick, self._clock = grace, tick, clock

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kube_vxlan_controller.actors.scheduler import Scheduler
+from kube_vxlan_controller.runtime.scheduler import Scheduler
 
 
 @pytest.fixture

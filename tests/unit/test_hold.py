@@ -1,4 +1,4 @@
-"""The hold that lets a burst cost each member one fdb sync (actors/hold.py), and a network actor using it."""
+"""The hold that lets a burst cost each member one fdb sync (hold.py), and a network actor using it."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import collections
 
 import pytest
 
-from kube_vxlan_controller.actors.hold import Hold, longest_for, worth_holding
+from kube_vxlan_controller.hold import Hold, longest_for, worth_holding
 from kube_vxlan_controller.actors.network import NetworkActor
-from kube_vxlan_controller.actors.registry import Registry
-from kube_vxlan_controller.actors.scheduler import Scheduler
+from kube_vxlan_controller.runtime.registry import Registry
+from kube_vxlan_controller.runtime.scheduler import Scheduler
 from kube_vxlan_controller.messages import HoldCheck, PeersChanged, PodUpdate, Synced
 from kube_vxlan_controller.model import Pod
 from kube_vxlan_controller.options import resolve

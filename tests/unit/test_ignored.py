@@ -11,8 +11,8 @@ import dataclasses
 from unittest.mock import Mock
 
 from kube_vxlan_controller.actors.pod import PodActor
-from kube_vxlan_controller.actors.registry import Registry
-from kube_vxlan_controller.actors.scheduler import Scheduler
+from kube_vxlan_controller.runtime.registry import Registry
+from kube_vxlan_controller.runtime.scheduler import Scheduler
 from kube_vxlan_controller.actors.watcher import PodWatcher
 from kube_vxlan_controller.messages import PodRemoved, PodUpdate, Reroute
 from kube_vxlan_controller.model import AgentSpec, Condition, Pod

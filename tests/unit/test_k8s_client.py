@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from kube_vxlan_controller.k8s.client import connect
-from kube_vxlan_controller.settings import DEFAULT_NAMESPACE, own_namespace
+from kube_vxlan_controller.k8s.client import DEFAULT_NAMESPACE, own_namespace
 from kube_vxlan_controller.k8s.errors import K8sError
 
 

@@ -8,7 +8,7 @@ from actorfakes import SPEC, member_ips, network_registry, running_pod
 from polling import wait_for
 
 from kube_vxlan_controller.actors.network import NetworkActor
-from kube_vxlan_controller.actors.registry import Registry
+from kube_vxlan_controller.runtime.registry import Registry
 from kube_vxlan_controller.messages import PeersChanged, PodUpdate, Synced
 from kube_vxlan_controller.model import Pod
 from kube_vxlan_controller.options import resolve

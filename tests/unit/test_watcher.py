@@ -7,7 +7,7 @@ import threading
 from actorfakes import FakeStream, member_ips, network_registry
 from polling import wait_for
 
-from kube_vxlan_controller.actors.registry import Registry
+from kube_vxlan_controller.runtime.registry import Registry
 from kube_vxlan_controller.messages import PeersChanged, PodRemoved, PodUpdate
 from kube_vxlan_controller.model import Pod
 from kube_vxlan_controller.settings import Settings

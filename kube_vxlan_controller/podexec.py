@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from .. import agent
-from ..k8s.errors import PodGone
-from ..k8s.execs import OK
-from ..model import ExecResult, Pod
-from ..options import NetworkSpec
+from . import agent
+from .k8s.errors import PodGone
+from .k8s.execs import OK
+from .model import ExecResult, Pod
+from .options import NetworkSpec
 
 
 class ExecFailed(Exception):
