@@ -14,11 +14,11 @@ nothing and exits `LINKS_EXIST`, and setup goes the long way, reading first:
 1. Read the links: `LINKS_ARGV`, parsed by `parse_links`. We read `ip -d -j addr show` rather than
    `ip -d -j link show`: with `-d` it carries the same `linkinfo` *and* each link's `addr_info`, so
    one exec tells both what to keep and which stale addresses to drop.
-2. Set up (init agent): `batch_argv("ip", t)` with `setup_batch(specs, links)` on stdin. Idempotent:
-   a matching link is kept, a different vxlan link of the name is deleted and re-created, a missing
-   one is added; then addresses, up/down, routes (`replace` semantics, exit 0 when already there).
-   Order: all deletes, all adds, addresses, up, routes — a route via a gateway needs the address on a
-   link that is up. A non-vxlan link holding a wanted name is never touched: `setup_conflicts` says
+2. Set up (init agent): `batch_argv("ip", t)` with `setup_batch(specs, links)` on stdin, the text of
+   `plan_links`: a missing link is added, a link that differs where the kernel cannot change it in
+   place (VNI, dev, port, …: `differences`) is deleted and re-created, the rest (MTU, addresses,
+   up/down, routes, the alias) is set in place. Order: all deletes, all adds, MTU and alias and
+   addresses, up, routes — a route via a gateway needs the address on a link that is up. A non-vxlan link holding a wanted name is never touched: `setup_conflicts` says
    so, and that network is left out of the batch.
    The batch and the release go in one exec (`setup_release_argv(t, file)`), the release only after
    the batch succeeded.
@@ -27,9 +27,11 @@ nothing and exits `LINKS_EXIST`, and setup goes the long way, reading first:
    controller's `--terminate-file`, default /run/terminate) exit when it appears. Exit 137 counts as
    released too (`RELEASED_CODES`): the agent, PID 1 of the container, exited on TERM and the kernel
    killed the rest of its PID namespace, the exec'd shell included.
-4. Reconcile the fdb (sidecar agent): `FDB_ARGV`, parsed by `parse_fdb`, then `batch_argv("bridge",
-   t)` with `fdb_batch(desired, observed)` on stdin when it is not empty. `fdb_lines` renders the
-   same output for `inspect`.
+4. Converge (sidecar agent): read links, routes and fdb in one exec (`STATE_ARGV`, parsed by
+   `parse_state`) when they are not known, then run what differs in one exec: `batch_argv("bridge", t)`
+   with the `fdb_diff` batch on stdin, or, when links change too, `converge_argv(t, plan_links(…).batch)`
+   with the fdb batch on stdin. `fdb_lines` renders the fdb read for `inspect`. (`FDB_ARGV` and
+   `fdb_batch` are the fdb alone, as the bench's oracle and the tests use them.)
 
 Setup is idempotent *given a fresh read*: read the links, then run the batch computed from them.
 Re-sending an old batch text is not (a `link add` of a link that now exists fails, and iproute2 has
@@ -165,15 +167,17 @@ def converge_argv(timeout: int, link_batch: str) -> list[str]:
     """One exec that changes links and fdb together (a replaced link loses its fdb entries with it, so
     they go back in the same exec: the gap is the time between two commands): `ip -force -batch -` reading
     `link_batch` from a here-document, then `bridge -force -batch -` reading the exec's stdin (the fdb
-    batch, which can be long: it is never an argument). Exit status: the first non-zero of the two.
+    batch, which can be long: it is never an argument). One `timeout N` bounds both (coreutils' signals
+    the whole process group): the exec ends by the same deadline as any other. Exit status: ip's when it
+    failed, else bridge's.
 
     `link_batch` must come from `plan_links` (validated words only); it goes into the `sh -c` word."""
     lines = link_batch.splitlines()
     if not lines or any(not _BATCH_LINE.fullmatch(line) for line in lines):
         raise ValueError(f"not a plan_links batch: {link_batch[:80]!r}")
-    ip = " ".join(batch_argv("ip", timeout))
-    bridge = " ".join(batch_argv("bridge", timeout))
-    return ["sh", "-c", f"{ip} <<'KVC'\n{link_batch}KVC\nr=$?; {bridge} || exit; exit $r"]
+    script = (f"ip -force -batch - <<'KVC'\n{link_batch}KVC\nr=$?; bridge -force -batch -; b=$?; "
+              "[ $r -ne 0 ] && exit $r; exit $b")
+    return with_timeout(["sh", "-c", script], timeout)
 
 
 def batch_argv(tool: str, timeout: int) -> list[str]:

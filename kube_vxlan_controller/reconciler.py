@@ -194,6 +194,8 @@ class PodReconciler:
         self.managed: frozenset[str] | None = None
         #: the pod's links and fdb as last read or written; None: unknown (read before the next sync)
         self.kernel: agent.State | None = None
+        #: what the last converge said of interface names held by links of another kind, as logged
+        self.conflicts: tuple[str, ...] = ()
         #: no work before this time: the backoff after the last failure
         self.retry_at = float("-inf")
         #: the coalescing window, and when the last sync started
@@ -255,8 +257,9 @@ class PodReconciler:
             return After(wait)
         self.owed &= ~Owed.SYNC
         known = [spec for spec in self.networks if spec.network in self.snapshots]
-        if not known:
+        if not known and self.networks:
             return NoExec()  # no network has published its members yet
+        # (no network at all: a converge of nothing still removes the interfaces of networks it named)
         # The window doubles while syncs follow each other closely, and starts over after a quiet spell.
         busy = now - self.last_sync < 2 * self.window
         self.window = min(self.settings.coalesce_max, self.window * 2) if busy else self.settings.coalesce
@@ -309,8 +312,10 @@ class PodReconciler:
         self.kernel = state
         self.managed = frozenset(spec.name for spec in self.networks if spec.name not in state.links
                                  or state.links[spec.name].kind == "vxlan")
-        for conflict in conflicts:
-            logger.error("pod {}: {}", pod.key, conflict)
+        if conflicts != self.conflicts:  # said once, not at every resync
+            for conflict in conflicts:
+                logger.error("pod {}: {}", pod.key, conflict)
+            self.conflicts = conflicts
         self._enter(Status.SYNCED)
         if len(self.synced_peers) == len(self.networks):
             self._pass_done()

@@ -23,7 +23,7 @@ from .election import check_timing
 from .failures import USAGE_ERROR, Failure
 from .k8s.client import own_namespace
 
-#: seconds a command may run in a pod past its exec's deadline: the `timeout N` around it (actors/pod.py)
+#: seconds a command may run in a pod past its exec's deadline: the `timeout N` around it (agent.in_pod_timeout)
 #: lets it run for the deadline rounded down, plus one second.
 EXEC_LINGER = 1.0
 #: loguru's levels, as `--log-level` takes them

@@ -95,8 +95,8 @@ class ActorTree:
                                                       "networks": self._restart_networks,
                                                       "query": self._restart_query},
                                      intensity=self._intensity(), exhausted=self.c.exhausted, metrics=self.c.metrics)
-        self.networks = self._level("networks", "network", lambda name: self.watcher.tell(Rebuild(name)))
-        self.pods = self._level("pods", "pod", lambda uid: self.watcher.tell(Reroute(uid)))
+        self.networks = self._level("networks", "network", lambda name: self._tell_watcher(Rebuild(name)))
+        self.pods = self._level("pods", "pod", lambda uid: self._tell_watcher(Reroute(uid)))
         self.watcher = self._start_watcher(start_after=0.0)
         self.query = self._start_query()
         return self
@@ -146,6 +146,14 @@ class ActorTree:
 
     # -- restarts (on the root's thread) ---------------------------------------------------------
 
+    def _tell_watcher(self, message) -> None:
+        """A restart done through the watcher; a watcher that crashed meanwhile is being restarted, and its
+        successor's first list routes every pod anyway."""
+        try:
+            self.watcher.tell(message)
+        except pykka.ActorDeadError:
+            pass
+
     def _restart_watcher(self, _key: str) -> None:
         self.watcher = self._start_watcher(start_after=self.watcher_backoff.next())
 
@@ -153,19 +161,19 @@ class ActorTree:
         self.query = self._start_query()
 
     def _restart_pods(self, _key: str) -> None:
-        old, self.pods = self.pods, self._level("pods", "pod", lambda uid: self.watcher.tell(Reroute(uid)))
+        old, self.pods = self.pods, self._level("pods", "pod", lambda uid: self._tell_watcher(Reroute(uid)))
         _stop(old, timeout=5)
         stopped = self.registry.stop_pods(time.monotonic() + self.c.settings.exec_deadline + 3)
         logger.warning("pod level restarted: {} pod actors stopped; the watcher starts each again", stopped)
-        self.watcher.tell(RerouteAll())
+        self._tell_watcher(RerouteAll())
 
     def _restart_networks(self, _key: str) -> None:
         old, self.networks = self.networks, self._level("networks", "network",
-                                                        lambda name: self.watcher.tell(Rebuild(name)))
+                                                        lambda name: self._tell_watcher(Rebuild(name)))
         _stop(old, timeout=5)
         stopped = self.registry.stop_networks(time.monotonic() + 5)
         logger.warning("network level restarted: {} network actors stopped; the watcher rebuilds each", stopped)
-        self.watcher.tell(RebuildAll())
+        self._tell_watcher(RebuildAll())
 
 
 def _stop(ref: pykka.ActorRef | None, timeout: float) -> None:

@@ -42,8 +42,8 @@ class FakePodExecutor:
         if argv == agent.STATE_ARGV:
             mark = "\n--kvc--\n"
             return ExecResult(0, mark.join([self._links(), "[]", "[]", self._fdb()]))
-        if argv[:2] == ["sh", "-c"] and "<<'KVC'" in argv[2]:  # links and fdb converged in one exec
-            for line in argv[2].split("<<'KVC'\n", 1)[1].split("KVC\n", 1)[0].splitlines():
+        if argv[2:4] == ["sh", "-c"] and "<<'KVC'" in argv[4]:  # links and fdb converged in one exec
+            for line in argv[4].split("<<'KVC'\n", 1)[1].split("KVC\n", 1)[0].splitlines():
                 if line.startswith("link del"):
                     self.links.discard(line.split()[3])
                     self.fdb.pop(line.split()[3], None)

@@ -208,8 +208,9 @@ class PodWatcher(pykka.ThreadingActor):
         resolution = options.with_underlays(options.resolve(annotation, self.config.for_pod(had), pod_key=pod.key),
                                             pod.addresses, pod_key=pod.key)
         # Judged with the kept entries: a pod that waits for one is told so (`_wait`), not that it is invalid.
-        judged = resolution if kept <= had else options.resolve(annotation, self.config.for_pod(had | kept),
-                                                                 pod_key=pod.key)
+        judged = resolution if kept <= had else options.with_underlays(
+            options.resolve(annotation, self.config.for_pod(had | kept), pod_key=pod.key), pod.addresses,
+            pod_key=pod.key)
         causes = eligibility.causes(pod, judged, self.settings)
         if not eligibility.opted_in(pod, self.settings):
             self._tell(pod, causes, told)

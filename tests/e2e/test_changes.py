@@ -143,6 +143,10 @@ def test_port_mtu_routes_and_address_changes_converge_and_inspect_shows_the_kern
     wait_for(lambda: cluster.fdb(a, NET) == set(), what="a no longer has b as a peer")
     assert [m for m in reasons(cluster, b, "VxlanInterfaceChanged") if "removed" in m] == [
         f"interface {NET} removed: the pod no longer names its network"]
+    # and names no network at all any more: its last interface goes too
+    cluster.core.patch_namespaced_pod("b", "default", {"metadata": {"annotations": {
+        "vxlan.openvnf.org/networks": None}}})
+    wait_for(lambda: cluster.link(b, "vxeth3") is None, what="b's vxeth3 removed with its last network")
 
     # Drift made by hand shows in inspect as the kernel has it, with what differs.
     cluster.in_pod(a, ["ip", "link", "set", NET, "mtu", "1300"])

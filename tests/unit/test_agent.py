@@ -506,7 +506,8 @@ def test_parse_state_reads_links_gateway_routes_of_both_families_and_the_fdb():
 
 def test_converge_argv_carries_only_a_plan_links_batch():
     argv = converge_argv(5, "link set dev vxeth1 mtu 1400\n")
-    assert argv[:2] == ["sh", "-c"] and "<<'KVC'\nlink set dev vxeth1 mtu 1400\nKVC\n" in argv[2]
+    assert argv[:4] == ["timeout", "5", "sh", "-c"]  # one deadline for both commands
+    assert "<<'KVC'\nlink set dev vxeth1 mtu 1400\nKVC\n" in argv[4]
     for bad in ("", "link set dev x alias $(reboot)\n", "a\nKVC\nreboot\n".replace("KVC", "KVC'"), "x;y\n"):
         with pytest.raises(ValueError):
             converge_argv(5, bad)

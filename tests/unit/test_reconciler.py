@@ -322,3 +322,14 @@ def test_a_cause_that_blocks_wiring_is_the_condition_and_one_that_does_not_is_no
     r.converged(synced(action.peers["vxeth0"]), UNCHANGED)
     verdict = r.judge()
     assert (verdict.write.status, verdict.write.reason) == (True, "Wired") and verdict.transition
+
+
+def test_a_pod_that_drops_its_last_network_converges_to_none_so_its_interface_goes():
+    r = reconciler()
+    wired_pod(r, 0.0, "10.0.0.2")
+    r.updated(dataclasses.replace(running_pod(), annotations={}), (), ())
+    action = r.next(10.0)
+    assert isinstance(action, Converge) and action.networks == () and action.peers == {} and action.named == ()
+    removed = agent.LinkPlan("link del dev vxeth0\n", removed=("vxeth0",))
+    events = r.converged(agent.State({}, {}), removed)
+    assert [e.message for e in events] == ["interface vxeth0 removed: the pod no longer names its network"]
