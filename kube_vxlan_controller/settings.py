@@ -98,7 +98,7 @@ class Settings:
         default="127.0.0.1:8081", metadata={"help": "loopback address of the query endpoint used by inspect/list"}
     )
     health: str = field(
-        default="0.0.0.0:8080", metadata={"help": "address serving /healthz, /readyz and /metrics ('' disables)"}
+        default="0.0.0.0:8080", metadata={"help": "address serving /livez, /healthz, /readyz and /metrics ('' disables)"}
     )
     lease_name: str = field(
         default="kube-vxlan-controller",
