@@ -161,8 +161,10 @@ class PodActor(pykka.ThreadingActor):
             r.succeeded(run.count)
         finally:
             r.counted(run.count)
-            self._judged(r.judge())
-            self._post()
+        # Judged only after an outcome the reconciler knows: an unexpected exception escapes before it, so a
+        # crashing actor writes no condition from half-updated state (its successor judges).
+        self._judged(r.judge())
+        self._post()
         if isinstance(action, After):
             self._come_back(action)
 
