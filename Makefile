@@ -65,12 +65,14 @@ test: venv deps lint test-images
 demo: venv deps
 	$(BIN)/kube-vxlan-sandbox demo
 
-# The README's figures: every scenario, contender (this controller) against the oracle (root; about 20 min
-# on 2 cores, more when the machine is busy).
+# The README's figures: every scenario, the contenders (this controller by default) against the oracle
+# (root; about 15 min on 2 cores with one contender, some 10 more for each further one). BENCH_CONTENDERS: the
+# named contenders (`--contender NAME=TEMPLATE` each; docs/benchmarks.md).
 # Table on stdout; bench/out/bench.json and bench/out/bench.png.
+BENCH_CONTENDERS ?=
 bench: venv deps
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[test,bench]'
-	$(BIN)/python -m bench --out bench/out
+	$(BIN)/python -m bench --out bench/out $(BENCH_CONTENDERS)
 
 clean:
 	rm -rf $(VENV) *.egg-info sandbox/*.egg-info .pytest_cache wheelhouse

@@ -1,11 +1,13 @@
-"""Benchmarks side by side: a contender controller against the oracle (the minimal exec set), as root.
+"""Benchmarks side by side: contender controllers against the oracle (the minimal exec set), as root.
 
-    .venv/bin/python -m bench [--controller TEMPLATE] [--scenarios burst,joins,churn,idle] [--out DIR]
+    .venv/bin/python -m bench [--controller TEMPLATE | --contender NAME=TEMPLATE …]
+                              [--scenarios burst,joins,churn,idle] [--out DIR]
 
-Every scenario runs for the contender, then for the oracle, each on a fresh sandbox; the sandbox, the
-poller and the contestant are processes of their own (see run.py). Prints a progress line every few
-seconds, then the table on stdout; writes DIR/bench.json (every figure) and DIR/bench.png (one panel per
-scenario, when matplotlib is installed: the `bench` extra). Asserts nothing about speed.
+Every scenario runs for each contender in the order given, then for the oracle, each on a fresh sandbox
+and on the same sizes and rates; the sandbox, the poller and the contestant are processes of their own
+(see run.py). Prints a progress line every few seconds, then the table on stdout (one column per
+contestant); writes DIR/bench.json (every figure, one entry per contestant) and DIR/bench.png (one panel
+per scenario, when matplotlib is installed: the `bench` extra). Asserts nothing about speed.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from pathlib import Path
 from loguru import logger
 
 from bench import report
-from bench.contestants import DEFAULT_CONTROLLER, Contender, Oracle
+from bench.contestants import DEFAULT_CONTROLLER, DEFAULT_NAME, Contender, Oracle
 from bench.run import Run
 from bench.scenarios import Burst, Churn, Idle, Joins
+from kube_vxlan_controller.settings import Settings
 
 KINDS = ("burst", "joins", "churn", "idle")
 
@@ -38,8 +41,12 @@ def _ints(text: str) -> list[int]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--controller", default=DEFAULT_CONTROLLER,
-                   help="command template of the contender; {kubeconfig} is replaced (default: %(default)s)")
+    p.add_argument("--controller", metavar="TEMPLATE",
+                   help=f"command template of the one contender, named {DEFAULT_NAME!r}; {{kubeconfig}} is "
+                        f"replaced (default: {DEFAULT_CONTROLLER})")
+    p.add_argument("--contender", action="append", default=[], metavar="NAME=TEMPLATE",
+                   help="a named contender, again for more (after --controller's, if given); in TEMPLATE "
+                        "{default} is the default command template, {kubeconfig} the sandbox's kubeconfig")
     p.add_argument("--scenarios", default=",".join(KINDS), help="which, in order (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("bench/out"), help="where bench.json and bench.png go")
     p.add_argument("--burst-pods", type=_ints, default=[50, 200])
@@ -51,8 +58,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--churn-seconds", type=float, default=60.0)
     p.add_argument("--idle-pods", type=int, default=1000)
     p.add_argument("--idle-networks", type=int, default=10)
-    p.add_argument("--idle-seconds", type=float, default=Idle.seconds,
-                   help="the steady window (default: the controller's default --resync, %(default)g s)")
+    p.add_argument("--idle-seconds", type=float, default=None,
+                   help="the steady window (default: each contender's --resync, or the controller's default "
+                        f"{Settings.resync:g} s, so it holds each pod's periodic re-read once)")
     p.add_argument("--nodes", type=int, default=1,
                    help="sandbox nodes the pods spread over (VXLAN routed between them; default: %(default)s)")
     p.add_argument("--keep-logs", action="store_true", help="keep every process's log under OUT/logs")
@@ -75,6 +83,20 @@ def scenarios(args) -> list:
     return chosen
 
 
+def contenders(args) -> list[Contender]:
+    """Who competes with the oracle, in order; SystemExit on a bad or repeated name."""
+    try:
+        chosen = [Contender.parse(text) for text in args.contender]
+    except ValueError as error:
+        raise SystemExit(f"--contender {error}") from None
+    if args.controller is not None or not chosen:
+        chosen.insert(0, Contender(args.controller or DEFAULT_CONTROLLER))
+    names = [c.name for c in chosen]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"contender names must differ: {', '.join(names)}")
+    return chosen
+
+
 def _terminate(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -88,32 +110,36 @@ def main(argv: list[str] | None = None) -> int:
     logger.add(sys.stderr, level="WARNING")
     signal.signal(signal.SIGTERM, _terminate)
     chosen = scenarios(args)
+    rivals = contenders(args)
+    contestants = [*rivals, Oracle()]
     args.out.mkdir(parents=True, exist_ok=True)
     logs = args.out / "logs" if args.keep_logs else Path(tempfile.mkdtemp(prefix="kvc-bench-"))
     started = time.monotonic()
     doc = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
            "command": shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]),
-           "controller": args.controller, "nodes": args.nodes, "cpus": os.cpu_count(),
+           "contenders": {c.name: c.template for c in rivals},
+           "contestants": [c.name for c in contestants],
+           "nodes": args.nodes, "cpus": os.cpu_count(),
            "load_before": os.getloadavg(),
            "scenarios": []}
-    contestants = [Contender(args.controller), Oracle()]
     status = 0
     try:
         for i, scenario in enumerate(chosen):
             entry = {"kind": scenario.kind, "name": scenario.name, "params": dataclasses.asdict(scenario),
-                     "minimal": scenario.minimal}
+                     "minimal": scenario.minimal, "runs": {}}
             doc["scenarios"].append(entry)
             for contestant in contestants:
-                label = f"{scenario.name} | {contestant.role}"
+                label = f"{scenario.name} | {contestant.name}"
                 print(f"bench: {label}", file=sys.stderr, flush=True)
                 try:
-                    with Run(scenario, contestant, logs / f"{i}-{scenario.kind}-{contestant.role}", label,
+                    with Run(scenario, contestant, logs / f"{i}-{scenario.kind}-{contestant.name}", label,
                              nodes=args.nodes) as run:
                         figures = scenario.drive(run)
-                        entry[contestant.role] = {**figures, **run.figures()}
+                        entry["runs"][contestant.name] = {**figures, **run.figures()}
                 except Exception as error:  # noqa: BLE001 - one failed run must not cost the others
                     print(f"bench: {label} failed: {error!r}", file=sys.stderr, flush=True)
-                    entry[contestant.role] = {"role": contestant.role, "converged": False, "error": repr(error)}
+                    entry["runs"][contestant.name] = {"name": contestant.name, "converged": False,
+                                                      "error": repr(error)}
                     status = 1
     except KeyboardInterrupt:
         print("bench: interrupted; everything it started is stopped", file=sys.stderr)

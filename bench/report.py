@@ -1,7 +1,8 @@
 """The bench's output: the table (stdout), the JSON of every figure, the plot (PNG, when matplotlib is there).
 
-Ratios come first in the table: contender time over oracle time (T/T_min), then both times, then execs
-(the sandbox's count: total, and per pod or per change), then the largest RSS of each process.
+The table has one column per contestant (the contenders in the order given, the oracle last) and one row
+per figure: times with their ratio to the oracle's in brackets (T/T_min), execs (the sandbox's count:
+total, and per pod or per change), the largest RSS, and each scenario's own figures.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import json
 import math
 from pathlib import Path
 
-COLUMNS = (("scenario", 32), ("metric", 14), ("T/T_min", 8), ("contender", 10), ("oracle", 10),
-           ("execs c / o", 15), ("per pod c / o", 15), ("RSS MB c / o", 13))
+from bench.contestants import ORACLE
+
+#: widths of the first two columns (scenario, figure); a contestant's column is as wide as its widest cell
+LABELS = (("scenario", 30), ("figure", 26))
 
 
 def _num(value, unit: str = "s") -> str:
@@ -26,11 +29,6 @@ def _ratio(c, o) -> str:
     return f"{c / o:.1f}" if c is not None and o and o > 0 else "—"
 
 
-def _pair(c, o, fmt="{:.0f}") -> str:
-    show = lambda v: "—" if v is None else fmt.format(v)  # noqa: E731
-    return f"{show(c)} / {show(o)}"
-
-
 def _get(d: dict, *keys):
     for key in keys:
         if not isinstance(d, dict) or key not in d:
@@ -39,51 +37,83 @@ def _get(d: dict, *keys):
     return d
 
 
-def rows(scenario: dict) -> list[tuple[str, ...]]:
-    c, o = scenario.get("contender") or {}, scenario.get("oracle") or {}
+def _mb(value) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
+def _execs(run: dict) -> str:
+    """Execs in all, and per pod (or per change, per join): `400 (2.0)`."""
+    if run.get("execs") is None:
+        return "—"
+    return f"{run['execs']}" + (f" ({run['execs'] / run['pods']:.1f})" if run.get("pods") else "")
+
+
+def _steady(run: dict) -> str:
+    steady = run.get("steady") or {}
+    if "cpu_percent" not in steady:
+        return "—"
+    return f"{_num(steady['cpu_percent'], '%')} / {steady['seconds']:g}s"
+
+
+def _rate(run: dict) -> str:
+    if "creations_per_second" not in run:
+        return "—"
+    return f"{run['creations_per_second']:g}+{run['deletions_per_second']:g}"
+
+
+def rows(scenario: dict, names: list[str]) -> list[tuple[str, ...]]:
+    """The table's rows for one scenario: (scenario, figure, one cell per name)."""
+    runs = [scenario["runs"].get(name) or {} for name in names]
+    oracle = scenario["runs"].get(ORACLE) or {}
     kind = scenario["kind"]
-    per = lambda r: r["execs"] / r["pods"] if r.get("pods") and r.get("execs") is not None else None  # noqa: E731
-    execs = _pair(c.get("execs"), o.get("execs"))
-    per_pod = _pair(per(c), per(o), "{:.1f}")
-    rss = _pair(c.get("rss_max_mb"), o.get("rss_max_mb"))
+
+    def timed(*keys) -> list[str]:
+        cells = []
+        for name, run in zip(names, runs):
+            value = _get(run, *keys)
+            ratio = "" if name == ORACLE or value is None else f" ({_ratio(value, _get(oracle, *keys))})"
+            cells.append(_num(value) + ratio)
+        return cells
+
+    def each(cell) -> list[str]:
+        return [cell(run) for run in runs]
+
+    figures: list[tuple[str, list[str]]] = []
     if kind == "joins":
-        metrics = [(f"join {q}", ("per_join", q)) for q in ("p50", "max")]
+        figures += [(f"join {q} (T/T_min)", timed("per_join", q)) for q in ("p50", "max")]
+        figures.append(("execs (per join)", each(_execs)))
     elif kind == "churn":
-        metrics = [(f"{what} lag {q}", (f"{what}_lag", q)) for what in ("join", "leave") for q in ("p50", "p99", "max")]
+        figures += [("achieved /s", each(_rate)), ("unsettled", each(lambda r: _num(r.get("unfinished"), "")))]
+        figures += [(f"{what} lag {q} (T/T_min)", timed(f"{what}_lag", q))
+                     for what in ("join", "leave") for q in ("p50", "p99", "max")]
+        figures.append(("execs (per change)", each(_execs)))
     else:
-        metrics = [("wired in", ("seconds",))]
-    out = []
-    if kind == "churn":
-        rate = lambda r: (f"{r['creations_per_second']:g}+{r['deletions_per_second']:g}"  # noqa: E731
-                          if "creations_per_second" in r else "—")
-        out.append((scenario["name"], "achieved /s", "", rate(c), rate(o), execs, per_pod, rss))
-        # events still unsettled after the drain: the lags below leave them out (their lag is longer)
-        out.append(("", "unsettled", "", _num(c.get("unfinished"), ""), _num(o.get("unfinished"), ""), "", "", ""))
-        execs = per_pod = rss = ""
-    for i, (label, keys) in enumerate(metrics):
-        cv, ov = _get(c, *keys), _get(o, *keys)
-        first = i == 0
-        out.append((scenario["name"] if first and not out else "", label, _ratio(cv, ov), _num(cv), _num(ov),
-                    execs if first else "", per_pod if first else "", rss if first else ""))
+        figures += [("wired in (T/T_min)", timed("seconds")), ("execs (per pod)", each(_execs))]
+    figures.append(("RSS MB, most", each(lambda r: _mb(r.get("rss_max_mb")))))
     if kind == "idle":
-        # steady state: CPU of one core, the execs it ran meanwhile (its resync), its largest RSS then
-        cs, os_ = _get(c, "steady") or {}, _get(o, "steady") or {}
-        out.append(("", "steady CPU", "", _num(cs.get("cpu_percent"), "%"), _num(os_.get("cpu_percent"), "%"),
-                    _pair(cs.get("execs"), os_.get("execs")), "", _pair(cs.get("rss_max_mb"), os_.get("rss_max_mb"))))
-    return out
+        figures += [("steady CPU / window", each(_steady)),
+                    ("steady execs", each(lambda r: _num(_get(r, "steady", "execs"), ""))),
+                    ("steady RSS MB, most", each(lambda r: _mb(_get(r, "steady", "rss_max_mb"))))]
+    if any(run.get("error") for run in runs):
+        figures.append(("failed", each(lambda r: "yes" if r.get("error") else "")))
+    return [(scenario["name"] if i == 0 else "", label, *cells) for i, (label, cells) in enumerate(figures)]
 
 
 def table(doc: dict) -> str:
-    lines = ["  ".join(name.ljust(width) for name, width in COLUMNS)]
-    lines.append("  ".join("-" * width for _, width in COLUMNS))
-    for scenario in doc["scenarios"]:
-        for row in rows(scenario):
-            lines.append("  ".join(cell.ljust(width) for cell, (_, width) in zip(row, COLUMNS)))
+    names = doc["contestants"]
+    body = [row for scenario in doc["scenarios"] for row in rows(scenario, names)]
+    widths = [w for _, w in LABELS] + [max([len(name), *(len(row[2 + i]) for row in body)])
+                                       for i, name in enumerate(names)]
+    lines = []
+    for row in ([label for label, _ in LABELS] + names, ["-" * w for w in widths], *body):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     lines.append("")
-    lines.append("T/T_min: contender seconds over oracle seconds. execs: counted by the sandbox (server side). "
-                 "per pod: execs per pod created (churn: per creation or deletion; joins: per join).")
-    lines.append("steady CPU: share of one core over the steady window (idle), with the execs run meanwhile "
-                 "and the largest RSS then.")
+    lines += [f"{name}: {template}" for name, template in doc["contenders"].items()]
+    lines.append("(T/T_min): the contender's time over the oracle's. execs: counted by the sandbox (server side), "
+                 "in brackets per pod created (churn: per creation or "
+                 "deletion; joins: per join).")
+    lines.append("steady (idle): over the window after wiring (a contender's --resync: each pod re-read once): "
+                 "CPU as a share of one core, the execs run, the largest RSS.")
     lines.append("churn: achieved creations+deletions per second (paced by what the sandbox achieves); unsettled: "
                  "joins and leaves not complete when the drain ended, left out of the lags.")
     for scenario in doc["scenarios"]:
@@ -95,7 +125,14 @@ def write_json(doc: dict, path: Path) -> None:
     path.write_text(json.dumps(doc, indent=1) + "\n")
 
 
-COLOURS = {"contender": "tab:red", "oracle": "tab:blue"}
+#: the oracle's colour; contenders take the others in order
+ORACLE_COLOUR = "tab:blue"
+COLOURS = ("tab:red", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
+
+
+def colours(names: list[str]) -> dict[str, str]:
+    others = iter(COLOURS * (1 + len(names) // len(COLOURS)))
+    return {name: ORACLE_COLOUR if name == ORACLE else next(others) for name in names}
 
 
 def plot(doc: dict, path: Path) -> bool:
@@ -114,49 +151,51 @@ def plot(doc: dict, path: Path) -> bool:
     nrows = math.ceil(len(scenarios) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(max(7.0, 5.2 * ncols), 3.9 * nrows + 0.4), squeeze=False)
     for ax, scenario in zip(axes.flat, scenarios):
-        _panel(ax, scenario)
+        _panel(ax, scenario, doc["contestants"])
     for ax in list(axes.flat)[len(scenarios):]:
         ax.axis("off")
-    fig.suptitle(f"bench {doc['date']}: contender (red) vs oracle (blue)", fontsize=11)
+    fig.suptitle(f"bench {doc['date']}: " + ", ".join(doc["contestants"]), fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
 
 
-def _panel(ax, scenario: dict) -> None:
+def _panel(ax, scenario: dict, names: list[str]) -> None:
     kind = scenario["kind"]
-    runs = [(role, scenario.get(role) or {}) for role in ("contender", "oracle")]
+    colour = colours(names)
+    runs = [(name, scenario["runs"].get(name) or {}) for name in names]
     if kind == "joins":
-        for role, run in runs:
+        for name, run in runs:
             joins = run.get("joins") or []
             ax.plot([j["members"] for j in joins], [j["seconds"] for j in joins], "o-", ms=3,
-                    color=COLOURS[role], label=role)
+                    color=colour[name], label=name)
         ax.set_xlabel("members before the join")
         ax.set_ylabel("seconds until all wired")
         ax.set_ylim(bottom=0)
     elif kind == "churn":
-        for role, run in runs:
+        for name, run in runs:
             lags = run.get("lags") or {}
             for what, marker in (("join", "o"), ("leave", "x")):
                 points = lags.get(what) or []
                 ax.scatter([t for t, _ in points], [lag for _, lag in points], s=6, marker=marker,
-                           color=COLOURS[role], alpha=0.6, label=f"{role} {what}")
+                           color=colour[name], alpha=0.6, label=f"{name} {what}")
         ax.set_ylim(bottom=0)
         ax.set_xlabel("seconds into the churn")
         ax.set_ylabel("lag (s)")
     else:
-        for role, run in runs:
+        for name, run in runs:
             timeline = run.get("timeline") or []
             ax.step([t for t, _, _ in timeline], [w for _, w, _ in timeline], where="post",
-                    color=COLOURS[role], label=f"{role}: {_num(run.get('seconds'))}")
+                    color=colour[name], label=f"{name}: {_num(run.get('seconds'))}")
         ax.set_xlabel("seconds")
         ax.set_ylabel("pods wired")
         ax.set_ylim(bottom=0)
         ax.set_xlim(left=0)
-    c, o = runs[0][1], runs[1][1]
     key = ("per_join", "p50") if kind == "joins" else ("join_lag", "p50") if kind == "churn" else ("seconds",)
-    ax.set_title(f"{scenario['name']}\nT/T_min {_ratio(_get(c, *key), _get(o, *key))}, "
-                 f"execs {_pair(c.get('execs'), o.get('execs'))}", fontsize=9)
+    oracle = scenario["runs"].get(ORACLE) or {}
+    ratios = ", ".join(f"{name} {_ratio(_get(run, *key), _get(oracle, *key))}" for name, run in runs
+                       if name != ORACLE)
+    ax.set_title(f"{scenario['name']}\nT/T_min: {ratios}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")

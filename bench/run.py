@@ -1,4 +1,4 @@
-"""One contestant (the contender or the oracle) on one fresh sandbox: every process of a measurement.
+"""One contestant (a contender or the oracle) on one fresh sandbox: every process of a measurement.
 
     with Run(scenario, contestant, workdir, label) as run:
         run.mark()                          # t = 0 of the figures and the timeline
@@ -78,10 +78,10 @@ class Run:
         self.tracker.start()
         baseline = self._wait_watches(lambda n: n >= 1, "the bench's own pod watch")
         argv = self.contestant.argv(self.sandbox.kubeconfig, self.scenario)
-        self.child = Child(self.contestant.role, argv, log=self.workdir / f"{self.contestant.role}.log")
+        self.child = Child(self.contestant.name, argv, log=self.workdir / f"{self.contestant.name}.log")
         self._exits.callback(self.child.stop)
         self.child.start()
-        self._wait_watches(lambda n: n > baseline, f"the {self.contestant.role} to watch pods")
+        self._wait_watches(lambda n: n > baseline, f"the {self.contestant.name} to watch pods")
         # A controller opens more than one watch (pods, its ConfigMap): wait until they stop coming.
         seen, quiet_since = self.sandbox.stats()["watches"], time.monotonic()
         while time.monotonic() - quiet_since < 1.0:
@@ -97,7 +97,7 @@ class Run:
         deadline = time.monotonic() + timeout
         while True:
             if self.child is not None and not self.child.alive():
-                raise RuntimeError(f"the {self.contestant.role} exited {self.child.proc.returncode} before "
+                raise RuntimeError(f"the {self.contestant.name} exited {self.child.proc.returncode} before "
                                    f"watching; see {self.child.log_path}")
             watches = self.sandbox.stats()["watches"]
             if ready(watches):
@@ -124,7 +124,7 @@ class Run:
         if now - self._last_progress >= PROGRESS:
             self._last_progress = now
             if not self.child.alive():
-                raise RuntimeError(f"the {self.contestant.role} exited {self.child.proc.returncode}; "
+                raise RuntimeError(f"the {self.contestant.name} exited {self.child.proc.returncode}; "
                                    f"see {self.child.log_path}")
             print(f"  [{self.label}] {now - self.t0:6.1f}s  wired {count.wired}/{count.total}  "
                   f"execs {self.execs()}{extra}", file=sys.stderr, flush=True)
@@ -157,7 +157,7 @@ class Run:
         self.sampler.sample()
         verification = self.poller.verify()
         return {
-            "role": self.contestant.role,
+            "name": self.contestant.name,
             "command": self.child.argv,
             "pid": self.child.pid,
             "sandbox_pid": self.sandbox.child.pid,

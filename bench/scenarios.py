@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from bench.run import SETTLE, TICK
-from kube_vxlan_controller.settings import Settings
 
 NETWORK = "vxeth0"
 ONE_NETWORK = {NETWORK: "id=100 up"}
@@ -215,9 +214,10 @@ class Churn(Scenario):
 class Idle(Scenario):
     pods: int = 1000
     networks: int = 10
-    #: the steady window: the controller's default --resync, so that it holds each pod's periodic re-read
-    #: once whatever their phases (a shorter window right after wiring catches their first wave or misses it)
-    seconds: float = Settings.resync
+    #: the steady window; None: the contestant's own --resync (contestants.py), so that it holds each pod's
+    #: periodic re-read exactly once whatever their phases (a pod's re-reads are one --resync apart, its
+    #: first within one of its start; a shorter window right after wiring catches their first wave or misses it)
+    seconds: float | None = None
     #: the oracle does nothing once everything is written (no resync): a shorter window shows it
     oracle_seconds: float = 10.0
     timeout: float = field(default=900.0, kw_only=True)
@@ -239,7 +239,10 @@ class Idle(Scenario):
         figures = self.burst(run, network=lambda i: f"net{i % self.networks}")
         if not figures["converged"]:
             return figures
-        window = self.seconds if run.contestant.role == "contender" else min(self.seconds, self.oracle_seconds)
+        if run.contestant.resync is None:  # the oracle never re-reads: a short window shows it
+            window = min(self.seconds or self.oracle_seconds, self.oracle_seconds)
+        else:
+            window = self.seconds or run.contestant.resync
         usage, execs, steady_start = run.child.usage(), run.execs(), time.monotonic()
         run.hold(window)
         run.sampler.sample()

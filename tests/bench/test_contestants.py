@@ -1,0 +1,69 @@
+"""Several contenders in one bench run (bench/contestants.py, bench/__main__.py, bench/report.py): how they are
+named and started, how long the idle scenario watches each, and the table's one column per contestant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import contenders, parser
+from bench.contestants import DEFAULT_CONTROLLER, DEFAULT_NAME, Contender, Oracle
+from bench.report import table
+from kube_vxlan_controller.settings import Settings
+
+
+def chosen(*argv: str) -> list[Contender]:
+    return contenders(parser().parse_args(list(argv)))
+
+
+def test_without_flags_the_one_contender_is_this_controller():
+    assert chosen() == [Contender(DEFAULT_CONTROLLER, DEFAULT_NAME)]
+
+
+def test_controller_stays_the_single_contender_and_comes_before_named_ones():
+    assert [c.name for c in chosen("--controller", "other run {kubeconfig}")] == [DEFAULT_NAME]
+    assert [(c.name, c.template) for c in chosen("--controller", "x {kubeconfig}", "--contender", "b=y")] == [
+        (DEFAULT_NAME, "x {kubeconfig}"), ("b", "y")]
+
+
+def test_named_contenders_keep_their_order_and_default_expands_to_the_default_template():
+    on, off = chosen("--contender", "sessions-on={default} --sessions on",
+                     "--contender", "sessions-off={default} --sessions off")
+    assert (on.name, off.name) == ("sessions-on", "sessions-off")
+    argv = on.argv(Path("/k"), None)
+    assert argv[:4] == ["kube-vxlan-controller", "run", "--kubeconfig", "/k"]
+    assert argv[-2:] == ["--sessions", "on"] and "" in argv  # --admin '' survives the shell-like split
+
+
+@pytest.mark.parametrize("argv, complaint", [
+    (["--contender", "no-template"], "NAME=TEMPLATE"),
+    (["--contender", "a b=x"], "a name is"),
+    (["--contender", "oracle=x"], "a name is"),
+    (["--contender", "a=x", "--contender", "a=y"], "must differ"),
+    (["--controller", "x", "--contender", f"{DEFAULT_NAME}=y"], "must differ"),
+])
+def test_bad_or_repeated_names_are_refused_before_anything_starts(argv, complaint):
+    with pytest.raises(SystemExit, match=complaint):
+        chosen(*argv)
+
+
+def test_the_idle_window_is_each_contenders_own_resync_and_the_oracle_has_none():
+    assert Contender().resync == Settings.resync
+    assert Contender("{default} --resync 60").resync == 60
+    assert Contender("{default} --resync=90").resync == 90
+    assert Oracle().resync is None
+
+
+def test_the_table_has_a_column_per_contestant_with_ratios_to_the_oracle():
+    runs = {"on": {"seconds": 2.0, "execs": 10, "pods": 5, "rss_max_mb": 60.0},
+            "off": {"seconds": 3.0, "execs": 20, "pods": 5, "rss_max_mb": 61.0},
+            "oracle": {"seconds": 1.0, "execs": 10, "pods": 5, "rss_max_mb": 50.0}}
+    doc = {"contestants": ["on", "off", "oracle"], "contenders": {"on": "a", "off": "b"},
+           "scenarios": [{"kind": "burst", "name": "burst 0→5, 0 ms", "minimal": "10", "runs": runs}]}
+    header, _, wired, execs, rss, *_ = table(doc).splitlines()
+    assert header.split()[-3:] == ["on", "off", "oracle"]
+    assert wired.split("  ")[0] == "burst 0→5, 0 ms"
+    assert "2.00s (2.0)" in wired and "3.00s (3.0)" in wired and wired.rstrip().endswith("1.00s")
+    assert "10 (2.0)" in execs and "20 (4.0)" in execs
+    assert rss.split()[-3:] == ["60", "61", "50"]
