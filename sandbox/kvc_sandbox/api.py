@@ -128,12 +128,16 @@ class Api:
         self._random = random.Random()
         #: the open watch handlers, ended on shutdown.
         self.watches: set[asyncio.Task] = set()
-        #: execs accepted (websocket upgraded), by container name and by user, since the sandbox started.
+        #: execs accepted (websocket upgraded), by container name, by user and by pod (`namespace/name`),
+        #: since the sandbox started: a long-lived exec counts once, when it is opened.
         self.exec_counts: collections.Counter[str] = collections.Counter()
         self.exec_users: collections.Counter[str] = collections.Counter()
-        #: execs running now (upgraded, command not ended) by user, and the most users ever at once.
+        self.exec_pods: collections.Counter[str] = collections.Counter()
+        #: execs running now (upgraded, command not ended) by user, the most users ever at once, and the
+        #: most execs ever open at once.
         self.exec_running: collections.Counter[str] = collections.Counter()
         self.most_exec_users = 0
+        self.most_execs_open = 0
         #: the last EXEC_LOG execs, oldest first: {namespace, pod, container, argv, stdin}
         self.exec_log: collections.deque[dict] = collections.deque(maxlen=EXEC_LOG)
         #: PATCH requests by (resource, subresource or "", namespace, name)
@@ -247,10 +251,12 @@ class Api:
         return respond(f.snapshot())
 
     async def stats_endpoint(self, request: web.Request) -> web.Response:
-        """`execs`: {total, by_container, by_user} accepted since start, and `most_users_at_once`: the most
-        users whose execs ran at the same time (from the upgrade to the command's end: two controllers
-        that both exec'd at once make it 2); `watches`: watch streams open now; `netns`: pod UID → the
-        name of its network namespace (under /run/netns), for tools that read the kernel."""
+        """`execs`: {total, by_container, by_user, by_pod (`namespace/name`)} accepted since start (a
+        long-lived exec, such as a session, counts once: when it is opened), `open`: running now (from the
+        upgrade to the command's end) and `most_open`: the most ever open at once, and `most_users_at_once`:
+        the most users whose execs ran at the same time (two controllers that both exec'd at once make it
+        2); `watches`: watch streams open now; `netns`: pod UID → the name of its network namespace (under
+        /run/netns), for tools that read the kernel."""
         netns = {}
         for pod in self.store.list(PODS):
             m = pod["metadata"]
@@ -258,7 +264,9 @@ class Api:
             if name is not None:
                 netns[m["uid"]] = name
         return respond({"execs": {"total": sum(self.exec_counts.values()), "by_container": dict(self.exec_counts),
-                                  "by_user": dict(self.exec_users), "most_users_at_once": self.most_exec_users},
+                                  "by_user": dict(self.exec_users), "by_pod": dict(self.exec_pods),
+                                  "open": sum(self.exec_running.values()), "most_open": self.most_execs_open,
+                                  "most_users_at_once": self.most_exec_users},
                         "watches": len(self.watches), "netns": netns})
 
     async def execs_endpoint(self, request: web.Request) -> web.Response:
@@ -633,6 +641,7 @@ class Api:
         user = request[USER].name
         self.exec_counts[container.name] += 1
         self.exec_users[user] += 1
+        self.exec_pods[f"{target.namespace}/{target.name}"] += 1
         record = {"namespace": target.namespace, "pod": target.name, "container": container.name, "argv": argv,
                   "stdin": ""}
         self.exec_log.append(record)
@@ -648,6 +657,7 @@ class Api:
 
         self.exec_running[user] += 1
         self.most_exec_users = max(self.most_exec_users, sum(1 for n in self.exec_running.values() if n))
+        self.most_execs_open = max(self.most_execs_open, sum(self.exec_running.values()))
         try:
             return await execws.serve_exec(
                 request, container=runner, argv=argv, stdin=_flag(q.get("stdin")),

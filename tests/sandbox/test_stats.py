@@ -36,7 +36,8 @@ def run(core, name: str, container: str, argv: list[str]) -> None:
 
 def test_stats_count_execs_by_container_and_map_pods_to_their_network_namespaces(sandbox, core):
     before = stats(sandbox)
-    assert before["execs"] == {"total": 0, "by_container": {}, "by_user": {}, "most_users_at_once": 0}
+    assert before["execs"] == {"total": 0, "by_container": {}, "by_user": {}, "by_pod": {}, "open": 0,
+                               "most_open": 0, "most_users_at_once": 0}
     pod = core.create_namespaced_pod("default", pod_manifest("p"))
     wait_for(lambda: running(core, "p", AGENT_INIT), what="the init agent to run")
     run(core, "p", AGENT_INIT, ["kill", "-TERM", "1"])
@@ -45,8 +46,29 @@ def test_stats_count_execs_by_container_and_map_pods_to_their_network_namespaces
     run(core, "p", AGENT, ["true"])
     after = stats(sandbox)
     assert after["execs"] == {"total": 3, "by_container": {AGENT_INIT: 1, AGENT: 2}, "by_user": {"sandbox-admin": 3},
-                              "most_users_at_once": 1}
+                              "by_pod": {"default/p": 3}, "open": 0, "most_open": 1, "most_users_at_once": 1}
     assert after["netns"] == {pod.metadata.uid: sandbox.pod_netns("default", "p")}
+
+
+def test_a_long_lived_exec_counts_once_by_its_pod_and_is_open_until_its_command_ends(sandbox, core):
+    for name in ("a", "b"):
+        core.create_namespaced_pod("default", pod_manifest(name, init=[]))
+        wait_for(lambda: running(core, name, AGENT), what=f"{name}'s agent to run")
+    session = open_exec(core, "a", ["sh", "-c", "while read line; do echo $line; done"], container=AGENT, stdin=True)
+    try:
+        wait_for(lambda: stats(sandbox)["execs"]["open"] == 1, what="the session to be counted open")
+        for line in ("one", "two", "three"):  # requests over the session are not execs
+            session.write_stdin(f"{line}\n")
+        run(core, "b", AGENT, ["true"])
+        execs = stats(sandbox)["execs"]
+        assert (execs["total"], execs["by_pod"], execs["open"]) == (2, {"default/a": 1, "default/b": 1}, 1)
+        assert execs["most_open"] == 2  # b's exec ran while the session was open
+    finally:
+        session.close_channel(0)
+        session.run_forever(timeout=10)
+        close(session)
+    wait_for(lambda: stats(sandbox)["execs"]["open"] == 0, what="the session's end to be counted")
+    assert stats(sandbox)["execs"]["total"] == 2
 
 
 def test_stats_count_open_watches(sandbox):
