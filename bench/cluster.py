@@ -83,8 +83,9 @@ class SandboxServer:
     def stats(self) -> dict:
         return self._control("/sandbox/stats")
 
-    def execs(self) -> int:
-        return self.stats()["execs"]["total"]
+    def execs(self) -> dict:
+        """The execs the sandbox counted (`total`, `by_pod`, `open`, `most_open`, …: `GET /sandbox/stats`)."""
+        return self.stats()["execs"]
 
     def stop(self) -> None:
         """Stop the sandbox; make sure none of its namespaces is left (it removes them itself on SIGTERM;

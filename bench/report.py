@@ -13,8 +13,6 @@ from pathlib import Path
 
 from bench.contestants import ORACLE
 
-#: widths of the first two columns (scenario, figure); a contestant's column is as wide as its widest cell
-LABELS = (("scenario", 30), ("figure", 26))
 
 
 def _num(value, unit: str = "s") -> str:
@@ -46,6 +44,23 @@ def _execs(run: dict) -> str:
     if run.get("execs") is None:
         return "—"
     return f"{run['execs']}" + (f" ({run['execs'] / run['pods']:.1f})" if run.get("pods") else "")
+
+
+def _joins_split(run: dict) -> str:
+    """Execs per join into the newcomer / into the members, averaged over the joins."""
+    joins = run.get("joins") or []
+    if not joins:
+        return "—"
+    newcomer = sum(j["execs_newcomer"] for j in joins) / len(joins)
+    members = sum(j["execs_members"] for j in joins) / len(joins)
+    return f"{newcomer:.1f} / {members:.1f}"
+
+
+def _open(run: dict) -> str:
+    steady = run.get("steady") or {}
+    if "open_execs_end" not in steady:
+        return "—"
+    return f"{steady['open_execs_end']} / {steady['open_execs_peak']}"
 
 
 def _steady(run: dict) -> str:
@@ -81,7 +96,7 @@ def rows(scenario: dict, names: list[str]) -> list[tuple[str, ...]]:
     figures: list[tuple[str, list[str]]] = []
     if kind == "joins":
         figures += [(f"join {q} (T/T_min)", timed("per_join", q)) for q in ("p50", "max")]
-        figures.append(("execs (per join)", each(_execs)))
+        figures += [("execs (per join)", each(_execs)), ("per join: newcomer / members", each(_joins_split))]
     elif kind == "churn":
         figures += [("achieved /s", each(_rate)), ("unsettled", each(lambda r: _num(r.get("unfinished"), "")))]
         figures += [(f"{what} lag {q} (T/T_min)", timed(f"{what}_lag", q))
@@ -93,7 +108,8 @@ def rows(scenario: dict, names: list[str]) -> list[tuple[str, ...]]:
     if kind == "idle":
         figures += [("steady CPU / window", each(_steady)),
                     ("steady execs", each(lambda r: _num(_get(r, "steady", "execs"), ""))),
-                    ("steady RSS MB, most", each(lambda r: _mb(_get(r, "steady", "rss_max_mb"))))]
+                    ("steady RSS MB, most", each(lambda r: _mb(_get(r, "steady", "rss_max_mb")))),
+                    ("open execs end / peak", each(_open))]
     if any(run.get("error") for run in runs):
         figures.append(("failed", each(lambda r: "yes" if r.get("error") else "")))
     return [(scenario["name"] if i == 0 else "", label, *cells) for i, (label, cells) in enumerate(figures)]
@@ -101,19 +117,22 @@ def rows(scenario: dict, names: list[str]) -> list[tuple[str, ...]]:
 
 def table(doc: dict) -> str:
     names = doc["contestants"]
+    header = ("scenario", "figure", *names)
     body = [row for scenario in doc["scenarios"] for row in rows(scenario, names)]
-    widths = [w for _, w in LABELS] + [max([len(name), *(len(row[2 + i]) for row in body)])
-                                       for i, name in enumerate(names)]
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
     lines = []
-    for row in ([label for label, _ in LABELS] + names, ["-" * w for w in widths], *body):
+    for row in (header, ["-" * w for w in widths], *body):
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     lines.append("")
     lines += [f"{name}: {template}" for name, template in doc["contenders"].items()]
     lines.append("(T/T_min): the contender's time over the oracle's. execs: counted by the sandbox (server side), "
-                 "in brackets per pod created (churn: per creation or "
+                 "a long-lived exec once, when it is opened; in brackets per pod created (churn: per creation or "
                  "deletion; joins: per join).")
+    lines.append("per join: newcomer / members: execs into the joining pod, and into the pods already there, "
+                 "per join.")
     lines.append("steady (idle): over the window after wiring (a contender's --resync: each pod re-read once): "
-                 "CPU as a share of one core, the execs run, the largest RSS.")
+                 "CPU as a share of one core, the execs run, the largest RSS; open execs: running at the "
+                 "window's end / the most at once since the sandbox started (a long-lived session counts).")
     lines.append("churn: achieved creations+deletions per second (paced by what the sandbox achieves); unsettled: "
                  "joins and leaves not complete when the drain ended, left out of the lags.")
     for scenario in doc["scenarios"]:

@@ -113,7 +113,12 @@ class Run:
         return self.t0
 
     def execs(self) -> int:
-        return self.sandbox.execs()
+        """Execs the sandbox accepted so far."""
+        return self.sandbox.execs()["total"]
+
+    def execs_by_pod(self) -> dict[str, int]:
+        """Execs the sandbox accepted so far, by pod name (the bench's pods share one namespace)."""
+        return {key.partition("/")[2]: n for key, n in self.sandbox.execs()["by_pod"].items()}
 
     def tick(self, extra: str = ""):
         """Compare once, extend the timeline, and print a progress line every few seconds."""
@@ -153,7 +158,7 @@ class Run:
 
     def figures(self) -> dict:
         """What every run reports besides its scenario's own figures (read before leaving the run)."""
-        stats = self.sandbox.stats()["execs"]
+        stats = self.sandbox.execs()
         self.sampler.sample()
         verification = self.poller.verify()
         return {

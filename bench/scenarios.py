@@ -123,12 +123,15 @@ class Joins(Scenario):
         run.mark()
         joins = []
         for k in range(self.joins):
-            before, start = run.execs(), time.monotonic()
-            run.api.create([(f"j{k}", NETWORK)])
+            name, before, start = f"j{k}", run.execs_by_pod(), time.monotonic()
+            run.api.create([(name, NETWORK)])
             done = run.wait_wired(base + k + 1, self.timeout)
             run.hold(0.5)  # what the join still sets off is the join's
-            joins.append({"members": base + k, "seconds": _seconds(done, start), "execs": run.execs() - before,
-                          "minimal": 2 + base + k})
+            after = run.execs_by_pod()
+            execs = sum(after.values()) - sum(before.values())
+            newcomer = after.get(name, 0) - before.get(name, 0)
+            joins.append({"members": base + k, "seconds": _seconds(done, start), "execs": execs,
+                          "execs_newcomer": newcomer, "execs_members": execs - newcomer, "minimal": 2 + base + k})
             if done is None:
                 break
         seconds = [j["seconds"] for j in joins if j["seconds"] is not None]
@@ -243,12 +246,15 @@ class Idle(Scenario):
             window = min(self.seconds or self.oracle_seconds, self.oracle_seconds)
         else:
             window = self.seconds or run.contestant.resync
-        usage, execs, steady_start = run.child.usage(), run.execs(), time.monotonic()
+        usage, execs, steady_start = run.child.usage(), run.sandbox.execs(), time.monotonic()
         run.hold(window)
         run.sampler.sample()
-        after = run.child.usage()
+        after, execs_after = run.child.usage(), run.sandbox.execs()
         rss = [u.rss_bytes for t, u in run.sampler.samples if t >= steady_start]
         return {**figures,
                 "steady": {"seconds": window, "cpu_seconds": round(after.cpu_seconds - usage.cpu_seconds, 2),
                            "cpu_percent": round(100 * (after.cpu_seconds - usage.cpu_seconds) / window, 1),
-                           "execs": run.execs() - execs, "rss_max_mb": round(max(rss, default=0) / 2**20, 1)}}
+                           "execs": execs_after["total"] - execs["total"],
+                           "rss_max_mb": round(max(rss, default=0) / 2**20, 1),
+                           "open_execs_start": execs["open"], "open_execs_end": execs_after["open"],
+                           "open_execs_peak": execs_after["most_open"]}}

@@ -9,7 +9,7 @@ import pytest
 
 from bench.__main__ import contenders, parser
 from bench.contestants import DEFAULT_CONTROLLER, DEFAULT_NAME, Contender, Oracle
-from bench.report import table
+from bench.report import rows, table
 from kube_vxlan_controller.settings import Settings
 
 
@@ -67,3 +67,16 @@ def test_the_table_has_a_column_per_contestant_with_ratios_to_the_oracle():
     assert "2.00s (2.0)" in wired and "3.00s (3.0)" in wired and wired.rstrip().endswith("1.00s")
     assert "10 (2.0)" in execs and "20 (4.0)" in execs
     assert rss.split()[-3:] == ["60", "61", "50"]
+
+
+def test_the_idle_rows_show_each_contenders_window_and_the_execs_open_at_its_end_and_at_most():
+    steady = {"seconds": 300.0, "cpu_percent": 4.4, "execs": 1000, "rss_max_mb": 142.0,
+              "open_execs_start": 1000, "open_execs_end": 1000, "open_execs_peak": 1003}
+    runs = {"on": {"seconds": 90.0, "execs": 2000, "pods": 1000, "steady": steady},
+            "oracle": {"seconds": 97.0, "execs": 2000, "pods": 1000,
+                       "steady": {**steady, "seconds": 10.0, "cpu_percent": 0.0, "open_execs_end": 0}}}
+    scenario = {"kind": "idle", "name": "idle 1000 pods, 10 nets", "minimal": "2000", "runs": runs}
+    figures = {label: cells for _, label, *cells in rows(scenario, ["on", "oracle"])}
+    assert figures["wired in (T/T_min)"] == ["90.00s (0.9)", "97.00s"]
+    assert figures["steady CPU / window"] == ["4.40% / 300s", "0.00% / 10s"]
+    assert figures["open execs end / peak"] == ["1000 / 1003", "0 / 1003"]
