@@ -39,6 +39,10 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--controller", metavar="TEMPLATE",
@@ -54,7 +58,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--joins-into", type=int, default=100)
     p.add_argument("--joins", type=int, default=20)
     p.add_argument("--churn-pods", type=int, default=200)
-    p.add_argument("--churn-rate", type=float, default=20.0, help="creations (and deletions) per second")
+    p.add_argument("--churn-rates", type=_floats, default=[20.0, 40.0],
+                   help="creations (and deletions) per second asked for, one churn scenario each: the default "
+                        "rate and twice it (the sandbox paces them to what it achieves; default: %(default)s)")
     p.add_argument("--churn-seconds", type=float, default=60.0)
     p.add_argument("--idle-pods", type=int, default=1000)
     p.add_argument("--idle-networks", type=int, default=10)
@@ -75,7 +81,7 @@ def scenarios(args) -> list:
         elif kind == "joins":
             chosen.append(Joins(into=args.joins_into, joins=args.joins))
         elif kind == "churn":
-            chosen.append(Churn(pods=args.churn_pods, rate=args.churn_rate, seconds=args.churn_seconds))
+            chosen += [Churn(pods=args.churn_pods, rate=rate, seconds=args.churn_seconds) for rate in args.churn_rates]
         elif kind == "idle":
             chosen.append(Idle(pods=args.idle_pods, networks=args.idle_networks, seconds=args.idle_seconds))
         else:

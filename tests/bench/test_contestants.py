@@ -1,5 +1,6 @@
 """Several contenders in one bench run (bench/contestants.py, bench/__main__.py, bench/report.py): how they are
-named and started, how long the idle scenario watches each, and the table's one column per contestant."""
+named and started, how long the idle scenario watches each, the churn rates, and the table's one column per
+contestant."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import contenders, parser
+from bench.__main__ import contenders, parser, scenarios
 from bench.contestants import DEFAULT_CONTROLLER, DEFAULT_NAME, Contender, Oracle
 from bench.report import rows, table
 from kube_vxlan_controller.settings import Settings
@@ -80,3 +81,10 @@ def test_the_idle_rows_show_each_contenders_window_and_the_execs_open_at_its_end
     assert figures["wired in (T/T_min)"] == ["90.00s (0.9)", "97.00s"]
     assert figures["steady CPU / window"] == ["4.40% / 300s", "0.00% / 10s"]
     assert figures["open execs end / peak"] == ["1000 / 1003", "0 / 1003"]
+
+
+def test_churn_runs_once_per_asked_rate_the_default_and_twice_it():
+    churns = scenarios(parser().parse_args(["--scenarios", "churn"]))
+    assert [c.rate for c in churns] == [20.0, 40.0]
+    assert len({c.name for c in churns}) == 2
+    assert [c.rate for c in scenarios(parser().parse_args(["--scenarios", "churn", "--churn-rates", "5"]))] == [5.0]
