@@ -65,11 +65,11 @@ test: venv deps lint test-images
 demo: venv deps
 	$(BIN)/kube-vxlan-sandbox demo
 
-# The README's figures: every scenario, the contenders (this controller by default) against the oracle
-# (root; about 15 min on 2 cores with one contender, some 10 more for each further one). BENCH_CONTENDERS: the
-# named contenders (`--contender NAME=TEMPLATE` each; docs/benchmarks.md).
+# The README's figures: every scenario, the contenders (this controller, sessions on and off) against the oracle
+# (root; about 30 min on 2 cores when quiet, some 10 more for each further contender). BENCH_CONTENDERS: the named
+# contenders (`--contender NAME=TEMPLATE` each; docs/benchmarks.md); empty: this controller with its defaults.
 # Table on stdout; bench/out/bench.json and bench/out/bench.png.
-BENCH_CONTENDERS ?=
+BENCH_CONTENDERS ?= --contender 'sessions-on={default} --sessions on' --contender 'sessions-off={default} --sessions off'
 bench: venv deps
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench --out bench/out $(BENCH_CONTENDERS)
