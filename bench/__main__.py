@@ -27,7 +27,7 @@ from pathlib import Path
 from loguru import logger
 
 from bench import report
-from bench.contestants import DEFAULT_CONTROLLER, DEFAULT_NAME, Contender, Oracle
+from bench.contestants import DEFAULT_CONTROLLER, DEFAULT_NAME, SESSION_ORACLE, Contender, Oracle
 from bench.run import Run
 from bench.scenarios import Burst, Churn, Idle, Joins
 from kube_vxlan_controller.settings import Settings
@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--contender", action="append", default=[], metavar="NAME=TEMPLATE",
                    help="a named contender, again for more (after --controller's, if given); in TEMPLATE "
                         "{default} is the default command template, {kubeconfig} the sandbox's kubeconfig")
+    p.add_argument("--session-oracle", action="store_true",
+                   help=f"also measure the session oracle ({SESSION_ORACLE!r}: the oracle with each pod's fdb "
+                        "batches over one long-lived exec), after the contenders")
     p.add_argument("--scenarios", default=",".join(KINDS), help="which, in order (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("bench/out"), help="where bench.json and bench.png go")
     p.add_argument("--burst-pods", type=_ints, default=[50, 200])
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     chosen = scenarios(args)
     rivals = contenders(args)
-    contestants = [*rivals, Oracle()]
+    contestants = [*rivals, *([Oracle(sessions=True)] if args.session_oracle else []), Oracle()]
     args.out.mkdir(parents=True, exist_ok=True)
     logs = args.out / "logs" if args.keep_logs else Path(tempfile.mkdtemp(prefix="kvc-bench-"))
     started = time.monotonic()

@@ -1,10 +1,11 @@
-"""Who is measured: contenders (any controller, each from a named command template) and the oracle (oracle.py).
+"""Who is measured: contenders (any controller, each from a named command template), the oracle (oracle.py)
+and, when asked for, the session oracle.
 
     --contender 'sessions-on={default} --sessions on'     # NAME=TEMPLATE; {default}: DEFAULT_CONTROLLER
     --controller TEMPLATE                                 # one contender, named "contender"
 
 A name is what the table's column and bench.json's entry are called (and the run's log file): letters,
-digits, `.`, `_`, `-`; "oracle" is the oracle's.
+digits, `.`, `_`, `-`; "oracle" and "session-oracle" are the oracles'.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ DEFAULT_CONTROLLER = ("kube-vxlan-controller run --kubeconfig {kubeconfig} --nam
 #: the name of the contender `--controller` gives (and of the default one)
 DEFAULT_NAME = "contender"
 ORACLE = "oracle"
+SESSION_ORACLE = "session-oracle"
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
@@ -44,8 +46,8 @@ class Contender:
         name, sep, template = text.partition("=")
         if not sep or not template.strip():
             raise ValueError(f"{text!r}: give NAME=TEMPLATE")
-        if not _NAME.fullmatch(name) or name == ORACLE:
-            raise ValueError(f"{name!r}: a name is 1-32 of [A-Za-z0-9_.-], and not {ORACLE!r}")
+        if not _NAME.fullmatch(name) or name in (ORACLE, SESSION_ORACLE):
+            raise ValueError(f"{name!r}: a name is 1-32 of [A-Za-z0-9_.-], and not {ORACLE!r} or {SESSION_ORACLE!r}")
         return cls(template, name)
 
     def argv(self, kubeconfig: Path, scenario) -> list[str]:
@@ -62,11 +64,18 @@ class Contender:
 
 @dataclass(frozen=True)
 class Oracle:
-    name: str = ORACLE
+    """The oracle (oracle.py): one exec per fdb batch, what ratios are taken against; with `sessions`, the
+    session oracle, its batches over one long-lived exec per pod."""
+
+    sessions: bool = False
     #: it never re-reads
     resync: None = None
+
+    @property
+    def name(self) -> str:
+        return SESSION_ORACLE if self.sessions else ORACLE
 
     def argv(self, kubeconfig: Path, scenario) -> list[str]:
         return [sys.executable, "-m", "bench.oracle", "--kubeconfig", str(kubeconfig),
                 "--configmap", json.dumps(scenario.configmap), "--expect", str(scenario.expect),
-                "--coalesce", str(scenario.coalesce)]
+                "--coalesce", str(scenario.coalesce), *(["--sessions"] if self.sessions else [])]

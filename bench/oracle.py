@@ -23,11 +23,19 @@ The minimal exec set it issues (what the bench's output calls minimal):
   seconds before its exec (a newcomer's own batch does not), so the changes of that window share one
   exec: what a controller's coalescing window (ours: `--coalesce`, 0.1 s) buys, without the reads.
 
+With `--sessions` (the session oracle) each member's fdb batches go over one long-lived exec into its
+sidecar (a session), opened by its first batch and kept open: the controller's own `Sidecar`
+(sidecar.py, over `k8s.sessions`), so a batch after the first costs no exec; a session that ends is
+reopened by the next batch, and a pod that cannot keep one gets one exec per batch. Per pod: the setup
+and the session, 2 execs; a join costs the newcomer's 2 and none in the members. Without it, the same
+`Sidecar` with sessions off: one exec per batch.
+
 It prints one JSON line whenever everything it knows of is written (`{"idle": …, "execs": …}`); the
 bench reads convergence from the kernel, not from these lines.
 
 Concurrency contract: the watch thread calls `on_event`; 32 worker threads run execs; all state is
-guarded by one lock, never held across an exec.
+guarded by one lock, never held across an exec. A member's `Sidecar` is used by one worker at a time
+(the member is busy meanwhile) and closed by the worker that finds its member gone, or at the end.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from kube_vxlan_controller.k8s.errors import K8sError, PodGone
 from kube_vxlan_controller.k8s.execs import Executor
 from kube_vxlan_controller.k8s.pods import PodChanged, PodDeleted, PodsListed, PodStream
 from kube_vxlan_controller.model import Pod
+from kube_vxlan_controller.sidecar import Sidecar
 
 ANNOTATION = "vxlan.openvnf.org/networks"
 INIT_AGENT, AGENT = "vxlan-controller-agent-init", "vxlan-controller-agent"
@@ -61,6 +70,8 @@ class Member:
     pod: Pod
     #: network → interface
     devices: dict[str, str]
+    #: its way into its sidecar agent: over a session, or one exec per batch
+    sidecar: Sidecar
     #: interface → peer IPs in its fdb (the oracle is the only writer)
     written: dict[str, frozenset[str]] = field(default_factory=dict)
     busy: bool = False
@@ -68,9 +79,9 @@ class Member:
 
 class Oracle:
     def __init__(self, executor: Executor, configmap: dict[str, str], expect: int, *, workers: int = 32,
-                 exec_timeout: int = 11, coalesce: float = 0.0) -> None:
+                 exec_timeout: int = 11, coalesce: float = 0.0, sessions: bool = False) -> None:
         self.executor, self.configmap, self.expect, self.exec_timeout = executor, configmap, expect, exec_timeout
-        self.coalesce = coalesce
+        self.coalesce, self.sessions = coalesce, sessions
         self._due: dict[str, float] = {}  # member → when its peers' changes may be sent (with coalesce)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oracle-exec")
@@ -114,7 +125,9 @@ class Oracle:
             self._setups_running += 1
             self._pool.submit(self._setup, pod, specs)
         if pod.agent_running and pod.ip and pod.uid not in self.members and specs:
-            member = self.members[pod.uid] = Member(pod, {spec.network: spec.name for spec in specs})
+            member = self.members[pod.uid] = Member(
+                pod, {spec.network: spec.name for spec in specs},
+                Sidecar(self.executor, container=AGENT, timeout=self.exec_timeout, sessions=self.sessions))
             for network in member.devices:
                 peers = self._networks.setdefault(network, set())
                 self._changed(peers)
@@ -130,6 +143,8 @@ class Oracle:
         member = self.members.pop(uid, None)
         if member is None:
             return
+        if not member.busy:  # else the worker writing to it closes it when done
+            member.sidecar.close()
         for network in member.devices:
             peers = self._networks.get(network, set())
             peers.discard(uid)
@@ -206,7 +221,9 @@ class Oracle:
         pod = member.pod
         written = True
         try:
-            result = self._run(pod, AGENT, agent.batch_argv("bridge", self.exec_timeout), diff.batch())
+            result, execs = member.sidecar.ask(pod, "fdb", diff.batch())
+            with self._lock:
+                self.execs += execs
             if not result.ok:  # -force: every line ran; a failed `del` was of an entry already gone
                 logger.warning("oracle: fdb batch in {} exited {}: {}", pod.key, result.exit_code, result.stderr)
         except PodGone:
@@ -220,9 +237,12 @@ class Oracle:
             if written:
                 member.written = {dev: ips for dev, ips in desired.items() if ips}
             member.busy = False
+            left = self.members.get(pod.uid) is not member
             self._writing -= 1
             self._dirty.add(pod.uid)
             self._kick()
+        if left:
+            member.sidecar.close()
 
     def tick(self, stop: threading.Event) -> None:
         """With a coalescing window: send what became due, every few milliseconds, until `stop`."""
@@ -236,6 +256,8 @@ class Oracle:
 
     def stop(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        for member in self.members.values():
+            member.sidecar.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exec-deadline", type=float, default=10.0)
     parser.add_argument("--coalesce", type=float, default=0.0,
                         help="seconds a member changed by its peers waits before its fdb exec (default: none)")
+    parser.add_argument("--sessions", action="store_true",
+                        help="each member's fdb batches over one long-lived exec into its sidecar (a session)")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logger.remove()
@@ -254,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = connect(args.kubeconfig, namespace="kube-system")
     executor = Executor(cluster, deadline=args.exec_deadline, max_concurrent=args.max_concurrent_execs)
     oracle = Oracle(executor, json.loads(args.configmap), args.expect, workers=args.max_concurrent_execs,
-                    exec_timeout=int(args.exec_deadline) + 1, coalesce=args.coalesce)
+                    exec_timeout=int(args.exec_deadline) + 1, coalesce=args.coalesce, sessions=args.sessions)
     stream = PodStream(cluster, label_selector="vxlan.openvnf.org=true", on_event=oracle.on_event)
     stop = threading.Event()
 

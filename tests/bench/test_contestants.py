@@ -11,6 +11,7 @@ import pytest
 from bench.__main__ import contenders, parser, scenarios
 from bench.contestants import DEFAULT_CONTROLLER, DEFAULT_NAME, Contender, Oracle
 from bench.report import rows, table
+from bench.scenarios import Burst
 from kube_vxlan_controller.settings import Settings
 
 
@@ -41,6 +42,7 @@ def test_named_contenders_keep_their_order_and_default_expands_to_the_default_te
     (["--contender", "no-template"], "NAME=TEMPLATE"),
     (["--contender", "a b=x"], "a name is"),
     (["--contender", "oracle=x"], "a name is"),
+    (["--contender", "session-oracle=x"], "a name is"),
     (["--contender", "a=x", "--contender", "a=y"], "must differ"),
     (["--controller", "x", "--contender", f"{DEFAULT_NAME}=y"], "must differ"),
 ])
@@ -53,7 +55,14 @@ def test_the_idle_window_is_each_contenders_own_resync_and_the_oracle_has_none()
     assert Contender().resync == Settings.resync
     assert Contender("{default} --resync 60").resync == 60
     assert Contender("{default} --resync=90").resync == 90
-    assert Oracle().resync is None
+    assert Oracle().resync is None and Oracle(sessions=True).resync is None
+
+
+def test_the_session_oracle_is_the_oracle_asked_to_keep_sessions():
+    assert (Oracle().name, Oracle(sessions=True).name) == ("oracle", "session-oracle")
+    scenario = Burst(5)
+    assert "--sessions" not in Oracle().argv(Path("/k"), scenario)
+    assert Oracle(sessions=True).argv(Path("/k"), scenario)[-1] == "--sessions"
 
 
 def test_the_table_has_a_column_per_contestant_with_ratios_to_the_oracle():
