@@ -1,13 +1,14 @@
 """Benchmarks side by side: contender controllers against the oracle (the minimal exec set), as root.
 
-    .venv/bin/python -m bench [--controller TEMPLATE | --contender NAME=TEMPLATE …]
+    .venv/bin/python -m bench [--controller TEMPLATE | --contender NAME=TEMPLATE …] [--session-oracle]
                               [--scenarios burst,joins,churn,idle] [--out DIR]
 
-Every scenario runs for each contender in the order given, then for the oracle, each on a fresh sandbox
-and on the same sizes and rates; the sandbox, the poller and the contestant are processes of their own
-(see run.py). Prints a progress line every few seconds, then the table on stdout (one column per
-contestant); writes DIR/bench.json (every figure, one entry per contestant) and DIR/bench.png (one panel
-per scenario, when matplotlib is installed: the `bench` extra). Asserts nothing about speed.
+Every scenario runs for each contender in the order given, then for the session oracle when asked for,
+then for the oracle, each on a fresh sandbox and on the same sizes and rates; the sandbox, the poller and
+the contestant are processes of their own (see run.py). Prints a progress line every few seconds, then
+the table on stdout (one column per contestant); writes DIR/bench.json (every figure, one entry per
+contestant) and DIR/bench.png (one panel per scenario, when matplotlib is installed: the `bench` extra).
+Asserts nothing about speed.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One contestant (a contender or the oracle) on one fresh sandbox: every process of a measurement.
+"""One contestant (a contender or an oracle) on one fresh sandbox: every process of a measurement.
 
     with Run(scenario, contestant, workdir, label) as run:
         run.mark()                          # t = 0 of the figures and the timeline
