@@ -1,15 +1,18 @@
 """What N open exec sessions cost (docs/sessions.md): the sandbox server, the exec'd processes, the client.
 
     sudo .venv/bin/python -m bench.sessioncost [--steps 0,100,500,1000] [--workers 32]
+    sudo .venv/bin/python -m bench.sessioncost --runtime docker --pods 20 --steps 0,100,200,400
 
-Starts `kube-vxlan-sandbox serve --tls` (netns runtime, one node), creates max(steps) pods with one
-container `vxlan-controller-agent`, then runs a client process twice (glibc's default arenas, then
-MALLOC_ARENA_MAX=2). The client opens long-lived execs over HTTPS with the official client, from
-`--workers` threads with one ApiClient each, up to each step, holding them; at each step the sandbox
-server and the exec'd processes are measured. Then one request goes over every session (a line out, its
-echo back), and every session is closed. Output: one JSON line per step, then the cost of one more
-session. The sandbox's own SIGTERM handling removes pods, namespaces and processes; the script checks
-that no exec'd process and no namespace of its sandbox is left.
+Starts `kube-vxlan-sandbox serve --tls` (netns runtime by default, one node), creates `--pods` pods
+(default: as many as the last step) with one container `vxlan-controller-agent`, then runs a client
+process twice (glibc's default arenas, then MALLOC_ARENA_MAX=2). The client opens long-lived execs over
+HTTPS with the official client, from `--workers` threads with one ApiClient each, up to each step,
+holding them (round the pods when there are fewer pods than sessions). At each step the sandbox server
+and the exec'd processes are measured, and with the docker runtime also dockerd, containerd and the
+pods' containers' shims. Then one request goes over every session (a line out, its echo back), and
+every session is closed. Output: one JSON line per step, then the cost of one more session. The
+sandbox's own SIGTERM handling removes pods, namespaces, processes and containers; the script checks
+that no exec'd process and no network namespace of its sandbox is left.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def run_client(kubeconfig: str, steps: list[int], workers: int) -> None:
         sessions = []
         for n in steps:
             t = time.monotonic()
-            sessions += pool.map(open_session, pods[len(sessions):n])
+            sessions += pool.map(open_session, [pods[i % len(pods)] for i in range(len(sessions), n)])
             opened = time.monotonic() - t
             gc.collect()
             say(open=len(sessions), client_rss_kb=rss_kb(), open_seconds=round(opened, 2))
@@ -102,15 +105,36 @@ def run_client(kubeconfig: str, steps: list[int], workers: int) -> None:
 
 # --- the orchestrator -----------------------------------------------------------------------------------
 
+#: the Docker engine's processes on the docker runtime's exec path (and, per container, its shim)
+DAEMONS = ("dockerd", "containerd")
+SHIM = "containerd-shim"
+
+
 def exec_processes() -> dict[str, list[int]]:
     """comm → [RSS kB, PSS kB, count] of every process of a session (nsenter, timeout, sh)."""
+    return processes(lambda pid, status: MARK.encode() in _cmdline(pid).split(b"\0"))
+
+
+def daemon_processes(containers: set[str]) -> dict[str, list[int]]:
+    """comm → [RSS kB, PSS kB, count] of dockerd, containerd and the shims of `containers` (Docker IDs)."""
+    def wanted(pid: str, status: dict[str, str]) -> bool:
+        return status["Name"] in DAEMONS or (
+            status["Name"] == SHIM and any(c in _cmdline(pid).decode() for c in containers))
+    return processes(wanted)
+
+
+def _cmdline(pid: str) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read()
+
+
+def processes(wanted) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if MARK.encode() not in f.read().split(b"\0"):
-                    continue
             status = proc_status(pid)
+            if "VmRSS" not in status or not wanted(pid, status):  # kernel threads and zombies have no RSS
+                continue
             with open(f"/proc/{pid}/smaps_rollup") as f:
                 pss = next(kb(line.split(":")[1]) for line in f if line.startswith("Pss:"))
         except (FileNotFoundError, ProcessLookupError, StopIteration):
@@ -128,16 +152,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure_server(pid: int, idle: float, core: client.CoreV1Api) -> dict:
+def measure_server(pid: int, idle: float, core: client.CoreV1Api, docker: bool) -> dict:
     cpu = cpu_seconds(pid)
     time.sleep(idle)  # a measurement window, not a wait for a condition
     status = proc_status(pid)
-    restarts = sum(c.restart_count for p in core.list_namespaced_pod(NAMESPACE).items
-                   for c in p.status.container_statuses or ())
+    containers = [c for p in core.list_namespaced_pod(NAMESPACE).items for c in p.status.container_statuses or ()]
+    restarts = sum(c.restart_count for c in containers)
+    ids = {c.container_id.removeprefix("docker://") for c in containers if c.container_id}
     return {"pod_restarts": restarts, "server_rss_kb": kb(status["VmRSS"]), "server_threads": int(status["Threads"]),
             "server_fds": len(os.listdir(f"/proc/{pid}/fd")),
             "server_cpu_percent_idle": round(100 * (cpu_seconds(pid) - cpu) / idle, 1),
-            "exec_processes": exec_processes()}
+            "exec_processes": exec_processes(), **({"daemons": daemon_processes(ids)} if docker else {})}
 
 
 def per_session(first: dict, last: dict) -> dict:
@@ -145,9 +170,10 @@ def per_session(first: dict, last: dict) -> dict:
     n = last["open"] - first["open"]
     out = {key: round((last[key] - first[key]) / n, 1)
            for key in ("client_rss_kb", "server_rss_kb", "server_threads", "server_fds")}
-    for name, (rss, pss, _) in last["exec_processes"].items():
-        rss0, pss0, _ = first["exec_processes"].get(name, (0, 0, 0))
-        out[f"{name}_rss_kb"], out[f"{name}_pss_kb"] = round((rss - rss0) / n), round((pss - pss0) / n)
+    for group in ("exec_processes", "daemons"):
+        for name, (rss, pss, _) in last.get(group, {}).items():
+            rss0, pss0, _ = first[group].get(name, (0, 0, 0))
+            out[f"{name}_rss_kb"], out[f"{name}_pss_kb"] = round((rss - rss0) / n), round((pss - pss0) / n)
     return out
 
 
@@ -164,6 +190,8 @@ def main() -> int:
     parser.add_argument("--steps", default="0,100,500,1000")
     parser.add_argument("--workers", type=int, default=32)
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of the sandbox's idle-CPU window")
+    parser.add_argument("--pods", type=int, help="how many pods (default: the last step); sessions go round them")
+    parser.add_argument("--runtime", choices=("netns", "docker"), default="netns", help="the sandbox's runtime")
     parser.add_argument("--client", metavar="KUBECONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
@@ -174,7 +202,8 @@ def main() -> int:
     kubeconfig = workdir / "kubeconfig"
     log = open(workdir / "sandbox.log", "wb")
     sandbox = Path(sys.executable).parent / "kube-vxlan-sandbox"
-    server = subprocess.Popen([str(sandbox), "serve", "--tls", "--kubeconfig", str(kubeconfig)],
+    server = subprocess.Popen([str(sandbox), "serve", "--tls", "--runtime", args.runtime,
+                               "--kubeconfig", str(kubeconfig)],
                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KVC_LOG_LEVEL": "WARNING"})
     try:
         wait_for("the sandbox's kubeconfig", kubeconfig.exists, 60)
@@ -183,7 +212,7 @@ def main() -> int:
             list(pool.map(lambda i: core.create_namespaced_pod(NAMESPACE, {
                 "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"s{i:04d}", "labels": {"app": MARK}},
                 "spec": {"containers": [{"name": CONTAINER, "image": "openvnf/kube-vxlan-controller-agent"}]}}),
-                range(max(steps))))
+                range(args.pods or steps[-1])))
         wait_for("every pod Running", lambda: all(
             p.status.phase == "Running" for p in core.list_namespaced_pod(NAMESPACE).items), 600)
         for label, env in (("glibc default arenas", {}), ("MALLOC_ARENA_MAX=2", {"MALLOC_ARENA_MAX": "2"})):
@@ -196,7 +225,7 @@ def main() -> int:
             for line in c.stdout:
                 row = json.loads(line)
                 if "open" in row:
-                    row |= measure_server(server.pid, args.idle, core)
+                    row |= measure_server(server.pid, args.idle, core, args.runtime == "docker")
                     steps_seen.append(row)
                     c.stdin.write("\n")
                     c.stdin.flush()
@@ -209,7 +238,7 @@ def main() -> int:
         server.send_signal(signal.SIGTERM)  # the sandbox removes its pods, namespaces and processes
         server.wait(timeout=300)
         log.close()
-    prefix = f"kvcsb-{server.pid}-"  # the sandbox's network namespaces (kvc_sandbox.node)
+    prefix = f"kvcsb-{server.pid}-"  # the netns runtime's network namespaces (kvc_sandbox.node)
     wait_for("the sandbox's network namespaces removed",
              lambda: not any(n.startswith(prefix) for n in os.listdir("/run/netns")), 60)
     shutil.rmtree(workdir)  # kept, with the sandbox's log, when something above failed
