@@ -283,8 +283,16 @@ def parse_links(stdout: str) -> dict[str, Link]:
 _MARK = "--kvc--"
 #: One read of everything the sidecar reconciles: links with addresses, the routes of both families, the
 #: fdb. Each `ip -j`/`bridge -j` prints one JSON list; `echo` puts each section on lines of its own.
-STATE_ARGV: list[str] = ["sh", "-c", f"ip -d -j addr show; echo; echo {_MARK}; ip -4 -j route show; echo; "
-                         f"echo {_MARK}; ip -6 -j route show; echo; echo {_MARK}; bridge -j fdb show"]
+_STATE_READS = ("ip -d -j addr show", "ip -4 -j route show", "ip -6 -j route show", "bridge -j fdb show")
+
+
+def state_script(timeout: int | None = None) -> str:
+    """The shell text of the state read, each command under `timeout N` when given."""
+    prefix = "" if timeout is None else " ".join(with_timeout([], timeout)) + " "
+    return f"; echo; echo {_MARK}; ".join(prefix + read for read in _STATE_READS)
+
+
+STATE_ARGV: list[str] = ["sh", "-c", state_script()]
 
 
 @dataclass(frozen=True, slots=True)

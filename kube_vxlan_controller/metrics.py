@@ -50,6 +50,15 @@ class Metrics:
         self.networks_last_known_good = Gauge(
             "kvc_networks_last_known_good", "Networks whose running members keep the last good options because "
             "the network ConfigMap lost or broke their entry", registry=r)
+        self.sessions_open = Gauge("kvc_sessions_open", "Sessions (long-lived execs into sidecar agents) open now",
+                                   registry=r)
+        self.session_requests = Counter("kvc_session_requests", "Requests answered over sessions (each one an "
+                                        "exec saved)", registry=r)
+        self.session_ends = Counter("kvc_session_ends", "Sessions that ended, by reason (exited, closed, broke, "
+                                    "timeout, unreadable; closed by us: the pod went or the controller stops)",
+                                    ["reason"], registry=r)
+        self.session_fallbacks = Counter("kvc_session_fallbacks", "Pods that could not keep a session and went "
+                                         "back to one exec per request until their next resync", registry=r)
         self.actor_restarts = Counter("kvc_actor_restarts", "Crashed actors restarted by their supervisor, by kind "
                                       "(pod, network, watcher, query; pods, networks: a whole level)", ["kind"],
                                       registry=r)

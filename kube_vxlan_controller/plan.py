@@ -6,9 +6,10 @@
 
 It prints the networks the pod's annotation resolves to under the network ConfigMap (with every option
 as resolved), every validation error, and the exact execs the controller would run for a pod nobody set
-up: in the init agent the setup batch and the release (one exec), in the sidecar the fdb batch. They are
-built by the functions the controller itself uses (`options.resolve`, `agent.setup_exec`, `agent.fdb_diff`,
-`agent.batch_argv`), so the plan cannot drift from what runs. The controller's settings (flags and `KVC_*`
+up: in the init agent the setup batch and the release (one exec), in the sidecar the fdb batch (with
+`--sessions on`, the default: the session opened, and the batch as its first request). They are built by
+the functions the controller itself uses (`options.resolve`, `agent.setup_exec`, `agent.fdb_diff`,
+`agent.batch_argv`, `agentsession`), so the plan cannot drift from what runs. The controller's settings (flags and `KVC_*`
 variables, as for `run`) decide names, timeouts and the terminate file.
 
 Online (the pod or the ConfigMap comes from the cluster) the fdb batch holds the peers the cluster has
@@ -35,7 +36,7 @@ from typing import Mapping
 
 import yaml
 
-from . import agent, eligibility, options, settings as settings_module
+from . import agent, agentsession, eligibility, options, settings as settings_module
 from .failures import CANNOT_START, USAGE_ERROR, Failure, Parser
 from .k8s import client, configmaps, pods
 from .k8s.errors import K8sError, PodGone
@@ -48,6 +49,9 @@ OK, INVALID, USAGE, UNREACHABLE = 0, 1, USAGE_ERROR, CANNOT_START
 WORKLOADS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "ReplicationController")
 #: what stands for a peer's IP in an offline fdb batch
 PEER_PLACEHOLDER = "<PEER-IP>"
+#: the address an offline plan's batch is built with, then shown as PEER_PLACEHOLDER (RFC 5737's TEST-NET-1:
+#: the batch passes the same checks as a real one)
+_STAND_IN = "192.0.2.1"
 
 
 class InputError(Exception):
@@ -180,11 +184,16 @@ def make_plan(source: str, raw: dict, configmap: Mapping[str, str], s: Settings,
                   "it finds instead")]
     fresh = {spec.name: frozenset() for spec in specs}
     if peers is None:
-        fdb = agent.FdbDiff(add=tuple((spec.name, PEER_PLACEHOLDER) for spec in specs)).batch()
+        fdb = agent.FdbDiff(add=tuple((spec.name, _STAND_IN) for spec in specs)).batch()
     else:
         fdb = agent.fdb_diff({spec.name: peers.get(spec.network, set()) for spec in specs}, fresh).batch()
-    if fdb:
-        execs.append(Exec(s.agent, agent.batch_argv("bridge", timeout), fdb,
+    if fdb and s.sessions == "on":
+        request = agentsession.request(1, "fdb", fdb).replace(_STAND_IN, PEER_PLACEHOLDER)
+        execs.append(Exec(s.agent, agentsession.session_argv(timeout), request,
+                          "once the sidecar runs: a session into it (one exec, kept open for every later "
+                          "change), its first request one flood entry per peer"))
+    elif fdb:
+        execs.append(Exec(s.agent, agent.batch_argv("bridge", timeout), fdb.replace(_STAND_IN, PEER_PLACEHOLDER),
                           "once the sidecar runs: one flood entry per peer"))
     known = None if peers is None else {spec.network: tuple(sorted(peers.get(spec.network, ()), key=agent.ip_order))
                                         for spec in specs}

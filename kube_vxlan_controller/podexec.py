@@ -8,10 +8,12 @@ or give up, backoff, states and readiness are the pod actor's business, not this
 Exec counts per operation (what the benchmarks count):
 - setup of a pod nobody set up: 1 (`setup_release_argv` with the absence check); when a link exists
   already: 1 more to read the links, then 1 to set up and release; with no network: the release only;
-- convergence (sidecar): 1 exec when something differs — the fdb batch, or the link changes and the fdb
-  batch together (`agent.converge_argv`); +1 read of links, routes and fdb together when the state is not
-  known (after a resync, a failure, or when this actor did not create the interfaces);
+- convergence (sidecar): 1 request when something differs — the fdb batch, or the link changes and the
+  fdb batch together (`agent.converge_argv`); +1 read of links, routes and fdb together when the state is
+  not known (after a resync, a failure, or when this actor did not create the interfaces);
 - inspect: 1 read (the same).
+A sidecar request is one exec with sessions off; with sessions on (`sidecar`), 0 over the pod's open
+session, 1 when it opens one.
 
 Concurrency contract: runs on the calling actor's thread; blocks for each exec (slot wait plus at most
 the executor's deadline).
@@ -28,6 +30,7 @@ from .k8s.errors import PodGone
 from .k8s.execs import OK
 from .model import ExecResult, Pod
 from .options import NetworkSpec
+from .sidecar import Sidecar, exec_form
 
 
 class ExecFailed(Exception):
@@ -39,12 +42,14 @@ class ExecFailed(Exception):
 
 @dataclass(slots=True)
 class PodExec:
-    """The executor bound to one pod: `run(container, argv)` with the pod's name, counting execs.
+    """The executor bound to one pod: `run(container, argv)` with the pod's name, `ask(kind, …)` through its
+    sidecar (`sidecar.Sidecar`: over its session, or one exec), counting execs.
 
     `suspect`: the pod's last exec timed out, so its execs use the executor's few suspect slots."""
 
     executor: object
     pod: Pod
+    sidecar: Sidecar | None = None
     suspect: bool = False
     count: int = 0
 
@@ -54,6 +59,14 @@ class PodExec:
                                    suspect=self.suspect, ok=ok)
         if result.exit_code not in ok:
             raise ExecFailed(container, argv, result)
+        return result
+
+    def ask(self, kind: str, *bodies: str) -> ExecResult:
+        """A request of the sidecar (`agentsession.KINDS`); `ExecFailed` unless it exited 0."""
+        result, execs = self.sidecar.ask(self.pod, kind, *bodies, suspect=self.suspect)
+        self.count += execs
+        if result.exit_code != 0:
+            raise ExecFailed(self.sidecar.container, exec_form(kind, bodies, self.sidecar.timeout)[0], result)
         return result
 
 
@@ -111,9 +124,9 @@ def _release(run: PodExec, container: str, terminate_file: str) -> None:
         pass
 
 
-def read_state(run: PodExec, *, container: str) -> agent.State:
-    """A fresh read of what the pod's kernel holds: links, routes, fdb (one exec, `agent.STATE_ARGV`)."""
-    return agent.parse_state(run.run(container, agent.STATE_ARGV).stdout)
+def read_state(run: PodExec) -> agent.State:
+    """A fresh read of what the pod's kernel holds: links, routes, fdb (`agent.STATE_ARGV`, by its sidecar)."""
+    return agent.parse_state(run.ask("state").stdout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +140,14 @@ class Converged:
 
 
 def converge(run: PodExec, specs: tuple[NetworkSpec, ...], peers: dict[str, frozenset[str]],
-             state: agent.State | None, *, named: tuple[str, ...], container: str, timeout: int) -> Converged:
+             state: agent.State | None, *, named: tuple[str, ...]) -> Converged:
     """Make the pod's interfaces of the networks in `peers` (network → peer IPs) what their specs say, and
     their fdb hold exactly those peers, in one exec; remove the interfaces of networks no longer `named`
     (`agent.stale_links`). Reads the pod first when `state` is None. On a failed exec the state is
     unknown: the exception propagates, the caller forgets."""
     pod = run.pod
     if state is None:
-        state = read_state(run, container=container)
+        state = read_state(run)
     conflicts = agent.setup_conflicts(specs, state.links)
     wanted = tuple(spec for spec in specs if spec.network in peers)
     links = agent.plan_links(wanted, state.links, pod_ips=pod.addresses,
@@ -146,9 +159,9 @@ def converge(run: PodExec, specs: tuple[NetworkSpec, ...], peers: dict[str, froz
     for dev, ip in diff.invalid:
         logger.error("pod {}: not adding peer {!r} on {!r}: not a valid device/address", pod.key, ip, dev)
     if links.batch:
-        run.run(container, agent.converge_argv(timeout, links.batch), stdin=diff.batch())
+        run.ask("links", links.batch, diff.batch())
     elif not diff.empty:
-        run.run(container, agent.batch_argv("bridge", timeout), stdin=diff.batch())
+        run.ask("fdb", diff.batch())
     networks = {spec.name: spec.network for spec in specs}
     for name in links.removed:
         logger.info("pod {}: interface {} removed: its network is no longer named", pod.key, name)

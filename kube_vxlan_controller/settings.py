@@ -93,6 +93,10 @@ class Settings:
                                         "costs each member one fdb sync); later holds of the same growth last "
                                         "as long as it has lasted (0: always at once)"}
     )
+    sessions: str = field(
+        default="on", metadata={"help": "on: each pod's fdb changes and reads go over one long-lived exec into its "
+                                        "sidecar (a session), so an update costs a line, not an exec; off: one "
+                                        "exec per change"})
     resync: float = field(default=300.0, metadata={"help": "seconds between full fdb re-reads of each pod (repairs drift)"})
     admin: str = field(
         default="127.0.0.1:8081", metadata={"help": "loopback address of the query endpoint used by inspect/list"}
@@ -135,6 +139,8 @@ class Settings:
                 raise InvalidSetting(name, f"must be {bound} {low}{unit}, not {value:g}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise InvalidSetting("log_level", f"must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
+        if self.sessions not in ("on", "off"):
+            raise InvalidSetting("sessions", f"must be on or off, not {self.sessions!r}")
         if self.log_format not in LOG_FORMATS:
             raise InvalidSetting("log_format", f"must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
         _check_address("admin", self.admin, loopback=True)

@@ -2,8 +2,9 @@
 a pod executor that keeps an in-memory fdb, recording actor refs, a registry of real network actors
 over recording pod actors, and a pod stream that hands over given events.
 
-The fake executor implements the executor's interface (`run(namespace, pod, container, argv, stdin=)`)
-and understands exactly the commands the agent module builds; what crosses the kernel boundary for real
+The fake executor implements the executor's interface (`run(namespace, pod, container, argv, stdin=)`,
+`open_session(…)`) and understands exactly the commands the agent module builds (a session request is
+run as the one exec it stands for, `sidecar.exec_form`, and recorded in `calls` like an exec); what crosses the kernel boundary for real
 is tested end to end on the sandbox (tests/e2e).
 """
 
@@ -14,6 +15,8 @@ import threading
 
 from kube_vxlan_controller import agent
 from kube_vxlan_controller.actors.network import NetworkActor
+from kube_vxlan_controller.k8s.sessions import SessionEnded
+from kube_vxlan_controller.sidecar import exec_form
 from kube_vxlan_controller.runtime.registry import Registry
 from kube_vxlan_controller.messages import Member, Snapshot
 from kube_vxlan_controller.model import ExecResult, Pod
@@ -32,6 +35,14 @@ class FakePodExecutor:
         self.gate: threading.Event | None = None
         #: fdb batches fail (exit 255)
         self.fail = False
+        #: sessions opened (each one exec); `sessions_fail`: each ends before its first reply
+        self.sessions_opened = 0
+        self.sessions_fail = False
+        self.deadline = 10.0
+
+    def open_session(self, namespace, pod, container, argv, *, suspect=False):
+        self.sessions_opened += 1
+        return FakeSession(self, namespace, pod, container)
 
     def run(self, namespace, pod, container, argv, *, stdin=None, deadline=None, suspect=False, ok=frozenset({0})):
         self.calls.append(list(argv))
@@ -80,6 +91,39 @@ class FakePodExecutor:
             dev, ip = words[words.index("dev") + 1], words[words.index("dst") + 1]
             (self.fdb.setdefault(dev, set()).add if words[1] == "append" else self.fdb[dev].discard)(ip)
         return ExecResult(0)
+
+
+class FakeSession:
+    """A session of the fake pod: each request runs as the exec it stands for; ends when told."""
+
+    def __init__(self, executor: FakePodExecutor, namespace, pod, container) -> None:
+        self.executor, self.namespace, self.pod, self.container = executor, namespace, pod, container
+        self.replies = 0
+        self.ended: str | None = None
+        self.why = "open"
+
+    def ask(self, text, end, *, deadline):
+        if self.ended is None and self.executor.sessions_fail:
+            self.ended = self.why = "exited"
+        if self.ended is not None:
+            raise SessionEnded(f"fake session ended: {self.ended}", reason=self.ended, written=False)
+        header, *lines = text.splitlines()
+        _, ident, kind = header.split()
+        bodies, body = [], []
+        for line in lines:
+            if line == "%":
+                bodies.append("".join(f"{b}\n" for b in body))
+                body = []
+            else:
+                body.append(line)
+        argv, stdin = exec_form(kind, tuple(bodies), 11)
+        result = self.executor.run(self.namespace, self.pod, self.container, argv, stdin=stdin)
+        self.replies += 1
+        return f"{result.stdout}\n--kvc-err-- {ident}\n{result.stderr}\n--kvc-end-- {ident} {result.exit_code}\n"
+
+    def close(self, reason="closed by us"):
+        if self.ended is None:
+            self.ended = self.why = reason
 
 
 SPEC = resolve("vxeth0", {"vxeth0": "id=100 up"}, pod_key="default/p").networks

@@ -40,6 +40,7 @@ from ..k8s.errors import Cancelled, ExecTimeout, Forbidden, K8sError, PodGone
 from ..messages import Flush, Inspect, PeersChanged, PodRemoved, PodUpdate, Reconcile, Resync
 from ..reconciler import After, Converge, Event, PodReconciler, PodState, Setup, Status, Verdict
 from .. import podexec
+from ..sidecar import Sidecar
 from .supervisor import child_failed
 
 
@@ -62,6 +63,9 @@ class PodActor(pykka.ThreadingActor):
         self.wake_at: float | None = None
         #: network → its interface's differences from its spec, as last judged (for the metric)
         self.differing: dict[str, int] = {}
+        #: the way into the pod's sidecar: its session, kept across passes (closed when the actor stops)
+        self.sidecar = Sidecar(executor, container=settings.agent, timeout=agent.in_pod_timeout(settings.exec_deadline),
+                               sessions=settings.sessions == "on", metrics=metrics)
 
     # -- mailbox ---------------------------------------------------------------------------------
 
@@ -69,11 +73,13 @@ class PodActor(pykka.ThreadingActor):
         self.scheduler.tell_later(self.settings.resync * random.uniform(0.5, 1.0), self.actor_ref, Resync())
 
     def on_stop(self) -> None:
+        self.sidecar.close()
         if self.board is not None:
             self.board.remove(self.uid)
         self._count_differing({})
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:
+        self.sidecar.close()
         self._count_differing({})
         if self.board is not None:
             self.board.remove(self.uid)
@@ -99,6 +105,7 @@ class PodActor(pykka.ThreadingActor):
             self.wake_at = None
         elif isinstance(message, Resync):
             self.reconciler.resync()
+            self.sidecar.retry()
             self.scheduler.tell_later(self.settings.resync, self.actor_ref, Resync())
         elif isinstance(message, PodRemoved):
             self.actor_ref.stop(block=False)
@@ -132,7 +139,7 @@ class PodActor(pykka.ThreadingActor):
         """Run what the reconciler says until it says nothing more is to be run now; report the outcome."""
         r = self.reconciler
         pod = r.pod
-        run = podexec.PodExec(self.executor, pod, suspect=r.suspect)
+        run = podexec.PodExec(self.executor, pod, self.sidecar, suspect=r.suspect)
         timeout = agent.in_pod_timeout(self.settings.exec_deadline)
         try:
             while isinstance(action, (Setup, Converge)):
@@ -143,8 +150,7 @@ class PodActor(pykka.ThreadingActor):
                         last_attempt=action.last_attempt)
                     self._tell(pod, r.set_up(outcome.managed, outcome.state, outcome.conflicts, outcome.gave_up))
                 else:
-                    done = podexec.converge(run, action.networks, action.peers, action.kernel, named=action.named,
-                                            container=self.settings.agent, timeout=timeout)
+                    done = podexec.converge(run, action.networks, action.peers, action.kernel, named=action.named)
                     self._tell(pod, r.converged(done.state, done.links, done.conflicts))
                 action = r.next(self.clock())
         except Cancelled:
@@ -187,9 +193,9 @@ class PodActor(pykka.ThreadingActor):
         r = self.reconciler
         if not r.readable:
             return {}
-        run = podexec.PodExec(self.executor, r.pod, suspect=r.suspect)
+        run = podexec.PodExec(self.executor, r.pod, self.sidecar, suspect=r.suspect)
         try:
-            state = podexec.read_state(run, container=self.settings.agent)
+            state = podexec.read_state(run)
         finally:
             r.counted(run.count)
         return r.read(state)

@@ -29,7 +29,8 @@ without one (the runtime could not start the command, e.g. a missing binary unde
 
 Outcomes as counted (the observer's first argument): "ok" when the command ended with an exit code the
 caller expected (`ok`, default 0: the release of an init agent expects 137, its shell killed along with
-the agent), "nonzero" for any other exit code, else the exception's kind.
+the agent), "nonzero" for any other exit code, "session" for a session opened (`open_session`: a
+long-lived exec, see sessions.py), else the exception's kind.
 
 Logging: only at debug level. A non-zero exit may be expected (`fdb del` of a missing entry), and
 errors are raised, so the caller, which knows what the command meant, logs each failure once.
@@ -45,6 +46,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable
 
 import websocket
@@ -52,6 +55,7 @@ from kubernetes.stream import stream
 from loguru import logger
 
 from kube_vxlan_controller.k8s.client import Cluster
+from kube_vxlan_controller.k8s.sessions import Session
 from kube_vxlan_controller.k8s.errors import (ApiUnavailable, Cancelled, ExecTimeout, K8sError, LeaseEnding, PodGone,
                                               classify)
 from kube_vxlan_controller.model import ExecResult
@@ -68,7 +72,7 @@ _STATUS_CHANNEL = 3
 
 #: (outcome, seconds): outcome is one of OUTCOMES; seconds count from the slot to the end.
 Observer = Callable[[str, float], None]
-OUTCOMES = ("ok", "nonzero", "timeout", "gone", "unavailable", "error")
+OUTCOMES = ("ok", "nonzero", "timeout", "gone", "unavailable", "error", "session")
 #: the exit codes a caller expects unless it says otherwise
 OK = frozenset({0})
 
@@ -127,32 +131,26 @@ class Executor:
         """
         limit = self.deadline if deadline is None else deadline
         with self._suspect_slots if suspect else self._slots:
-            if self._stopping.is_set():
-                raise Cancelled(f"exec in {namespace}/{pod} [{container}] not started: stopping")
-            started = time.monotonic()
-            if self._fence is not None and started + limit > self._fence():
-                raise LeaseEnding(f"exec in {namespace}/{pod} [{container}] not started: it could outlast "
-                                  f"this leader's Lease, which has not been renewed lately")
-            outcome = "error"
-            try:
-                result = self._exec(namespace, pod, container, argv, stdin, started + limit)
-                outcome = "ok" if result.exit_code in ok else "nonzero"
+            self.admit(f"exec in {namespace}/{pod} [{container}]", limit)
+            with self._counted(f"exec {namespace}/{pod} [{container}] {argv}") as tally:
+                result = self._exec(namespace, pod, container, argv, stdin, tally.started + limit)
+                tally.outcome = "ok" if result.exit_code in ok else "nonzero"
                 return result
-            except ExecTimeout:
-                outcome = "timeout"
-                raise
-            except PodGone:
-                outcome = "gone"
-                raise
-            except ApiUnavailable:
-                outcome = "unavailable"
-                raise
-            finally:
-                seconds = time.monotonic() - started
-                logger.debug(
-                    "exec {}/{} [{}] {}: {} in {:.3f}s", namespace, pod, container, argv, outcome, seconds
-                )
-                self._observe(outcome, seconds)
+
+    @contextmanager
+    def _counted(self, what: str):
+        """Times and counts what runs inside (the observer, a debug line): the outcome is what the body
+        sets `outcome` to, else the kind of exception that left it."""
+        tally = _Tally(time.monotonic())
+        try:
+            yield tally
+        except Exception as exc:
+            tally.outcome = next((kind for error, kind in _KINDS if isinstance(exc, error)), "error")
+            raise
+        finally:
+            seconds = time.monotonic() - tally.started
+            logger.debug("{}: {} in {:.3f}s", what, tally.outcome, seconds)
+            self._observe(tally.outcome, seconds)
 
     def _exec(
         self,
@@ -164,24 +162,7 @@ class Executor:
         deadline_at: float,
     ) -> ExecResult:
         where = f"{namespace}/{pod} [{container}]"
-        try:
-            with self._cluster.exec_core() as core:
-                ws = stream(
-                    core.connect_get_namespaced_pod_exec,
-                    pod,
-                    namespace,
-                    container=container,
-                    command=list(argv),
-                    stdin=stdin is not None,
-                    stdout=True,
-                    stderr=True,
-                    tty=False,
-                    _preload_content=False,
-                )
-        except Exception as exc:  # noqa: BLE001 - sorted by classify
-            if time.monotonic() >= deadline_at:
-                raise ExecTimeout(f"exec in {where} could not start before its deadline: {exc}") from exc
-            raise _located(where, exc) from exc
+        ws = self._connect(where, namespace, pod, container, argv, stdin is not None, deadline_at)
         finished = False
         try:
             if stdin is not None:
@@ -203,6 +184,52 @@ class Executor:
         finally:
             _close(ws, CLOSE_WAIT if finished else 0)
         return _result(status, stdout, stderr)
+
+    def _connect(self, where: str, namespace: str, pod: str, container: str, argv: list[str], stdin: bool,
+                 deadline_at: float):
+        """The exec's websocket (a `WSClient`), its command started."""
+        try:
+            with self._cluster.exec_core() as core:
+                return stream(
+                    core.connect_get_namespaced_pod_exec,
+                    pod,
+                    namespace,
+                    container=container,
+                    command=list(argv),
+                    stdin=stdin,
+                    stdout=True,
+                    stderr=True,
+                    tty=False,
+                    _preload_content=False,
+                )
+        except Exception as exc:  # noqa: BLE001 - sorted by classify
+            if time.monotonic() >= deadline_at:
+                raise ExecTimeout(f"exec in {where} could not start before its deadline: {exc}") from exc
+            raise _located(where, exc) from exc
+
+    def admit(self, what: str, limit: float) -> None:
+        """Raise unless `what` may start now and run `limit` seconds: `Cancelled` when the process is
+        stopping, `LeaseEnding` when it could outlast the fence."""
+        if self._stopping.is_set():
+            raise Cancelled(f"{what} not started: stopping")
+        if self._fence is not None and time.monotonic() + limit > self._fence():
+            raise LeaseEnding(f"{what} not started: it could outlast this leader's Lease, which has not "
+                              f"been renewed lately")
+
+    def open_session(self, namespace: str, pod: str, container: str, argv: list[str], *,
+                     suspect: bool = False) -> Session:
+        """Start `argv` in the container with stdin open and return it as a `sessions.Session`.
+
+        One exec: it waits for a slot and passes the same checks as `run`, and is counted with the
+        outcome "session" once the websocket is open (its failures as `run`'s are). Whether the command
+        runs at all shows at the session's first `ask`."""
+        where = f"{namespace}/{pod} [{container}]"
+        with self._suspect_slots if suspect else self._slots:
+            self.admit(f"session in {where}", self.deadline)
+            with self._counted(f"session {where}: opening") as tally:
+                ws = self._connect(where, namespace, pod, container, argv, True, tally.started + self.deadline)
+                tally.outcome = "session"
+        return Session(ws, where, self.admit, _result)
 
     def _wait(self, ws, where: str, deadline_at: float) -> str:
         """Wait until the command ends; return its Status text (channel 3)."""
@@ -229,6 +256,16 @@ class Executor:
             self._observer(outcome, seconds)
         except Exception:  # noqa: BLE001 - metrics must never break an exec
             logger.exception("exec observer failed")
+
+
+@dataclass(slots=True)
+class _Tally:
+    started: float
+    outcome: str = "error"
+
+
+#: the outcome counted for each exception an exec raises (any other: "error")
+_KINDS = ((ExecTimeout, "timeout"), (PodGone, "gone"), (ApiUnavailable, "unavailable"))
 
 
 def _located(where: str, exc: BaseException) -> K8sError:

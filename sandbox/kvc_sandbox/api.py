@@ -136,6 +136,8 @@ class Api:
         self.most_exec_users = 0
         #: the last EXEC_LOG execs, oldest first: {namespace, pod, container, argv, stdin}
         self.exec_log: collections.deque[dict] = collections.deque(maxlen=EXEC_LOG)
+        #: the execs running now (`execws.ExecSession`) → their pod's labels
+        self.live_execs: dict = {}
         #: PATCH requests by (resource, subresource or "", namespace, name)
         self.patches: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
 
@@ -209,7 +211,7 @@ class Api:
         return respond(self.access.review(request[USER], await self._body(request)), 201)
 
     async def faults_endpoint(self, request: web.Request) -> web.Response:
-        """Body keys (all optional, applied in this order): clear, exec_latency, hang_selector, lift_hangs,
+        """Body keys (all optional, applied in this order): clear, sever_execs (a selector), exec_latency, hang_selector, lift_hangs,
         fail_share, drop_watches, compact, cut_node, restore_node (a node's name). Answers with the faults now
         in force."""
         try:
@@ -225,6 +227,8 @@ class Api:
         f = self.faults
         if body.get("clear"):
             f.clear()
+        if body.get("sever_execs") is not None:
+            f.sever_execs(str(body["sever_execs"]))
         if "exec_latency" in body:
             f.set_exec_latency(latency)
         if body.get("hang_selector"):
@@ -646,6 +650,9 @@ class Api:
         def is_hung() -> bool:
             return faults.hangs(labels)
 
+        if faults.broken(labels, argv):
+            runner = execws.Unrunnable()
+
         self.exec_running[user] += 1
         self.most_exec_users = max(self.most_exec_users, sum(1 for n in self.exec_running.values() if n))
         try:
@@ -653,9 +660,17 @@ class Api:
                 request, container=runner, argv=argv, stdin=_flag(q.get("stdin")),
                 stdout=_flag(q.get("stdout", "true")), stderr=_flag(q.get("stderr", "true")),
                 latency=faults.exec_latency, is_hung=is_hung,
-                target=f"{target.namespace}/{target.name}:{container.name}", on_stdin=on_stdin)
+                target=f"{target.namespace}/{target.name}:{container.name}", on_stdin=on_stdin,
+                live=self.live_execs, tag=labels)
         finally:
             self.exec_running[user] -= 1
+
+    def sever_execs(self, selector: str) -> None:
+        """Close the execs running now into pods matching `selector` (the `sever_execs` fault)."""
+        matches = parse_labels(selector)
+        for session, labels in list(self.live_execs.items()):
+            if matches(labels):
+                asyncio.get_running_loop().create_task(session.sever())
 
     # log -----------------------------------------------------------------------------------------------
     async def log(self, request: web.Request, target: Target) -> web.StreamResponse:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shlex
 from collections.abc import Callable
 from typing import Protocol
@@ -98,17 +99,34 @@ def exec_start_error(exec_id: str, oci_error: str) -> str:
             f'"{exec_id}": {oci_error}')
 
 
+def start_error(problem: str) -> str:
+    """The kubelet's text for an exec whose process runc could not start, `problem` being runc's reason
+    (`exec: "prog": executable file not found in $PATH`)."""
+    return exec_start_error(secrets.token_hex(32), f"{OCI_EXEC_FAILED}unable to start container process: {problem}: "
+                                                   f"unknown")
+
+
 class ExecError(Exception):
     """The command could not start; the message is the kubelet's text of the InternalError."""
+
+
+class Unrunnable:
+    """A `ContainerExec` whose commands cannot start: what runc answers when the image lacks the program
+    (the `break_commands` fault)."""
+
+    async def run(self, session: "ExecSession", argv: list[str], *, stdin: bool, stdout: bool, stderr: bool) -> int:
+        prog = argv[0] if argv else ""
+        raise ExecError(start_error(f'exec: "{prog}": executable file not found in $PATH'))
 
 
 class ExecSession:
     """One exec: the websocket, the reader of client frames, and the writers of output frames."""
 
     def __init__(self, ws: web.WebSocketResponse, protocol: str, target: str,
-                 on_stdin: Callable[[bytes], None] | None = None) -> None:
+                 on_stdin: Callable[[bytes], None] | None = None, is_hung: Callable[[], bool] = lambda: False) -> None:
         self.ws = ws
         self._on_stdin = on_stdin
+        self._is_hung = is_hung
         self.protocol = protocol
         #: "namespace/name:container", for log lines
         self.target = target
@@ -144,9 +162,18 @@ class ExecSession:
             self._stdin.put_nowait(_EOF)  # a client that went away closes stdin, as under a kubelet
 
     async def read_stdin(self) -> bytes | None:
-        """The next chunk the client wrote to stdin; None at its EOF (v5 close, or the client gone)."""
+        """The next chunk the client wrote to stdin; None at its EOF (v5 close, or the client gone). While
+        the pod hangs, nothing is delivered; a client that leaves meanwhile leaves nothing behind."""
         data = await self._stdin.get()
+        while self._is_hung():
+            if await self.wait_gone(HANG_POLL):
+                return None
         return None if data is _EOF else data
+
+    async def sever(self) -> None:
+        """Close the stream from the server's side, as a restarting API server or kubelet does."""
+        logger.info("exec {}: stream severed", self.target)
+        await self.ws.close()
 
     async def send(self, channel: int, data: bytes) -> None:
         """Send output on `channel` (STDOUT, STDERR); dropped once the client is gone."""
@@ -197,13 +224,18 @@ async def serve_exec(
     is_hung: Callable[[], bool] = lambda: False,
     target: str = "",
     on_stdin: Callable[[bytes], None] | None = None,
+    live: dict | None = None,
+    tag: object = None,
 ) -> web.WebSocketResponse:
     """Upgrade `request` to the exec websocket and run `argv` in `container`; see the module docstring.
     `target` ("namespace/name:container") only names the exec in log lines; `on_stdin` sees every chunk the
-    client writes to stdin (the exec log)."""
+    client writes to stdin (the exec log); `live`: a dict that holds the session (its value `tag`) while it
+    runs."""
     ws = web.WebSocketResponse(protocols=PROTOCOLS, timeout=5.0, autoping=True)
     await ws.prepare(request)
-    s = ExecSession(ws, ws.ws_protocol or V1, target, on_stdin)
+    s = ExecSession(ws, ws.ws_protocol or V1, target, on_stdin, is_hung)
+    if live is not None:
+        live[s] = tag
     try:
         if await s.wait_gone(latency):
             return ws
@@ -225,3 +257,5 @@ async def serve_exec(
         return ws
     finally:
         s.reader.cancel()
+        if live is not None:
+            live.pop(s, None)

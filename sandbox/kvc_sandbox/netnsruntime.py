@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from loguru import logger
 
 from .containers import ContainerError, ContainerProcess, NotRunning, exec_argv, kill_exec
-from .execws import OCI_EXEC_FAILED, STDERR, STDOUT, ExecError, ExecSession, exec_start_error
+from .execws import STDERR, STDOUT, ExecError, ExecSession, start_error
 from .cluster import ClusterNetwork, Node
 from .node import NodeNetwork, ProcessRegistry
 from .runtime import ContainerRuntime, StartFailed
@@ -192,8 +192,7 @@ def _start_error(argv: list[str]) -> str | None:
             if os.path.isfile(p) and os.access(p, os.X_OK):
                 return None
         problem = f'exec: "{prog}": executable file not found in $PATH'
-    return exec_start_error(secrets.token_hex(32), f"{OCI_EXEC_FAILED}unable to start container process: {problem}: "
-                                                   f"unknown")
+    return start_error(problem)
 
 
 async def _run(s: ExecSession, netns: str, namespaces: list[int], argv: list[str], *, stdin: bool,

@@ -225,7 +225,9 @@ class Sandbox:
             api = self.api = Api(store, kubelet, self.faults, Access(store, tokens))
             self.faults.attach(drop_watches=lambda: self._on_loop(store.close_watches, quiet=True),
                                compact=lambda: self._on_loop(store.compact, quiet=True),
-                               cut_node=self._cut_node, restore_node=self._restore_node)
+                               cut_node=self._cut_node, restore_node=self._restore_node,
+                               sever_execs=lambda selector: self._on_loop(lambda: api.sever_execs(selector),
+                                                                          quiet=True))
             runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=1.0, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", self._port)
@@ -331,6 +333,10 @@ class Sandbox:
     def execs(self) -> list[dict]:
         """The exec log, oldest first: {namespace, pod, container, argv, stdin} per exec (see api.py)."""
         return self._on_loop(lambda: copy.deepcopy(list(self.api.exec_log)))
+
+    def live_execs(self) -> list[str]:
+        """The execs running now, as "namespace/pod:container" (a session shows here while it is open)."""
+        return self._on_loop(lambda: sorted(session.target for session in self.api.live_execs))
 
     def patches(self, resource: str, namespace: str, name: str, subresource: str = "") -> int:
         """How many PATCH requests the object (or its subresource) got."""

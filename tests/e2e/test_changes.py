@@ -7,15 +7,16 @@ interface is converged to it, whether it changed while the controller ran or whi
 
 from __future__ import annotations
 
+import collections
 import subprocess
 import sys
 import time
 
 import pytest
 
-from kube_vxlan_controller import agent
 
 from .conftest import ROOT, Cluster
+import sidecarlog
 from polling import wait_for
 from .test_controller import NET, bare_pod
 from .test_wired import condition, one
@@ -174,9 +175,9 @@ def kept_networks(controller) -> float | None:
     return controller.metrics.registry.get_sample_value("kvc_networks_last_known_good")
 
 
-def converging_execs(sandbox, since: int) -> list[dict]:
-    """Execs after the first `since` of the log that change something (every one but the state reads)."""
-    return [e for e in sandbox.execs()[since:] if e["argv"] != agent.STATE_ARGV]
+def converging_since(sandbox, since: collections.Counter) -> collections.Counter:
+    """The requests since `since` (`sidecarlog.requests`) that change something (all but reads)."""
+    return sidecarlog.changes(sidecarlog.requests(sandbox.execs()) - since)
 
 
 def test_a_deleted_configmap_keeps_every_member_wired_and_restoring_it_changes_nothing(cluster: Cluster, controller,
@@ -189,7 +190,7 @@ def test_a_deleted_configmap_keeps_every_member_wired_and_restoring_it_changes_n
     for pod in (a, b, gw):
         cluster.in_pod(pod, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
     assert wait_for(lambda: cluster.ping(a, "192.168.12.2"), what="a pings b through gw")
-    since = len(sandbox.execs())
+    since = sidecarlog.requests(sandbox.execs())
 
     cluster.core.delete_namespaced_config_map(CONFIGMAP, NAMESPACE)
     wait_for(lambda: kept_networks(c) == 4, what="4 networks on last known good")
@@ -199,7 +200,7 @@ def test_a_deleted_configmap_keeps_every_member_wired_and_restoring_it_changes_n
         assert condition(gw, "Ready").status == "True" and condition(gw).status == "True", gw.status.conditions
         assert cluster.ping(a, "192.168.12.2"), "a no longer pings b"
         time.sleep(0.5)  # pacing of the watch, not a wait for a condition
-    assert converging_execs(sandbox, since) == []
+    assert converging_since(sandbox, since) == {}
     for pod in (a, b, gw):
         kept = wait_for(lambda: reasons(cluster, pod, "VxlanNetworkLastKnownGood"), what="the Event")
         assert len(kept) == (2 if pod is gw else 1), kept
@@ -212,7 +213,7 @@ def test_a_deleted_configmap_keeps_every_member_wired_and_restoring_it_changes_n
                     "it is restored"]
     assert one(cluster, "late").status.phase == "Pending"
 
-    since = len(sandbox.execs())
+    since = sidecarlog.requests(sandbox.execs())
     cluster.apply_network_configmap()
     wait_for(lambda: kept_networks(c) == 0, what="the entries restored")
     wait_for(lambda: (p := one(cluster, "late")) and p.status.phase == "Running", timeout=60,
@@ -222,8 +223,8 @@ def test_a_deleted_configmap_keeps_every_member_wired_and_restoring_it_changes_n
 
     def resynced() -> bool:
         for name in reads:
-            reads[name] = sum(1 for e in sandbox.execs()[since:] if e["pod"] == name and e["argv"] == agent.STATE_ARGV)
+            reads[name] = (sidecarlog.requests(sandbox.execs()) - since)[name, "state"]
         return all(reads.values())
 
     wait_for(resynced, what="a, b and gw resynced since the restore")
-    assert [e for e in converging_execs(sandbox, since) if e["pod"] in reads] == []
+    assert {key: n for key, n in converging_since(sandbox, since).items() if key[0] in reads} == {}

@@ -6,10 +6,10 @@ kubelet does). The truth it is checked against is the kernel's fdb, read in the 
 from __future__ import annotations
 
 import pytest
+import sidecarlog
 from polling import wait_for
 from seedexample import assert_ready_only_once_wired
 
-from kube_vxlan_controller import agent
 from kube_vxlan_controller.wired import CONDITION_TYPE
 
 pytestmark = pytest.mark.root
@@ -70,7 +70,7 @@ def test_the_condition_is_patched_only_when_it_changes(cluster, controller, sand
 
 
 def fdb_reads(sandbox, pod: str) -> int:
-    return sum(1 for e in sandbox.execs() if e["pod"] == pod and e["argv"] == agent.STATE_ARGV)
+    return sidecarlog.requests(sandbox.execs())[pod, "state"]
 
 
 def test_a_member_that_cannot_add_a_new_peer_is_not_wired_until_it_can(cluster, controller, sandbox):

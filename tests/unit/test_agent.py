@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import subprocess
 
 import pytest
@@ -287,29 +286,6 @@ def test_fdb_diff_never_lets_invalid_desired_values_through():
 
 
 # ---- for real, in a scratch network namespace ----------------------------------------------------
-
-
-@pytest.fixture
-def netns():
-    """A throw-away network namespace with an `eth0` underlay (a veth whose peer stays inside)."""
-    name = f"kvc-scratch-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        def run(argv, stdin=None, check=True):
-            done = subprocess.run(["ip", "netns", "exec", name, *argv], input=stdin, capture_output=True,
-                                  text=True, timeout=30)
-            if check:
-                assert done.returncode == 0, (argv, stdin, done.stdout, done.stderr)
-            return done
-
-        run(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "peer0"])
-        run(["ip", "addr", "add", "10.0.0.1/24", "dev", "eth0"])
-        run(["ip", "addr", "add", "fd10::1/64", "dev", "eth0", "nodad"])
-        run(["ip", "link", "set", "eth0", "up"])
-        run(["ip", "link", "set", "peer0", "up"])
-        yield run
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def _setup(run, wanted, underlay=None) -> tuple[str, subprocess.CompletedProcess]:

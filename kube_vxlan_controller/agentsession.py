@@ -1,0 +1,97 @@
+"""The session protocol: one long-lived shell in a pod's sidecar agent that runs the controller's requests.
+
+Pure code, as `agent` is: the argv that starts the session, the text of each request, the reading of
+each reply. Opening, writing, waiting and deadlines are `k8s.sessions`'; when to use a session is
+`sidecar`'s.
+
+The session is `sh -c SCRIPT` (POSIX sh: dash, bash, busybox ash), started in the sidecar with stdin open.
+It reads requests from stdin, one after the other, and answers each on stdout:
+
+    request                      what the shell runs (each command under `timeout N`)
+    kvc ID fdb                   bridge -force -batch -   (the fdb lines)
+    <fdb lines> %
+    kvc ID links                 ip -force -batch -       (the link lines), then
+    <link lines> %               bridge -force -batch -   (the fdb lines); exit: ip's if it failed
+    <fdb lines> %
+    kvc ID state                 the reads of `agent.STATE_ARGV`
+
+    reply: the command's stdout, then "\\n--kvc-err-- ID\\n", its stderr, "\\n--kvc-end-- ID EXIT\\n"
+
+A body ends with a line `%`, which no batch line can be (`agent._BATCH_LINE`). The command's stderr is
+collected in the shell (`2>&1 >&3` in a command substitution) and sent on stdout after it, so a reply is
+one ordered stream: the API server forwards stdout and stderr on separate channels with no order between
+them. A body cut short (stdin ended before its `%`: the client went away mid-request) is never run: the
+shell exits. The shell exits at stdin's end, so a session its client left ends by itself; each command
+is bounded by `timeout N`, so a hung command cannot hold the shell past the client's deadline for long.
+
+Every line that goes into a request is checked here against the batch grammar (validated words only, as
+for the one-exec-per-batch path): the session adds no injection surface.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .agent import _BATCH_LINE, state_script, with_timeout
+from .model import ExecResult
+
+#: the kinds of request the session script knows
+KINDS = ("fdb", "links", "state")
+_END = "--kvc-end--"
+_ERR = "--kvc-err--"
+_BODY_END = "%"
+
+
+def session_argv(timeout: int) -> list[str]:
+    """The exec that starts a session: `sh -c SCRIPT`, every command in it under `timeout N`."""
+    t = " ".join(with_timeout([], timeout))
+    script = (
+        "exec 3>&1\n"
+        f"body() {{ b=; while IFS= read -r l; do [ \"$l\" = '{_BODY_END}' ] && return 0; b=\"$b$l\n\"; done; exit 0; }}\n"
+        "while IFS=' ' read -r tag id kind; do\n"
+        " [ \"$tag\" = kvc ] || exit 64\n"
+        " case $kind in\n"
+        f"  fdb) body; e=$(printf %s \"$b\" | {t} bridge -force -batch - 2>&1 >&3); r=$? ;;\n"
+        f"  links) body; k=$b; body; e=$(printf %s \"$k\" | {t} ip -force -batch - 2>&1 >&3); r=$?\n"
+        f"   f=$(printf %s \"$b\" | {t} bridge -force -batch - 2>&1 >&3); s=$?; [ -z \"$f\" ] || e=\"$e\n$f\"; [ $r -ne 0 ] || r=$s ;;\n"
+        f"  state) e=$({{ {state_script(timeout)}; }} 2>&1 >&3); r=$? ;;\n"
+        "  *) exit 64 ;;\n"
+        " esac\n"
+        f" printf '\\n{_ERR} %s\\n%s\\n{_END} %s %s\\n' \"$id\" \"$e\" \"$id\" \"$r\"\n"
+        "done\n"
+    )
+    return ["sh", "-c", script]
+
+
+def request(ident: int, kind: str, *bodies: str) -> str:
+    """The text of request `ident`: `fdb` takes the fdb batch, `links` the link batch and the fdb batch,
+    `state` nothing. Raises ValueError for a line outside the batch grammar."""
+    wanted = {"fdb": 1, "links": 2, "state": 0}.get(kind)
+    if wanted is None or len(bodies) != wanted:
+        raise ValueError(f"session request {kind!r} with {len(bodies)} bodies")
+    text = f"kvc {int(ident)} {kind}\n"
+    for body in bodies:
+        lines = body.splitlines()
+        if any(not _BATCH_LINE.fullmatch(line) for line in lines):
+            raise ValueError(f"not a batch: {body[:80]!r}")
+        text += "".join(line + "\n" for line in lines) + _BODY_END + "\n"
+    return text
+
+
+def reply_end(ident: int) -> re.Pattern[str]:
+    """What ends the reply to request `ident` on stdout (the whole last line)."""
+    return re.compile(rf"\n{_END} {int(ident)} (\d+)\n")
+
+
+class ReplyError(ValueError):
+    """A session's stdout is not a reply to the request it should answer."""
+
+
+def parse_reply(ident: int, text: str) -> ExecResult:
+    """The reply to request `ident` (stdout up to and including its end line) → the command's result."""
+    end = reply_end(ident).search(text)
+    err = f"\n{_ERR} {int(ident)}\n"
+    at = text.find(err)
+    if end is None or at < 0 or at > end.start() or end.end() != len(text):
+        raise ReplyError(f"not a reply to request {ident}: {text[-120:]!r}")
+    return ExecResult(int(end.group(1)), text[:at], text[at + len(err):end.start()])

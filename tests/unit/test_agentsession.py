@@ -1,0 +1,71 @@
+"""The session protocol: requests and replies (pure), and the session script run for real by `sh` in a
+scratch network namespace (root)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from kube_vxlan_controller import agent
+from kube_vxlan_controller.agentsession import ReplyError, parse_reply, reply_end, request, session_argv
+
+LINK = "link add vxs0 type vxlan id 7 dev eth0 dstport 4789\nlink set vxs0 up\n"
+PEER = "fdb append 00:00:00:00:00:00 dev vxs0 dst 10.9.0.{}\n"
+
+
+def test_a_request_is_its_header_and_bodies_each_ended_by_a_percent_line():
+    assert request(3, "state") == "kvc 3 state\n"
+    assert request(4, "fdb", PEER.format(2)) == f"kvc 4 fdb\n{PEER.format(2)}%\n"
+    assert request(5, "links", LINK, "") == f"kvc 5 links\n{LINK}%\n%\n"
+
+
+@pytest.mark.parametrize("kind, bodies", [("fdb", ("fdb append x; reboot\n",)), ("fdb", ("%\n",)),
+                                          ("links", ("link add x\n", "fdb del `id`\n")), ("fdb", ()),
+                                          ("state", ("x\n",)), ("exec", ("ls\n",))])
+def test_a_request_carries_batch_lines_only(kind, bodies):
+    with pytest.raises(ValueError):
+        request(1, kind, *bodies)
+
+
+def test_a_reply_is_read_only_whole_and_only_for_its_request():
+    reply = "out\n\n--kvc-err-- 7\nerr\n\n--kvc-end-- 7 2\n"
+    result = parse_reply(7, reply)
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "out\n", "err\n")
+    assert reply_end(7).search(reply) and not reply_end(8).search(reply)
+    for bad in (reply.replace("7", "8"), reply[:-1], reply + "more", "\n--kvc-end-- 7 0\n"):
+        with pytest.raises(ReplyError):
+            parse_reply(7, bad)
+
+
+@pytest.mark.root
+def test_the_session_script_runs_requests_in_order_and_never_a_body_cut_short(netns):
+    """Needs `netns` for its name only: the script runs in it through `ip netns exec`, as in a pod."""
+    name = netns(["ip", "netns", "identify"]).stdout.strip()
+    shell = subprocess.Popen(["ip", "netns", "exec", name, *session_argv(5)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+
+    def ask(ident, kind, *bodies):
+        shell.stdin.write(request(ident, kind, *bodies))
+        shell.stdin.flush()
+        out = ""
+        while not reply_end(ident).search(out):
+            line = shell.stdout.readline()
+            assert line, f"the session ended: {shell.stderr.read()}"
+            out += line
+        return parse_reply(ident, out)
+
+    try:
+        assert ask(1, "links", LINK, PEER.format(2)).exit_code == 0
+        assert ask(2, "fdb", PEER.format(3)).exit_code == 0
+        again = ask(3, "links", "link add vxs0 type vxlan id 7 dev eth0 dstport 4789\n", PEER.format(4))
+        assert again.exit_code != 0 and "File exists" in again.stderr, "ip's failure, though bridge succeeded"
+        state = agent.parse_state(ask(4, "state").stdout)
+        assert state.fdb["vxs0"] == {"10.9.0.2", "10.9.0.3", "10.9.0.4"} and state.links["vxs0"].vni == 7
+        shell.stdin.write("kvc 5 links\nlink del vxs0\n")  # the client leaves mid-request
+        shell.stdin.close()
+        assert shell.wait(timeout=10) == 0
+    finally:
+        shell.kill()
+        shell.wait()
+    assert "vxs0" in netns(["ip", "link", "show"]).stdout, "the body cut short was not run"
