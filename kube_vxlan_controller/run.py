@@ -4,10 +4,15 @@ SIGTERM (`kill -TERM 1` in the pod) stops it gracefully: the watcher stops, in-f
 hit their deadline, actors stop in reverse start order, the Lease is released, exit 0. A fatal
 condition (restart budget exhausted) and lost leadership (the Lease could not be renewed) exit 1 so
 that Kubernetes restarts the container (which then comes back as a standby).
+
+Open files: with sessions each member pod holds one socket of the controller's, so at start the soft limit
+of open files is raised to the hard one (as Go programs do): containerd 2 starts containers with a soft
+limit of 1024, which a thousand pods' sessions would exceed.
 """
 
 from __future__ import annotations
 
+import resource
 import signal
 import threading
 
@@ -45,6 +50,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    raise_open_files()
     controller = Controller(settings, cluster=cluster)
     try:
         controller.start()
@@ -56,3 +62,22 @@ def main(argv: list[str]) -> int:
     finally:
         controller.stop()
     return 1 if controller.fatal.is_set() or controller.lost.is_set() else 0
+
+
+#: the most open files asked for when the hard limit is unlimited
+OPEN_FILES = 1 << 20
+
+
+def raise_open_files() -> int:
+    """Raise the soft limit of open files to the hard one (at most OPEN_FILES); the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as error:
+            logger.warning("open files: could not raise the soft limit from {} to {}: {}", soft, wanted, error)
+            return soft
+        logger.debug("open files: soft limit raised from {} to {}", soft, wanted)
+        return wanted
+    return soft

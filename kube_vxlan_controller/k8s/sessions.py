@@ -7,8 +7,8 @@
 What a request and a reply are is the caller's business (`agentsession`); a session writes text to the
 command's stdin and reads its stdout until `end` matches, within the deadline. It never closes stdin:
 the command runs until the session is closed (its stdin then ends), its container or the connection
-goes, or something in between times it out (a kubelet's `--streaming-connection-idle-timeout`, 4 h by
-default; proxies and load balancers, often sooner).
+goes, or something in between times it out (the API server closes an exec that carried no data for 4 h;
+proxies and load balancers, often sooner).
 
 Ends, all normal and all told apart by `SessionEnded.reason`:
 - "exited": the command ended (its status arrived on channel 3; the container restarted, or the command

@@ -69,3 +69,34 @@ def test_a_session_killed_is_reopened_and_a_pod_that_cannot_keep_one_falls_back_
     wait_for(lambda: sample(c, "kvc_sessions_open") == 5, timeout=30, what="every member's session reopened")
     assert converged(cluster, 5), "nothing lost, nothing stale"
     assert {t.split(":")[0].split("/")[1] for t in sandbox.live_execs()} == {p.metadata.name for p in five}
+
+
+def test_soak_a_mesh_of_two_networks_under_churn_and_severed_sessions_ends_exact(cluster: Cluster, controller,
+                                                                                 sandbox):
+    """Two deployments, one in both networks and one in vxeth0 only, scaled up and down fifteen times, every
+    session severed at every other step. Afterwards every pod's fdb on each of its networks
+    holds exactly the other members: nothing lost, nothing stale."""
+    c = controller()
+    cluster.create_deployment("m", "vxeth0, vxeth1", replicas=3)
+    cluster.create_deployment("n", "vxeth0", replicas=3)
+    wait_for(lambda: len(cluster.running("run in (m,n)")) == 6, timeout=60, what="6 pods running")
+    sizes = [(5, 2), (2, 4), (4, 1), (1, 3), (3, 5)] * 3
+    for step, (m, n) in enumerate(sizes):  # each step: a change of both, then a sever while it is wired
+        cluster.scale("m", m)
+        cluster.scale("n", n)
+        if step % 2:
+            sandbox.faults.sever_execs("")
+        wait_for(lambda: len(cluster.pods("run=m")) == m and len(cluster.pods("run=n")) == n, timeout=30,
+                 what=f"m={m}, n={n} asked")
+    sandbox.faults.sever_execs("")
+
+    def exact() -> bool:
+        ms, ns = cluster.running("run=m"), cluster.running("run=n")
+        if len(ms) != 3 or len(ns) != 5 or len(cluster.pods("run in (m,n)")) != 8:
+            return False
+        return cluster.wired(ms + ns, "vxeth0") and cluster.wired(ms, "vxeth1") and all(
+            cluster.fdb(p, "vxeth1") is None for p in ns)
+
+    wait_for(exact, timeout=60, what="both networks exact after the soak")
+    assert sample(c, "kvc_session_ends_total", reason="closed") >= 1
+    wait_for(lambda: sample(c, "kvc_sessions_open") == 8, what="a session per pod again")
