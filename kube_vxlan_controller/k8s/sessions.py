@@ -89,7 +89,7 @@ class Session:
         session is closed), and the executor's `Cancelled` / `LeaseEnding` (nothing written, the session
         stays open)."""
         if self.ended is None:
-            self._admit(self.where, deadline)
+            self._admit(f"request in the session in {self.where}", deadline)
             self._read(0)
         if self.ended is not None:
             raise self._end_error(written=False)
