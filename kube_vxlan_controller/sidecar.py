@@ -55,7 +55,11 @@ def exec_form(kind: str, bodies: tuple[str, ...], timeout: int) -> tuple[list[st
 
 
 class _Fallback(Exception):
-    """This pod cannot keep a session now (the reason is the message)."""
+    """This pod cannot keep a session now: why, and how many sessions the request opened trying."""
+
+    def __init__(self, reason: str, opened: int) -> None:
+        super().__init__(reason)
+        self.reason, self.opened = reason, opened
 
 
 class Sidecar:
@@ -66,25 +70,24 @@ class Sidecar:
         #: why this pod runs one exec per request now; None: it uses sessions (when they are on)
         self.fallback: str | None = None
         self._ident = 0
-        #: sessions opened by the request under way (each one exec)
-        self._opened = 0
 
     def ask(self, pod: Pod, kind: str, *bodies: str, suspect: bool = False) -> tuple[ExecResult, int]:
         """Run a request in the pod's sidecar; return its result (whatever its exit code) and the number
         of execs it took (0 over an open session)."""
-        argv, stdin = exec_form(kind, bodies, self.timeout)  # validates the request either way
-        self._opened = 0
+        opened = 0
         if self.sessions and self.fallback is None:
             try:
                 return self._over_session(pod, kind, bodies, suspect)
             except _Fallback as why:
-                self.fallback = str(why)
+                opened = why.opened
+                self.fallback = why.reason
                 logger.info("pod {}: no session into its sidecar ({}); one exec per request until its next "
-                            "resync", pod.key, why)
+                            "resync", pod.key, why.reason)
                 if self.metrics is not None:
                     self.metrics.session_fallbacks.inc()
+        argv, stdin = exec_form(kind, bodies, self.timeout)
         result = self.executor.run(pod.namespace, pod.name, self.container, argv, stdin=stdin, suspect=suspect)
-        return result, self._opened + 1
+        return result, opened + 1
 
     def retry(self) -> None:
         """Try a session again at the next request (after a fallback)."""
@@ -98,6 +101,7 @@ class Sidecar:
     # -- sessions -----------------------------------------------------------------------------------
 
     def _over_session(self, pod: Pod, kind: str, bodies: tuple[str, ...], suspect: bool) -> tuple[ExecResult, int]:
+        opened = 0
         while True:
             if self.session is None:
                 try:
@@ -106,8 +110,8 @@ class Sidecar:
                 except _UNREACHABLE:
                     raise
                 except K8sError as error:
-                    raise _Fallback(f"it could not be opened: {error}") from error
-                self._opened += 1
+                    raise _Fallback(f"it could not be opened: {error}", opened) from error
+                opened += 1
                 self._gauge(+1)
             session = self.session
             self._ident += 1
@@ -117,11 +121,11 @@ class Sidecar:
                 result = parse_reply(self._ident, text)
                 if self.metrics is not None:
                     self.metrics.session_requests.inc()
-                return result, self._opened
+                return result, opened
             except SessionEnded as end:
                 self._ended(session)
                 if session.replies == 0:
-                    raise _Fallback(f"it ended before its first reply: {session.why}") from end
+                    raise _Fallback(f"it ended before its first reply: {session.why}", opened) from end
                 logger.debug("pod {}: session ended after {} replies: {}", pod.key, session.replies, session.why)
                 if end.written and kind == "links":
                     raise ApiUnavailable(f"pod {pod.key}: the session ended before its link change was "
@@ -132,7 +136,7 @@ class Sidecar:
             except ReplyError as error:
                 session.close("unreadable")
                 self._ended(session)
-                raise _Fallback(f"its reply was unreadable: {error}") from error
+                raise _Fallback(f"its reply was unreadable: {error}", opened) from error
 
     def _ended(self, session: Session) -> None:
         """Forget an ended session, counting its end once."""
