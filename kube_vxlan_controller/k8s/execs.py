@@ -88,14 +88,15 @@ class Executor:
     ) -> None:
         if deadline <= 0 or max_concurrent < 1:
             raise ValueError(f"bad executor: deadline={deadline} max_concurrent={max_concurrent}")
-        #: opens every exec's websocket (all on one TLS context)
-        self.sockets = ExecSockets(cluster.core())
         self.deadline = deadline
         self.max_concurrent = max_concurrent
         self._slots = FairSlots(max_concurrent)
         #: pods whose last exec timed out share a few slots of their own, so that a node full of hung
         #: pods cannot hold every slot for a whole deadline while healthy pods wait.
-        self._suspect_slots = FairSlots(max(1, max_concurrent // 8))
+        suspect = max(1, max_concurrent // 8)
+        self._suspect_slots = FairSlots(suspect)
+        #: opens every exec's websocket (all on one TLS context), on as many threads as there are slots
+        self.sockets = ExecSockets(cluster.core(), threads=max_concurrent + suspect)
         self._observer = observer
         self._stopping = stopping or threading.Event()
         self._fence = fence

@@ -1,6 +1,6 @@
 """Exec websockets, opened here on one TLS context per cluster and read with the client's `WSClient`.
 
-    sockets = ExecSockets(cluster.core())
+    sockets = ExecSockets(cluster.core(), threads=36)
     ws = sockets.open(namespace, pod, container, argv, stdin=True)   # a WSClient, the command started
 
 Why not `kubernetes.stream.stream()`: its `create_websocket` hands websocket-client TLS options without
@@ -23,6 +23,10 @@ built when `ExecSockets` is, carries every exec websocket; the rest is what `cre
 - Each blocking socket operation (connecting, the upgrade, one frame) is bounded by `SOCKET_TIMEOUT`:
   a server that accepts the connection but never answers cannot hold the thread for ever.
 
+The connection and its TLS handshake run on a few threads of this object's own (`threads`, started as
+needed), not on the caller's: a thread that did a handshake keeps tens of kB more memory for good
+(docs/sessions.md), and the callers are the pod actors, one thread per pod.
+
 What `open` returns is the client's `WSClient` (channels, `write_stdin`, `close_channel`, `update`,
 `run_forever`, `close`) over that websocket, except that it keeps no copy of everything read
 (`read_all` is not available): an exec reads its channels, and a session would grow that copy for ever.
@@ -31,14 +35,17 @@ Errors: what websocket-client and the socket raise, unchanged (`errors.classify`
 upgrade by its HTTP status).
 
 Concurrency contract: `open` may be called from any thread at once (building a request only reads the
-`ApiClient`; an `SSLContext` may be shared by threads); it blocks its thread for the connection and the
-upgrade, each step at most `SOCKET_TIMEOUT`. A websocket it returns is used by one thread at a time.
+`ApiClient`; an `SSLContext` may be shared by threads); it blocks its thread while one of the opening
+threads connects and upgrades, each step at most `SOCKET_TIMEOUT`, and for a free opening thread first
+when more than `threads` calls open at once (the executor's slots keep them fewer). A websocket it
+returns is then used by one thread at a time.
 """
 
 from __future__ import annotations
 
 import os
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 
 import certifi
 import websocket
@@ -56,8 +63,9 @@ PROTOCOLS = f"{V5_CHANNEL_PROTOCOL},{V4_CHANNEL_PROTOCOL}"
 class ExecSockets:
     """Opens exec websockets to one cluster (the `CoreV1`'s), all on `ssl_context` (None over plain HTTP)."""
 
-    def __init__(self, core: CoreV1) -> None:
+    def __init__(self, core: CoreV1, *, threads: int) -> None:
         self._core = core
+        self._opening = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="exec-open")
         self._configuration: Configuration = core.api_client.configuration
         self.ssl_context = tls_context(self._configuration) if self._configuration.host.startswith("https:") else None
         self._sslopt = {"context": self.ssl_context}
@@ -67,6 +75,9 @@ class ExecSockets:
     def open(self, namespace: str, pod: str, container: str, argv: list[str], *, stdin: bool) -> WSClient:
         """Start `argv` in `namespace/pod`'s `container` (stdout and stderr always, stdin if asked, no tty);
         return its websocket once the server accepted the upgrade."""
+        return self._opening.submit(self._open, namespace, pod, container, argv, stdin).result()
+
+    def _open(self, namespace: str, pod: str, container: str, argv: list[str], stdin: bool) -> WSClient:
         url, headers = self._core.exec_request(pod, namespace, command=list(argv), container=container, stdin=stdin,
                                                stdout=True, stderr=True, tty=False)
         url = get_websocket_url(url)

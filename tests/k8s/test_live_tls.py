@@ -1,11 +1,12 @@
 """Execs and sessions over the sandbox's HTTPS (its own CA, bearer tokens), as on a real cluster: the
-websockets open on one shared TLS context, verified as the kubeconfig says, with the token the
+websockets open on one shared TLS context (on the executor's own threads), verified as the kubeconfig says, with the token the
 configuration gives at that moment (root)."""
 
 from __future__ import annotations
 
 import base64
 import ssl
+import threading
 
 import pytest
 import runtimes
@@ -63,6 +64,8 @@ def test_execs_and_a_session_go_over_https_on_one_shared_tls_context(sandbox, cl
     try:
         tls_sockets = [ws.sock.sock for ws in sockets]
         assert all(isinstance(s, ssl.SSLSocket) and s.context is context for s in tls_sockets)
+        # connected on the executor's own threads, not on this one
+        assert any(thread.name.startswith("exec-open") for thread in threading.enumerate())
         assert {ws.subprotocol for ws in sockets} == {"v5.channel.k8s.io"}
     finally:
         for ws in sockets:

@@ -121,7 +121,7 @@ def test_refused_rest_connection_is_retryable_and_chained():
 
 
 def test_refused_exec_connection_is_retryable():
-    sockets = ExecSockets(CoreV1(api_on_closed_port().api_client))
+    sockets = ExecSockets(CoreV1(api_on_closed_port().api_client), threads=1)
     with pytest.raises(ConnectionRefusedError) as raised:
         sockets.open("default", "a-0", "agent", ["true"], stdin=False)
     assert isinstance(classify(raised.value), ApiUnavailable)
