@@ -37,7 +37,8 @@ errors are raised, so the caller, which knows what the command meant, logs each 
 
 Concurrency contract: `run` may be called from any number of threads at once; each call blocks its
 thread for the slot wait plus at most about `deadline` (and up to a second for the server's close frame;
-an upgrade the server never answers at all ends after `websockets.SOCKET_TIMEOUT`). The observer, if given, is called on the calling thread after every exec that got a slot.
+an upgrade the server never answers at all ends after `websockets.SOCKET_TIMEOUT`). The observer, if
+given, is called on the calling thread after every exec that got a slot.
 """
 
 from __future__ import annotations
