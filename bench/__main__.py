@@ -1,7 +1,7 @@
 """Benchmarks side by side: contender controllers against the oracle (the minimal exec set), as root.
 
     .venv/bin/python -m bench [--controller TEMPLATE | --contender NAME=TEMPLATE …] [--session-oracle]
-                              [--scenarios burst,joins,churn,idle] [--out DIR]
+                              [--scenarios burst,joins,churn,idle] [--tls] [--out DIR]
 
 Every scenario runs for each contender in the order given, then for the session oracle when asked for,
 then for the oracle, each on a fresh sandbox and on the same sizes and rates; the sandbox, the poller and
@@ -73,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
                         f"{Settings.resync:g} s, so it holds each pod's periodic re-read once)")
     p.add_argument("--nodes", type=int, default=1,
                    help="sandbox nodes the pods spread over (VXLAN routed between them; default: %(default)s)")
+    p.add_argument("--tls", action="store_true",
+                   help="the sandbox serves HTTPS (its CA, bearer tokens), as a real cluster does, and every "
+                        "contestant talks to it over HTTPS (default: plain HTTP on 127.0.0.1)")
     p.add_argument("--keep-logs", action="store_true", help="keep every process's log under OUT/logs")
     return p
 
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
            "command": shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]),
            "contenders": {c.name: c.template for c in rivals},
            "contestants": [c.name for c in contestants],
-           "nodes": args.nodes, "cpus": os.cpu_count(),
+           "nodes": args.nodes, "tls": args.tls, "cpus": os.cpu_count(),
            "load_before": os.getloadavg(),
            "scenarios": []}
     status = 0
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"bench: {label}", file=sys.stderr, flush=True)
                 try:
                     with Run(scenario, contestant, logs / f"{i}-{scenario.kind}-{contestant.name}", label,
-                             nodes=args.nodes) as run:
+                             nodes=args.nodes, tls=args.tls) as run:
                         figures = scenario.drive(run)
                         entry["runs"][contestant.name] = {**figures, **run.figures()}
                 except Exception as error:  # noqa: BLE001 - one failed run must not cost the others

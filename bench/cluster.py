@@ -2,6 +2,8 @@
 
 - `SandboxServer`: `kube-vxlan-sandbox serve` as a child process (netns runtime), a fresh one per run; its
   control endpoint: faults (`POST /sandbox/faults`) and what the server counted (`GET /sandbox/stats`).
+  With `tls`, `serve --tls`: the kubeconfig every process gets points at HTTPS (the sandbox's CA, the
+  admin's bearer token), as a real cluster serves, and the control endpoint is asked over it too.
 - `Api`: the official client: the network ConfigMap, the bench's pods (created in parallel), deletions.
 - `PodTracker`: the bench's own pod watch (the project's `PodStream`) feeding a `Wiring`; it hands each
   pod's network namespace, as the sandbox names it, to the poller as soon as the pod has one.
@@ -13,8 +15,10 @@ namespaces while pods wait for one) until `stop()`.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -43,15 +47,17 @@ STOP_GRACE = 180.0
 class SandboxServer:
     """One `kube-vxlan-sandbox serve` process; `stop()` removes everything it made (see processes.py)."""
 
-    def __init__(self, workdir: Path, nodes: int = 1) -> None:
-        """`nodes`: the sandbox's (`serve --nodes`); pods go to the emptiest one."""
+    def __init__(self, workdir: Path, nodes: int = 1, tls: bool = False) -> None:
+        """`nodes`: the sandbox's (`serve --nodes`); pods go to the emptiest one. `tls`: serve HTTPS."""
         self.kubeconfig = workdir / "kubeconfig"
         # SIGTERM to the sandbox alone: it removes its pods with `ip` commands of its own group.
         self.child = Child("sandbox", ["kube-vxlan-sandbox", "serve", "--kubeconfig", str(self.kubeconfig),
-                                       "--nodes", str(nodes)],
+                                       "--nodes", str(nodes), *(["--tls"] if tls else [])],
                            log=workdir / "sandbox.log", grace=STOP_GRACE, env={"KVC_LOG_LEVEL": "WARNING"},
                            term_group=False)
         self.url = ""
+        self._headers: dict[str, str] = {}
+        self._ssl: ssl.SSLContext | None = None
 
     def start(self, timeout: float = 60.0) -> "SandboxServer":
         self.child.start()
@@ -62,7 +68,14 @@ class SandboxServer:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the sandbox did not serve within {timeout:.0f}s; see {self.child.log_path}")
             time.sleep(0.05)
-        self.url = yaml.safe_load(self.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+        kubeconfig = yaml.safe_load(self.kubeconfig.read_text())
+        cluster, user = kubeconfig["clusters"][0]["cluster"], kubeconfig["users"][0]["user"]
+        self.url = cluster["server"]
+        if "certificate-authority-data" in cluster:
+            self._ssl = ssl.create_default_context(
+                cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+        if user.get("token"):
+            self._headers["Authorization"] = f"Bearer {user['token']}"
         return self
 
     @property
@@ -73,8 +86,8 @@ class SandboxServer:
     def _control(self, path: str, body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(f"{self.url}{path}", data=data, method="GET" if data is None else "POST",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
+                                         headers={"Content-Type": "application/json", **self._headers})
+        with urllib.request.urlopen(request, timeout=30, context=self._ssl) as response:
             return json.loads(response.read())
 
     def faults(self, **body) -> dict:

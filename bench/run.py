@@ -7,7 +7,7 @@
         figures = run.figures()
 
 Processes, each in its own session (processes.py): the sandbox (`kube-vxlan-sandbox serve`, netns
-runtime), the poller (poller.py), the contestant. The bench's own process watches pods and compares
+runtime; over HTTPS with `tls`), the poller (poller.py), the contestant. The bench's own process watches pods and compares
 (wiring.py). Entering starts them in that order and waits until the contestant opened its first watch
 (the sandbox counts open watches), so its start-up is not measured; leaving stops them in reverse order
 — also on an error or Ctrl-C — the sandbox last, which removes every namespace it made.
@@ -36,9 +36,9 @@ SETTLE = 1.0
 
 
 class Run:
-    def __init__(self, scenario, contestant, workdir: Path, label: str, nodes: int = 1) -> None:
+    def __init__(self, scenario, contestant, workdir: Path, label: str, nodes: int = 1, tls: bool = False) -> None:
         self.scenario, self.contestant, self.workdir, self.label = scenario, contestant, workdir, label
-        self.nodes = nodes
+        self.nodes, self.tls = nodes, tls
         workdir.mkdir(parents=True, exist_ok=True)
         self.wiring = Wiring()
         self.timeline: list[tuple[float, int, int]] = []
@@ -63,7 +63,7 @@ class Run:
 
     def _start(self) -> None:
         # Each stop is registered before its start: whatever started is stopped, even a half start.
-        self.sandbox = SandboxServer(self.workdir, self.nodes)
+        self.sandbox = SandboxServer(self.workdir, self.nodes, self.tls)
         self._exits.callback(self.sandbox.stop)
         self.sandbox.start()
         self.sandbox.faults(exec_latency=self.scenario.latency)

@@ -5,23 +5,17 @@ Concurrency contract:
   generated `CoreV1Api`) on one shared `ApiClient`, for plain REST calls (list, watch, ConfigMaps,
   Events, pod status), and `Cluster.coordination()` one `CoordinationV1Api` on the same client (the
   election's Lease). urllib3's pool is thread-safe, so any thread may use them at the same time.
-- `Cluster.exec_core()` lends a `CoreV1` on an `ApiClient` nobody else uses meanwhile (a context
-  manager; returned to a pool after the call). Exec must never use the shared client:
-  `kubernetes.stream.stream()` swaps `api_client.call_api` for the length of the call, so two threads
-  execing through one client break each other (measured: 1168 of 1168 concurrent calls failed with one
-  shared client, none with one client per thread). Pooled rather than one per thread: the pool holds
-  as many clients as execs ever ran at once (the executor's slots), not one per pod actor thread.
+- Exec websockets are opened by websockets.py, from the shared client's requests (building one only
+  reads the client), not by `kubernetes.stream.stream()`, which swaps `api_client.call_api` for the
+  length of the call and so needs a client per thread.
 - Loading the configuration happens once, in `connect`, before any thread uses it; afterwards the
   `Configuration` is only read (the in-cluster loader refreshes the token under its own lock).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 from kubernetes import client, config
@@ -60,7 +54,6 @@ class Cluster:
         self.api_client = client.ApiClient(configuration)
         self._core = CoreV1(self.api_client)
         self._coordination = client.CoordinationV1Api(self.api_client)
-        self._exec_pool: queue.SimpleQueue[CoreV1] = queue.SimpleQueue()
 
     @property
     def host(self) -> str:
@@ -74,26 +67,9 @@ class Cluster:
         """The shared coordination.k8s.io/v1 API (Leases); safe from any thread."""
         return self._coordination
 
-    @contextlib.contextmanager
-    def exec_core(self) -> Iterator[CoreV1]:
-        """Lend a core/v1 API on an `ApiClient` of its own for one `stream()` (exec), then take it back."""
-        try:
-            api = self._exec_pool.get_nowait()
-        except queue.Empty:
-            api = CoreV1(client.ApiClient(self.configuration))
-        try:
-            yield api
-        finally:
-            self._exec_pool.put(api)
-
     def close(self) -> None:
-        """Release the shared client's connections and the pooled exec clients'."""
+        """Release the shared client's connections."""
         self.api_client.close()
-        while True:
-            try:
-                self._exec_pool.get_nowait().api_client.close()
-            except queue.Empty:
-                break
 
     def __repr__(self) -> str:
         return f"Cluster(host={self.host!r}, namespace={self.namespace!r})"

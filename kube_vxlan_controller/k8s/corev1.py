@@ -7,12 +7,14 @@ through the `ApiClient`'s public `param_serialize` / `call_api` / `response_dese
 generated methods do: same paths, query parameters, headers, bearer-token auth and errors
 (`ApiException` and its subclasses for a status outside 2xx).
 
-The methods keep `CoreV1Api`'s names and arguments (the subset this controller calls), so
-`kubernetes.stream.stream(core.connect_get_namespaced_pod_exec, …)` works unchanged: it swaps
-`core.api_client.call_api` for the websocket transport for the length of the call.
+The methods keep `CoreV1Api`'s names and arguments (the subset this controller calls). Exec is not a
+REST call: `exec_request` gives the URL and headers the generated `connect_get_namespaced_pod_exec` would
+send (its query, the bearer token as the configuration gives it now), and websockets.py opens the
+websocket with them.
 
-Every method takes `_preload_content` (False: the raw `urllib3` response, unread, as the generated
-methods return it) and `_request_timeout`. Concurrency: as the `ApiClient` it is built on.
+Every REST method takes `_preload_content` (False: the raw `urllib3` response, unread, as the generated
+methods return it) and `_request_timeout`. Concurrency: as the `ApiClient` it is built on (building a
+request only reads it: any thread may).
 """
 
 from __future__ import annotations
@@ -50,13 +52,14 @@ class CoreV1:
         return self._call("PATCH", _POD + "/status", {"name": name, "namespace": namespace}, body=body,
                           content_type=STRATEGIC_MERGE_PATCH, response_type="V1Pod", **options)
 
-    def connect_get_namespaced_pod_exec(self, name: str, namespace: str, *, command: list[str], container: str,
-                                        stdin: bool, stdout: bool, stderr: bool, tty: bool, **options) -> Any:
-        """Meant for `kubernetes.stream.stream()`, which turns it into a websocket."""
+    def exec_request(self, name: str, namespace: str, *, command: list[str], container: str, stdin: bool,
+                     stdout: bool, stderr: bool, tty: bool) -> tuple[str, dict[str, str]]:
+        """(URL, headers) of the exec request `CoreV1Api.connect_get_namespaced_pod_exec` would send."""
         query = [("command", command), ("container", container), ("stderr", stderr), ("stdin", stdin),
                  ("stdout", stdout), ("tty", tty)]
-        return self._call("GET", _POD + "/exec", {"name": name, "namespace": namespace}, query, accept="*/*",
-                          collection_formats={"command": "multi"}, response_type="str", **options)
+        _, url, headers, _, _ = self._request("GET", _POD + "/exec", {"name": name, "namespace": namespace}, query,
+                                              accept="*/*", collection_formats={"command": "multi"})
+        return url, headers
 
     # -- ConfigMaps and Events ----------------------------------------------------------------------
 
@@ -80,13 +83,8 @@ class CoreV1:
               response_type: str, body: Any = None, content_type: str | None = None, accept: str = JSON,
               collection_formats: dict[str, str] | None = None, _preload_content: bool = True,
               _request_timeout: Any = None) -> Any:
-        headers = {"Accept": accept}
-        if content_type is not None:
-            headers["Content-Type"] = content_type
-        request = self.api_client.param_serialize(
-            method=method, resource_path=path, path_params=path_params,
-            query_params=[(key, value) for key, value in query if value is not None], header_params=headers,
-            body=body, auth_settings=["BearerToken"], collection_formats=collection_formats or {})
+        request = self._request(method, path, path_params, query, body=body, content_type=content_type,
+                                accept=accept, collection_formats=collection_formats)
         response = self.api_client.call_api(*request, _request_timeout=_request_timeout)
         if not _preload_content:
             if not 200 <= response.status <= 299:
@@ -95,6 +93,18 @@ class CoreV1:
             return response.response
         response.read()
         return self.api_client.response_deserialize(response, {"2XX": response_type}).data
+
+    def _request(self, method: str, path: str, path_params: dict[str, str], query: list[tuple[str, Any]] = (), *,
+                 body: Any = None, content_type: str | None = None, accept: str = JSON,
+                 collection_formats: dict[str, str] | None = None) -> tuple:
+        """(method, URL, headers, body, post parameters), as the generated methods serialize a request."""
+        headers = {"Accept": accept}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        return self.api_client.param_serialize(
+            method=method, resource_path=path, path_params=path_params,
+            query_params=[(key, value) for key, value in query if value is not None], header_params=headers,
+            body=body, auth_settings=["BearerToken"], collection_formats=collection_formats or {})
 
 
 #: the list and watch query parameters, in the generated methods' order

@@ -72,9 +72,6 @@ class ApiUnavailable(K8sError):
     """Retryable: the API server could not be reached or asked us to come back later."""
 
 
-#: websocket-client's message for a refused upgrade, which the client wraps in ApiException(status=0):
-#: "Handshake status 404 Not Found -+-+- {headers} -+-+- {body}".
-_HANDSHAKE = re.compile(r"Handshake status (\d{3})\b")
 _CONTAINER_MISSING = re.compile(r"\bcontainer\b.*\bnot (found|valid)\b", re.IGNORECASE | re.DOTALL)
 _RETRYABLE_STATUS = frozenset({408, 429})
 _CONNECTION_WORDS = ("connection", "timed out", "timeout", "refused", "reset", "broken pipe", "eof")
@@ -94,6 +91,10 @@ def _classify(exc: BaseException) -> K8sError:
         return _from_api_exception(exc)
     if isinstance(exc, ConfigException):
         return K8sError(f"bad client configuration: {exc}")
+    if isinstance(exc, websocket.WebSocketBadStatusException):
+        # an exec's websocket upgrade refused (websockets.py): "Handshake status 404 Not Found -+-+- {headers}
+        # -+-+- {body}", the body the API server's Status
+        return _from_status(exc.status_code, str(exc), str(exc))
     if isinstance(
         exc,
         (
@@ -122,17 +123,13 @@ def advice(error: K8sError) -> str | None:
 
 
 def _from_api_exception(exc: ApiException) -> K8sError:
-    status = exc.status or 0
     reason = str(exc.reason or "")
-    body = str(exc.body or "")
-    if status == 0:
-        # The websocket transport (exec) reports every failure as status 0 with the text in `reason`.
-        match = _HANDSHAKE.search(reason)
-        if match:
-            status = int(match.group(1))
-            body = reason
-        else:
-            return _status_zero(exc, reason)
+    if not exc.status:
+        return _status_zero(exc, reason)
+    return _from_status(exc.status, reason, str(exc.body or ""))
+
+
+def _from_status(status: int, reason: str, body: str) -> K8sError:
     message = _status_message(body) or reason or "no reason given"
     text = f"{status} {message}"
     if status == 404:

@@ -5,8 +5,8 @@ How one exec goes (the measured client behaviour, see KUBERNETES-CLIENT-NOTES.md
    thousand pods starting together do not open a thousand websockets; they are served in the order
    they asked (`slots.FairSlots`). Waiting for a slot is not part of the deadline and never a timeout:
    a pod waiting for its turn is not hung;
-2. open the websocket (`stream(connect_get_namespaced_pod_exec, …, _preload_content=False)`) on an
-   ApiClient lent for the call (stream() is not thread-safe; the websocket lives on without it);
+2. open the websocket (websockets.py: one TLS context for all, the bearer token, the v5 protocol offered
+   first);
 3. write stdin, then close channel 0 (EOF; only the v5 channel protocol can say it, so stdin on an
    older server is refused up front rather than hanging until the deadline);
 4. `run_forever(timeout=remaining)`; then read stdout/stderr without blocking (`timeout=0`) and the
@@ -37,8 +37,8 @@ errors are raised, so the caller, which knows what the command meant, logs each 
 
 Concurrency contract: `run` may be called from any number of threads at once; each call blocks its
 thread for the slot wait plus at most about `deadline` (and up to a second for the server's close frame;
-an upgrade the server never answers at all ends after `SOCKET_TIMEOUT`, the client offering no finer
-hook). The observer, if given, is called on the calling thread after every exec that got a slot.
+an upgrade the server never answers at all ends after `websockets.SOCKET_TIMEOUT`). The observer, if
+given, is called on the calling thread after every exec that got a slot.
 """
 
 from __future__ import annotations
@@ -50,12 +50,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
-import websocket
-from kubernetes.stream import stream
 from loguru import logger
 
 from kube_vxlan_controller.k8s.client import Cluster
 from kube_vxlan_controller.k8s.sessions import Session
+from kube_vxlan_controller.k8s.websockets import ExecSockets
 from kube_vxlan_controller.k8s.errors import (ApiUnavailable, Cancelled, ExecTimeout, K8sError, LeaseEnding, PodGone,
                                               classify)
 from kube_vxlan_controller.model import ExecResult
@@ -63,8 +62,6 @@ from kube_vxlan_controller.slots import FairSlots
 
 #: exit code reported when the runtime could not run the command and gave no exit code.
 EXEC_FAILED = 126
-#: seconds any one blocking websocket operation may take (set process-wide, see Executor.__init__).
-SOCKET_TIMEOUT = 10.0
 #: seconds to wait for the server's close frame after a finished exec.
 CLOSE_WAIT = 1.0
 V5_PROTOCOL = "v5.channel.k8s.io"
@@ -92,22 +89,18 @@ class Executor:
     ) -> None:
         if deadline <= 0 or max_concurrent < 1:
             raise ValueError(f"bad executor: deadline={deadline} max_concurrent={max_concurrent}")
-        self._cluster = cluster
         self.deadline = deadline
         self.max_concurrent = max_concurrent
         self._slots = FairSlots(max_concurrent)
         #: pods whose last exec timed out share a few slots of their own, so that a node full of hung
         #: pods cannot hold every slot for a whole deadline while healthy pods wait.
-        self._suspect_slots = FairSlots(max(1, max_concurrent // 8))
+        suspect = max(1, max_concurrent // 8)
+        self._suspect_slots = FairSlots(suspect)
+        #: opens every exec's websocket (all on one TLS context), on as many threads as there are slots
+        self.sockets = ExecSockets(cluster.core(), threads=max_concurrent + suspect)
         self._observer = observer
         self._stopping = stopping or threading.Event()
         self._fence = fence
-        if websocket.getdefaulttimeout() is None:
-            # The client opens exec websockets without any socket timeout, so a server that accepts
-            # the connection but never answers the upgrade would hold the thread (and its slot) for
-            # ever. websocket-client's process-wide default is the only hook. It bounds each blocking
-            # socket operation (connect, the upgrade, one frame), not the exec: the deadline does that.
-            websocket.setdefaulttimeout(SOCKET_TIMEOUT)
 
     def run(
         self,
@@ -189,19 +182,7 @@ class Executor:
                  deadline_at: float):
         """The exec's websocket (a `WSClient`), its command started."""
         try:
-            with self._cluster.exec_core() as core:
-                return stream(
-                    core.connect_get_namespaced_pod_exec,
-                    pod,
-                    namespace,
-                    container=container,
-                    command=list(argv),
-                    stdin=stdin,
-                    stdout=True,
-                    stderr=True,
-                    tty=False,
-                    _preload_content=False,
-                )
+            return self.sockets.open(namespace, pod, container, argv, stdin=stdin)
         except Exception as exc:  # noqa: BLE001 - sorted by classify
             if time.monotonic() >= deadline_at:
                 raise ExecTimeout(f"exec in {where} could not start before its deadline: {exc}") from exc

@@ -28,7 +28,7 @@ nothing into any session. Asks take no exec slot: the slots bound opening websoc
 none.
 
 Concurrency contract: one thread at a time uses a session (the pod actor that owns it); `ask` blocks that
-thread for at most its deadline (plus one socket operation, `execs.SOCKET_TIMEOUT`, on a broken link).
+thread for at most its deadline (plus one socket operation, `websockets.SOCKET_TIMEOUT`, on a broken link).
 """
 
 from __future__ import annotations
@@ -51,17 +51,6 @@ class SessionEnded(K8sError):
         self.reason, self.written = reason, written
 
 
-class _Discard:
-    """Stands in for the client's copy of everything read (`WSClient._all`), which a session would grow
-    for ever: the client keeps it for `read_all()`, which a session never calls."""
-
-    def write(self, _data) -> None:
-        pass
-
-    def getvalue(self) -> str:
-        return ""
-
-
 class Session:
     """An open exec (a `WSClient`) and what is known of it; made by `Executor.open_session`."""
 
@@ -70,7 +59,6 @@ class Session:
         self._ws = ws
         #: the command's result from its status (channel 3), stdout and stderr texts (`execs._result`)
         self._result = result
-        ws._all = _Discard()
         #: "namespace/pod [container]", for messages
         self.where = where
         self._admit = admit

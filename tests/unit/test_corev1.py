@@ -60,10 +60,9 @@ CALLS = {
     "create event": lambda api: api.create_namespaced_event("ns", client.CoreV1Event(
         metadata=client.V1ObjectMeta(generate_name="p."), involved_object=client.V1ObjectReference(name="p"),
         reason="R", message="m"), _request_timeout=5),
-    "exec": lambda api: api.connect_get_namespaced_pod_exec(
-        "p", "ns", command=["bridge", "-batch", "-"], container="agent", stdin=True, stdout=True, stderr=True,
-        tty=False, _preload_content=False),
 }
+EXEC = {"command": ["bridge", "-batch", "-"], "container": "agent", "stdin": True, "stdout": True, "stderr": True,
+        "tty": False}
 
 
 @pytest.mark.parametrize("what", CALLS)
@@ -80,11 +79,18 @@ def test_the_status_patch_is_a_strategic_merge_patch():
     assert request[1] == "https://api.example:6443/api/v1/namespaces/ns/pods/p/status"
 
 
+def test_the_exec_request_is_the_generated_apis():
+    (theirs,), _ = recorded(client.CoreV1Api, lambda api: api.connect_get_namespaced_pod_exec(
+        "p", "ns", **EXEC, _preload_content=False))
+    ours = recorded(CoreV1, lambda api: api.exec_request("p", "ns", **EXEC))[1]
+    assert ours == (theirs[1], theirs[2])
+
+
 def test_exec_query_repeats_command_and_spells_booleans_as_the_api_does():
-    (request,), _ = recorded(CoreV1, CALLS["exec"])
-    assert request[1] == ("https://api.example:6443/api/v1/namespaces/ns/pods/p/exec?command=bridge&command=-batch"
-                          "&command=-&container=agent&stderr=true&stdin=true&stdout=true&tty=false")
-    assert request[2]["authorization"] == "Bearer t0ken"
+    url, headers = recorded(CoreV1, lambda api: api.exec_request("p", "ns", **EXEC))[1]
+    assert url == ("https://api.example:6443/api/v1/namespaces/ns/pods/p/exec?command=bridge&command=-batch"
+                   "&command=-&container=agent&stderr=true&stdin=true&stdout=true&tty=false")
+    assert headers["authorization"] == "Bearer t0ken"
 
 
 def test_without_preload_the_raw_response_comes_back_unread():

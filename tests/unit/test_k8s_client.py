@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 import yaml
@@ -76,16 +75,3 @@ def test_own_namespace_comes_from_the_service_account_file(tmp_path):
 
 def test_own_namespace_defaults_to_kube_system(tmp_path):
     assert own_namespace(tmp_path / "missing") == DEFAULT_NAMESPACE == "kube-system"
-
-
-def test_exec_clients_are_lent_one_per_call_at_a_time_and_never_the_shared_one(kubeconfig):
-    cluster = connect(str(kubeconfig))
-    with cluster.exec_core() as mine:
-        assert mine.api_client is not cluster.core().api_client
-        with cluster.exec_core() as meanwhile:  # another thread's exec at the same time
-            assert meanwhile.api_client is not mine.api_client
-    other: list = []
-    thread = threading.Thread(target=lambda: other.append(cluster.exec_core().__enter__()))
-    thread.start()
-    thread.join()
-    assert other[0] in (mine, meanwhile)  # reused from the pool, not one more per thread

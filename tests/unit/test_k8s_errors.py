@@ -7,12 +7,14 @@ import socket
 
 import pytest
 import urllib3
+import websocket
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from kubernetes.stream import stream
 
+from kube_vxlan_controller.k8s.corev1 import CoreV1
 from kube_vxlan_controller.k8s.errors import (ApiUnavailable, Conflict, ExecTimeout, Forbidden, K8sError, PodGone,
                                                classify)
+from kube_vxlan_controller.k8s.websockets import ExecSockets
 
 
 def status_body(code: int, reason: str, message: str) -> str:
@@ -20,10 +22,11 @@ def status_body(code: int, reason: str, message: str) -> str:
                        "message": message, "reason": reason, "code": code})
 
 
-def handshake(code: int, phrase: str, body: str) -> ApiException:
-    """What `stream()` raises when the server refuses the websocket upgrade (websocket-client's text)."""
+def handshake(code: int, phrase: str, body: str) -> websocket.WebSocketBadStatusException:
+    """What websocket-client raises when the server refuses the websocket upgrade (its text, as 1.9 words it)."""
     headers = {"content-type": "application/json", "content-length": str(len(body))}
-    return ApiException(status=0, reason=f"Handshake status {code} {phrase} -+-+- {headers} -+-+- {body}")
+    return websocket.WebSocketBadStatusException(f"Handshake status {code} {phrase} -+-+- {headers} -+-+- {body}",
+                                                 code, phrase, headers, body.encode())
 
 
 def rest(code: int, reason: str, message: str) -> ApiException:
@@ -103,8 +106,8 @@ def test_auth_and_validation_errors_are_plain_k8s_errors(code):
     assert "denied" in str(error)
 
 
-def test_handshake_200_from_a_shared_client_is_an_error_not_a_success():
-    error = classify(ApiException(status=0, reason="Handshake status 200 OK -+-+- {} -+-+- None"))
+def test_an_upgrade_answered_200_is_an_error_not_a_success():
+    error = classify(websocket.WebSocketBadStatusException("Handshake status 200 OK -+-+- {} -+-+- None", 200))
     assert type(error) is K8sError
     assert error.status == 200
 
@@ -118,11 +121,9 @@ def test_refused_rest_connection_is_retryable_and_chained():
 
 
 def test_refused_exec_connection_is_retryable():
-    api = api_on_closed_port()
-    with pytest.raises(ApiException) as raised:
-        stream(api.connect_get_namespaced_pod_exec, "a-0", "default", command=["true"],
-               stdout=True, stderr=True, stdin=False, tty=False, _preload_content=False)
-    assert raised.value.status == 0
+    sockets = ExecSockets(CoreV1(api_on_closed_port().api_client), threads=1)
+    with pytest.raises(ConnectionRefusedError) as raised:
+        sockets.open("default", "a-0", "agent", ["true"], stdin=False)
     assert isinstance(classify(raised.value), ApiUnavailable)
 
 
