@@ -103,7 +103,12 @@ def test_with_preload_the_model_comes_back():
     assert isinstance(configmap, client.V1ConfigMap) and configmap.data == {"vxeth0": "100"}
 
 
-@pytest.mark.parametrize("what", ["read pod", "read configmap"])
+def test_the_status_patch_comes_back_unparsed():
+    _, raw = recorded(CoreV1, CALLS["patch status"], body=POD)
+    assert isinstance(raw, (bytes, bytearray)) and json.loads(raw) == POD
+
+
+@pytest.mark.parametrize("what", ["read pod", "read configmap", "patch status"])
 def test_an_error_status_raises_the_generated_apis_exception(what):
     body = {"kind": "Status", "reason": "NotFound", "code": 404}
     _, ours = recorded(CoreV1, CALLS[what], status=404, body=body)
