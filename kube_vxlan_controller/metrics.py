@@ -55,7 +55,8 @@ class Metrics:
         self.session_requests = Counter("kvc_session_requests", "Requests answered over sessions (each one an "
                                         "exec saved)", registry=r)
         self.session_ends = Counter("kvc_session_ends", "Sessions that ended, by reason (exited, closed, broke, "
-                                    "timeout, unreadable; closed by us: the pod went or the controller stops)",
+                                    "timeout, unreadable; closed by us: the pod went or the controller stops; fenced: the "
+                                    "leader's fence passed)",
                                     ["reason"], registry=r)
         self.session_fallbacks = Counter("kvc_session_fallbacks", "Pods that could not keep a session and went "
                                          "back to one exec per request until their next resync", registry=r)

@@ -16,7 +16,9 @@ How one exec goes (the measured client behaviour, see KUBERNETES-CLIENT-NOTES.md
 A fence (`fence`, for the leader election): a callable giving the `time.monotonic()` by which every
 exec must have ended, the command in the pod included. An exec that could run past it, deadline
 counted, is not started (`LeaseEnding`): the leader's Lease might have expired by then and another
-leader be exec'ing.
+leader be exec'ing. Sessions (long-lived execs) are fenced twice: no request is written into one that
+could be answered after the fence (`admit`), and once the fence has passed a thread of the executor
+closes every session still open, so their commands end in the pods.
 
 Outcomes: an `ExecResult` whenever the command ran to its end, whatever its exit code; `ExecTimeout`
 when the deadline passed first (the command may still run in the pod: callers wrap long commands in
@@ -46,6 +48,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
@@ -72,6 +75,8 @@ Observer = Callable[[str, float], None]
 OUTCOMES = ("ok", "nonzero", "timeout", "gone", "unavailable", "error", "session")
 #: the exit codes a caller expects unless it says otherwise
 OK = frozenset({0})
+#: seconds between two looks at the fence by the thread that closes the sessions once it passed
+FENCE_CHECK = 0.1
 
 
 class Executor:
@@ -101,6 +106,10 @@ class Executor:
         self._observer = observer
         self._stopping = stopping or threading.Event()
         self._fence = fence
+        #: the sessions opened and not forgotten by their owners, closed when the fence passes
+        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        self._sessions_lock = threading.Lock()
+        self._fence_watch: threading.Thread | None = None
 
     def run(
         self,
@@ -210,7 +219,28 @@ class Executor:
             with self._counted(f"session {where}: opening") as tally:
                 ws = self._connect(where, namespace, pod, container, argv, True, tally.started + self.deadline)
                 tally.outcome = "session"
-        return Session(ws, where, self.admit, _result)
+        session = Session(ws, where, self.admit, _result)
+        with self._sessions_lock:
+            self._sessions.add(session)
+            if self._fence is not None and self._fence_watch is None:
+                self._fence_watch = threading.Thread(target=self._close_sessions_at_fence, name="exec-fence",
+                                                     daemon=True)
+                self._fence_watch.start()
+        return session
+
+    def _close_sessions_at_fence(self) -> None:
+        """Close every open session once the fence has passed, and any opened after (none should be: `admit`
+        refuses). A session is an exec, and every exec must have ended by the fence: a request into one is
+        refused before then already (`admit`), but the command itself, idle in the pod, would run on until
+        this process exits, alongside a new leader's execs. Its stdin ends, so it ends in the pod."""
+        while not self._stopping.wait(FENCE_CHECK):
+            if time.monotonic() < self._fence():
+                continue
+            with self._sessions_lock:
+                fenced = [session for session in self._sessions if session.ended is None]
+            for session in fenced:
+                logger.debug("session {}: closed: the leader's fence passed", session.where)
+                session.close("fenced")
 
     def _wait(self, ws, where: str, deadline_at: float) -> str:
         """Wait until the command ends; return its Status text (channel 3)."""

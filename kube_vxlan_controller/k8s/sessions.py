@@ -18,7 +18,8 @@ Ends, all normal and all told apart by `SessionEnded.reason`:
 - "broke": the connection failed (a reset, a TLS error);
 - "timeout": a reply did not come within its deadline (`ask` raises `ExecTimeout`, as an exec would, and
   closes the session: what the command does with the rest is its business, see agentsession);
-- "closed by us": `close()`.
+- "closed by us": `close()`;
+- "fenced": closed by the executor when the leader's fence passed (`Executor._close_sessions_at_fence`).
 An end is noticed when the session is next used (`ask` looks before it writes): nothing reads an idle
 session. `SessionEnded.written` says whether the request that found the end had been written.
 
@@ -27,7 +28,8 @@ stopping, `LeaseEnding` when the reply could come after the leader's fence), so 
 nothing into any session. Asks take no exec slot: the slots bound opening websockets, and an ask opens
 none.
 
-Concurrency contract: one thread at a time uses a session (the pod actor that owns it); `ask` blocks that
+Concurrency contract: one thread at a time uses a session (the pod actor that owns it), except `close`,
+which the executor's fence thread may also call (by then `admit` refuses every ask); `ask` blocks that
 thread for at most its deadline (plus one socket operation, `websockets.SOCKET_TIMEOUT`, on a broken link).
 """
 

@@ -117,17 +117,23 @@ def test_a_hung_pod_stalls_its_session_and_the_reply_times_out(sandbox, cluster,
         session.close()
 
 
-def test_a_deposed_leader_writes_nothing_into_a_session(sandbox, cluster, running_pod):
+def test_a_deposed_leader_writes_nothing_into_a_session_and_closes_it_once_its_fence_passed(sandbox, cluster,
+                                                                                            running_pod):
     running_pod("p1")
     fence = [time.monotonic() + 60]
     executor = Executor(cluster, fence=lambda: fence[0])
     session = executor.open_session("default", "p1", CONTAINER, session_argv(5))
     try:
         assert ask(session, 1, "state").exit_code == 0
-        fence[0] = time.monotonic()  # the Lease is no longer renewed
+        fence[0] = time.monotonic() + 2  # the Lease is no longer renewed: a 5 s reply could come too late
         with pytest.raises(LeaseEnding):
             ask(session, 2, "fdb", PEER.format(2))
-        assert session.ended is None, "nothing written, the session stays"
+        assert session.ended is None, "nothing written, the session stays until the fence"
+        wait_for(lambda: session.ended == "fenced" and not sandbox.live_execs(), timeout=10,
+                 what="the session closed at the fence and its command ended in the pod")
+        assert time.monotonic() >= fence[0]
+        with pytest.raises((LeaseEnding, SessionEnded)):
+            ask(session, 3, "state")
     finally:
         session.close()
     [opened] = [e for e in sandbox.execs() if e["pod"] == "p1"]
