@@ -665,7 +665,7 @@ def fdb_lines(stdout: str) -> dict[str, list[str]]:
         if entry.get("mac") != ZERO_MAC or not isinstance(dev, str) or dst is None:
             continue
         flags = entry.get("flags") if isinstance(entry.get("flags"), list) else []
-        words = [ZERO_MAC, "dst", str(_ip(dst)), *(str(f) for f in flags)]
+        words = [ZERO_MAC, "dst", normal_ip(dst), *(str(f) for f in flags)]
         if isinstance(entry.get("state"), str) and entry["state"]:
             words.append(entry["state"])
         lines.setdefault(dev, []).append(" ".join(words))
