@@ -8,7 +8,8 @@ then for the oracle, each on a fresh sandbox and on the same sizes and rates; th
 the contestant are processes of their own (see run.py). Prints a progress line every few seconds, then
 the table on stdout (one column per contestant); writes DIR/bench.json (every figure, one entry per
 contestant) and DIR/bench.png (one panel per scenario, when matplotlib is installed: the `bench` extra).
-Asserts nothing about speed.
+Asserts nothing about speed. `--keep-logs` keeps every process's log under DIR/logs; the sandbox logs at
+WARNING unless `KVC_BENCH_SANDBOX_LOG` names another level (DEBUG: every exec, and how each stream ended).
 """
 
 from __future__ import annotations

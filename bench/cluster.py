@@ -53,8 +53,8 @@ class SandboxServer:
         # SIGTERM to the sandbox alone: it removes its pods with `ip` commands of its own group.
         self.child = Child("sandbox", ["kube-vxlan-sandbox", "serve", "--kubeconfig", str(self.kubeconfig),
                                        "--nodes", str(nodes), *(["--tls"] if tls else [])],
-                           log=workdir / "sandbox.log", grace=STOP_GRACE, env={"KVC_LOG_LEVEL": "WARNING"},
-                           term_group=False)
+                           log=workdir / "sandbox.log", grace=STOP_GRACE,
+                           env={"KVC_LOG_LEVEL": os.environ.get("KVC_BENCH_SANDBOX_LOG", "WARNING")}, term_group=False)
         self.url = ""
         self._headers: dict[str, str] = {}
         self._ssl: ssl.SSLContext | None = None

@@ -161,6 +161,13 @@ class ExecSession:
         finally:
             self._stdin.put_nowait(_EOF)  # a client that went away closes stdin, as under a kubelet
 
+    @property
+    def how_gone(self) -> str:
+        """How the stream ended, for log lines: the close code (1000: the client closed it; 1006: the
+        connection was lost, whichever side lost it) and the error that ended it, if any."""
+        error = self.ws.exception()
+        return f"close code {self.ws.close_code}{f', {type(error).__name__}: {error}' if error else ''}"
+
     async def read_stdin(self) -> bytes | None:
         """The next chunk the client wrote to stdin; None at its EOF (v5 close, or the client gone). While
         the pod hangs, nothing is delivered; a client that leaves meanwhile leaves nothing behind."""

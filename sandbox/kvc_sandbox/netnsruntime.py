@@ -225,7 +225,8 @@ async def _run(s: ExecSession, netns: str, namespaces: list[int], argv: list[str
                 t.cancel()
         processes.discard(netns, proc.pid)
     if s.gone:
-        logger.debug("exec {}: finished after its client left, exit {}: {}", s.target, code, shlex.join(argv))
+        logger.debug("exec {}: finished after its stream ended ({}), exit {}: {}", s.target, s.how_gone, code,
+                     shlex.join(argv))
     return 128 - code if code < 0 else code
 
 
