@@ -248,7 +248,7 @@ async def serve_exec(
             return ws
         while is_hung():
             if await s.wait_gone(HANG_POLL):
-                logger.debug("exec {}: client left a hung exec: {}", target, shlex.join(argv))
+                logger.debug("exec {}: stream of a hung exec ended ({}): {}", target, s.how_gone, shlex.join(argv))
                 return ws
         try:
             code = await container.run(s, argv, stdin=stdin, stdout=stdout, stderr=stderr)
