@@ -22,7 +22,9 @@ def test_a_request_is_its_header_and_bodies_each_ended_by_a_percent_line():
 
 @pytest.mark.parametrize("kind, bodies", [("fdb", ("fdb append x; reboot\n",)), ("fdb", ("%\n",)),
                                           ("links", ("link add x\n", "fdb del `id`\n")), ("fdb", ()),
-                                          ("state", ("x\n",)), ("exec", ("ls\n",))])
+                                          ("state", ("x\n",)), ("exec", ("ls\n",)),
+                                          ("fdb", ("fdb show dev vxs0\n",)), ("fdb", ("link del vxs0\n",)),
+                                          ("links", (LINK, "fdb show\n"))])
 def test_a_request_carries_batch_lines_only(kind, bodies):
     with pytest.raises(ValueError):
         request(1, kind, *bodies)
@@ -58,10 +60,13 @@ def test_the_session_script_runs_requests_in_order_and_never_a_body_cut_short(ne
     try:
         assert ask(1, "links", LINK, PEER.format(2)).exit_code == 0
         assert ask(2, "fdb", PEER.format(3)).exit_code == 0
+        failed = ask(9, "fdb", PEER.format(5).replace("vxs0", "vxs9") + PEER.format(6))
+        assert failed.exit_code != 0 and "Command failed -:1" in failed.stderr, "the failed line, by its number"
+        assert ask(10, "fdb", PEER.format(6)).exit_code == 0 and ask(11, "fdb", "").exit_code == 0
         again = ask(3, "links", "link add vxs0 type vxlan id 7 dev eth0 dstport 4789\n", PEER.format(4))
         assert again.exit_code != 0 and "File exists" in again.stderr, "ip's failure, though bridge succeeded"
         state = agent.parse_state(ask(4, "state").stdout)
-        assert state.fdb["vxs0"] == {"10.9.0.2", "10.9.0.3", "10.9.0.4"} and state.links["vxs0"].vni == 7
+        assert state.fdb["vxs0"] == {"10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.6"} and state.links["vxs0"].vni == 7
         shell.stdin.write("kvc 5 links\nlink del vxs0\n")  # the client leaves mid-request
         shell.stdin.close()
         assert shell.wait(timeout=10) == 0
