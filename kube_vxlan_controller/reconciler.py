@@ -25,9 +25,13 @@ the coalescing window and the backoff.
     failing | forbidden | hung | gone ──▶ (after a retry or the next event) what the pass achieved
 
 Coalescing: the work a burst of changes owes is one `Owed` value, so it runs once. Peer changes also wait
-for this pod's window (`settings.coalesce`): it doubles while syncs follow each other closely, up to
-`settings.coalesce_max`, and starts over after a quiet spell, so a lone join is synced at once and a burst
-of joins costs each member a few syncs instead of one per joining pod.
+for this pod's window (`settings.coalesce`). While syncs follow each other closely the window follows the
+load: it grows (at most doubling at each sync, up to `settings.coalesce_max`) to `SYNC_SPACING` times what
+the last sync took, and shrinks back as fast when syncs get quick again; after a quiet spell it starts
+over. A lone join is synced at once; under steady churn on an idle controller (a sync over a session takes
+milliseconds) members follow their peers within `settings.coalesce`; when syncs slow down — execs, a
+loaded node, a queue for the exec slots — each pod syncs less often, so a burst of joins costs each member
+a few syncs instead of one per joining pod.
 
 After every pass the `vxlan.openvnf.org/Wired` condition is judged (`wired.judge`); `judge` says when it
 differs from what the API holds (as last seen, or as last handed over), so the actor hands it over.
@@ -55,6 +59,11 @@ from .wired import SETTING_UP, Facts, judge
 #: setup attempts before the init agent is released anyway, so that a pod with a network that cannot
 #: be set up (say, a route via an unreachable gateway) still starts; the failure is in an Event.
 SETUP_ATTEMPTS = 3
+
+#: under steady changes, a pod's window is this many times what its last sync took (within
+#: `--coalesce` and `--coalesce-max`): its syncs then take at most about a ninth of its time, and as they
+#: slow down with the load (on the controller, the node, the API server) they come less often
+SYNC_SPACING = 8
 
 
 class Status(enum.Enum):
@@ -260,9 +269,8 @@ class PodReconciler:
         if not known and self.networks:
             return NoExec()  # no network has published its members yet
         # (no network at all: a converge of nothing still removes the interfaces of networks it named)
-        # The window doubles while syncs follow each other closely, and starts over after a quiet spell.
-        busy = now - self.last_sync < 2 * self.window
-        self.window = min(self.settings.coalesce_max, self.window * 2) if busy else self.settings.coalesce
+        if now - self.last_sync >= 2 * self.window:
+            self.window = self.settings.coalesce  # after a quiet spell the window starts over
         self.last_sync = now
         self.synced_peers = {spec.network: self.snapshots[spec.network].peers_of(self.uid) for spec in known}
         kernel, self.kernel = self.kernel, None  # unknown while the exec runs (it may fail)
@@ -305,11 +313,14 @@ class PodReconciler:
             self._pass_done()
         return events
 
-    def converged(self, state: agent.State, links: agent.LinkPlan, conflicts: tuple[str, ...] = ()) -> list[Event]:
-        """The `Converge` ran (`podexec.Converged`'s fields); one `VxlanInterfaceChanged` Event per interface
-        changed or removed, naming old and new values."""
+    def converged(self, state: agent.State, links: agent.LinkPlan, conflicts: tuple[str, ...] = (),
+                  took: float = 0.0) -> list[Event]:
+        """The `Converge` ran (`podexec.Converged`'s fields) in `took` seconds; one `VxlanInterfaceChanged`
+        Event per interface changed or removed, naming old and new values."""
         pod = self.pod
         self.kernel = state
+        s = self.settings  # the window follows what the syncs take
+        self.window = min(s.coalesce_max, self.window * 2, max(s.coalesce, SYNC_SPACING * took))
         self.managed = frozenset(spec.name for spec in self.networks if spec.name not in state.links
                                  or state.links[spec.name].kind == "vxlan")
         if conflicts != self.conflicts:  # said once, not at every resync

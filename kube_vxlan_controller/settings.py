@@ -81,8 +81,9 @@ class Settings:
     exec_deadline: float = field(default=10.0, metadata={"help": "seconds one exec in a pod may take"})
     max_concurrent_execs: int = field(default=32, metadata={"help": "execs in flight at once, process-wide"})
     coalesce: float = field(
-        default=0.1, metadata={"help": "seconds between two fdb syncs of a pod when its peers change again "
-                                       "(doubles while changes keep coming, up to --coalesce-max)"}
+        default=0.1, metadata={"help": "seconds at least between two fdb syncs of a pod when its peers change "
+                                       "again (while changes keep coming: 8 times what its last sync took, up "
+                                       "to --coalesce-max)"}
     )
     coalesce_max: float = field(
         default=1.0, metadata={"help": "the longest a pod's window between two fdb syncs grows to"}

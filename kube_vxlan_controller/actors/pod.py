@@ -150,8 +150,9 @@ class PodActor(pykka.ThreadingActor):
                         last_attempt=action.last_attempt)
                     self._tell(pod, r.set_up(outcome.managed, outcome.state, outcome.conflicts, outcome.gave_up))
                 else:
+                    started = self.clock()
                     done = podexec.converge(run, action.networks, action.peers, action.kernel, named=action.named)
-                    self._tell(pod, r.converged(done.state, done.links, done.conflicts))
+                    self._tell(pod, r.converged(done.state, done.links, done.conflicts, self.clock() - started))
                 action = r.next(self.clock())
         except Cancelled:
             return  # the controller is stopping

@@ -121,11 +121,10 @@ def test_a_burst_of_changes_during_an_exec_is_one_converge_to_the_latest_peers()
     assert r.next(0.6) is None  # all of the burst was in that one
 
 
-def test_the_window_doubles_while_syncs_follow_closely_and_starts_over_after_a_quiet_spell():
-    r = reconciler()
-    r.updated(running_pod(), SPEC, ())
-    now, waits = 0.0, []
-    for n in range(5):  # a change whenever the window allows
+def _syncs_under_changes(r, now: float, tooks: list[float]) -> tuple[float, list[float]]:
+    """A change whenever the window allows, each sync taking the next of `tooks`: the waits seen."""
+    waits = []
+    for n, took in enumerate(tooks):
         r.peers_changed(snapshot(f"10.0.1.{n}"))
         action = r.next(now)
         if isinstance(action, After):
@@ -133,8 +132,22 @@ def test_the_window_doubles_while_syncs_follow_closely_and_starts_over_after_a_q
             now += action.delay
             action = r.next(now)
         assert isinstance(action, Converge)
-        r.converged(synced(action.peers["vxeth0"]), UNCHANGED)
-    assert waits == [0.5, 1.0, 2.0, 2.0]  # 0.5 doubled at every close sync, up to coalesce_max
+        r.converged(synced(action.peers["vxeth0"]), UNCHANGED, took=took)
+    return now, waits
+
+
+def test_under_steady_changes_the_window_follows_what_syncs_take_and_starts_over_after_a_quiet_spell():
+    r = reconciler()
+    r.updated(running_pod(), SPEC, ())
+    now, waits = _syncs_under_changes(r, 0.0, [0.01] * 4)
+    assert waits == [0.5, 0.5, 0.5]  # quick syncs: the window stays at --coalesce
+    now, waits = _syncs_under_changes(r, now, [0.2] * 5)
+    # slow ones: 8 × 0.2 s, reached by doubling (the first wait was set by the last quick sync)
+    assert waits == pytest.approx([0.5, 1.0, 1.6, 1.6, 1.6])
+    now, waits = _syncs_under_changes(r, now, [0.3] * 3)
+    assert waits == pytest.approx([1.6, 2.0, 2.0])  # 8 × 0.3 s is more than --coalesce-max
+    now, waits = _syncs_under_changes(r, now, [0.01] * 3)
+    assert waits == pytest.approx([2.0, 0.5, 0.5])  # quick again: back to --coalesce at once
     r.peers_changed(snapshot("10.0.2.1"))
     assert isinstance(r.next(now + 60), Converge) and r.window == 0.5  # quiet for a minute: at once, 0.5 again
 
