@@ -21,7 +21,7 @@ from kube_vxlan_controller import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
 #: as in a shell outside any pod, whatever the machine running the tests has set
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("KVC_", "KUBE"))}
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("KVC_", "KUBE", "GLIBC_TUNABLES"))}
 
 
 def kvc(*args: str, env: dict[str, str] | None = None, home: Path | None = None) -> subprocess.CompletedProcess:
@@ -233,3 +233,13 @@ def test_with_log_format_json_a_start_up_error_is_one_json_line():
     assert (record["level"], record["pod"], record["message"]) == (
         "ERROR", None, "kube-vxlan-controller run: kubeconfig /nope: no such file: give the path of a kubeconfig "
                        "file (--kubeconfig, KVC_KUBECONFIG)")
+
+
+@pytest.mark.parametrize("given, seen", [(None, "glibc.malloc.tcache_count=0:glibc.malloc.arena_max=2"),
+                                         ("", ""), ("glibc.malloc.arena_max=4", "glibc.malloc.arena_max=4")])
+def test_run_starts_again_with_glibc_malloc_tuned_unless_the_operator_set_it(given, seen):
+    env = {} if given is None else {"GLIBC_TUNABLES": given}
+    proc = kvc("run", "--kubeconfig", "/nope", "--log-level", "DEBUG", env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert f"malloc: GLIBC_TUNABLES={seen!r}" in proc.stderr
+    assert proc.stderr.count("malloc: GLIBC_TUNABLES") == 1
