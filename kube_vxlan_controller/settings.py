@@ -82,8 +82,8 @@ class Settings:
     max_concurrent_execs: int = field(default=32, metadata={"help": "execs in flight at once, process-wide"})
     coalesce: float = field(
         default=0.1, metadata={"help": "seconds at least between two fdb syncs of a pod when its peers change "
-                                       "again (while changes keep coming: 8 times what its last sync took, up "
-                                       "to --coalesce-max)"}
+                                       "again (while changes keep coming the window follows what its syncs "
+                                       "take, up to --coalesce-max)"}
     )
     coalesce_max: float = field(
         default=1.0, metadata={"help": "the longest a pod's window between two fdb syncs grows to"}
