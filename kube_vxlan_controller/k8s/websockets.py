@@ -22,6 +22,13 @@ built when `ExecSockets` is, carries every exec websocket; the rest is what `cre
   `websocket_proxycare`.
 - Each blocking socket operation (connecting, the upgrade, one frame) is bounded by `SOCKET_TIMEOUT`:
   a server that accepts the connection but never answers cannot hold the thread for ever.
+- TCP keepalive as client-go dials (`transport/cache.go`: `net.Dialer{KeepAlive: 30 * time.Second}`; Go
+  probes every 30 s after 30 s of silence and gives up after 9 unanswered probes), not websocket-client's
+  own (probes every 10 s, gives up after 3). A session sits idle for minutes between requests, and a
+  probe is one segment that TCP never sends again: three lost in a row, 30 s of packet loss, and
+  websocket-client's settings drop a healthy session (the bench lost about a fifth of 1 000 idle sessions
+  so, docs/sessions.md). A peer that really went away is still noticed, after 5 minutes of silence
+  instead of one; sooner, by the next request's deadline.
 
 The connection and its TLS handshake run on a few threads of this object's own (`threads`, started as
 needed), not on the caller's: a thread that did a handshake keeps tens of kB more memory for good
@@ -44,6 +51,7 @@ returns is then used by one thread at a time.
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 
@@ -57,6 +65,12 @@ from kube_vxlan_controller.k8s.corev1 import CoreV1
 
 #: seconds any one blocking websocket operation may take
 SOCKET_TIMEOUT = 10.0
+#: TCP keepalive of every exec websocket: seconds of silence before the first probe, seconds between
+#: probes, unanswered probes before the connection is dropped (client-go's, see the module docstring)
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES = 30, 30, 9
+KEEPALIVE = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1), (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE),
+             (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL),
+             (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)]
 PROTOCOLS = f"{V5_CHANNEL_PROTOCOL},{V4_CHANNEL_PROTOCOL}"
 
 
@@ -87,7 +101,7 @@ class ExecSockets:
         options = {"header": header}
         if self._configuration.proxy or self._configuration.proxy_headers:
             options = websocket_proxycare(options, self._configuration, url, headers)
-        sock = websocket.WebSocket(sslopt=self._sslopt, skip_utf8_validation=False)
+        sock = websocket.WebSocket(sslopt=self._sslopt, sockopt=KEEPALIVE, skip_utf8_validation=False)
         sock.settimeout(SOCKET_TIMEOUT)
         sock.connect(url, **options)  # closes its socket when it fails
         return _Channels(sock)

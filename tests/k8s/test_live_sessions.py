@@ -6,6 +6,7 @@ that cannot start). Commands really run in the pods' network namespaces (root)."
 from __future__ import annotations
 
 import re
+import socket
 import time
 
 import pytest
@@ -149,3 +150,18 @@ def test_a_session_whose_client_left_ends_in_the_pod(sandbox, cluster, running_p
     assert ask(session, 1, "state").exit_code == 0
     session.close()
     wait_for(lambda: not sandbox.live_execs(), timeout=10, what="the session's command ended in the pod")
+
+
+def test_a_session_keeps_tcp_alive_as_client_go_does_not_as_websocket_client_would(sandbox, cluster, running_pod):
+    """Idle for minutes between requests, a session must not be dropped for three lost keepalive probes
+    (websocket-client's default: 30 s, then every 10 s, 3 probes); client-go's dialer: 30 s, 30 s, 9."""
+    running_pod("p1")
+    session = Executor(cluster).open_session("default", "p1", CONTAINER, session_argv(5))
+    try:
+        raw = session._ws.sock.sock
+        assert raw.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert [raw.getsockopt(socket.IPPROTO_TCP, option) for option in
+                (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)] == [30, 30, 9]
+        assert ask(session, 1, "state").exit_code == 0
+    finally:
+        session.close()
