@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from .node import PREFIX, NodeError, NodeNetwork, ProcessRegistry, run_ip
+from .node import PREFIX, NodeError, NodeNetwork, ProcessRegistry, run_ip, sysctl
 
 IP_FAMILIES = ("ipv4", "ipv6", "dual")
 DEFAULT_CIDRS = {4: "10.66.0.0/16", 6: "fd00:66::/48"}
@@ -216,7 +216,7 @@ class ClusterNetwork:
                     lines += [f"route add {cidr} via {via} dev {UNDERLAY_LINK}"
                               for cidr, via in zip(other.pod_cidrs, other.addresses)]
             run_ip("-n", network.node_netns, "-batch", "-", stdin="".join(line + "\n" for line in lines))
-            _sysctl(network.node_netns, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+            sysctl(network.node_netns, "net.ipv6.conf.all.forwarding=1")
         logger.info("sandbox underlay {} up: {}", self.underlay_netns,
                     ", ".join(f"{n.name} {' '.join(n.addresses)} pods {' '.join(n.pod_cidrs)}"
                               for n in self.nodes.values()))
@@ -255,9 +255,3 @@ class ClusterNetwork:
         run_ip("-n", self.underlay_netns, "link", "set", f"n{list(self.nodes).index(name) + 1}", state)
         logger.info("sandbox node {}: underlay link {}", name, state)
 
-
-def _sysctl(netns: str, *settings: str) -> None:
-    proc = subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", *settings], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        raise NodeError(f"sysctl {' '.join(settings)} in {netns}: {proc.stderr.strip()}")

@@ -2,7 +2,8 @@
 
 Layout (nothing of it in the host's own namespace: no link, no address, no route)::
 
-    netns kvcsb-<pid>-<tag>-node       lo, br0 (gateway ::1/.1 of each cidr), v1 v2 … (node ends of the veths)
+    netns kvcsb-<pid>-<tag>-node       lo, br0 (gateway ::1/.1 of each cidr), v1 v2 … (node ends of the veths);
+                                       IPv4 forwarding on, ICMP redirects off
     netns kvcsb-<pid>-<tag>-p<N>       lo, eth0 (one address per cidr, default routes via the gateways)
 
 With a `node` name (one node of several, cluster.py) the prefix is `kvcsb-<pid>-<tag>-<node>`.
@@ -15,6 +16,19 @@ Address families: one pod CIDR (IPv4 or IPv6) or two (dual-stack, the first is t
 with two ranges does. IPv6 addresses are added `nodad`: no duplicate address detection to wait for in
 namespaces the sandbox alone numbers. `mtu` sets the pods' eth0 (and the node ends): the underlay's MTU,
 as a CNI gives pods the MTU of the node's uplink.
+
+IPv4 pods are routed, not bridged, as Calico wires them: a pod's IPv4 address is a /32, its one route out
+is the gateway (on the link), and the node routes from pod to pod (back out through br0). So a pod
+resolves one neighbour, its gateway, whatever it talks to. On-link pods (the address with the CIDR's
+prefix) each resolved every peer they sent to: a pod's VXLAN interface sends to all its peers as soon
+as it is up (IPv6 router solicitations and listener reports, copied to every remote), so each new pod
+sent an ARP broadcast per peer, br0 copied each to every port, and with hundreds of pods on one node
+those copies overflowed the kernel's input queues (`net.core.netdev_max_backlog` packets per CPU) and
+dropped whatever else arrived meanwhile, the API server's loopback traffic too; the neighbour table, one
+for the whole machine (`net.ipv4.neigh.default.gc_thresh3`, 1 024), overflowed as well, so resolutions
+failed and were tried again (docs/benchmarks.md). A real node holds at most a few hundred pods; the
+sandbox puts them all in one kernel. IPv6 pods stay on the link (the CIDR's prefix): neighbour discovery
+asks a solicited-node multicast group, not every port.
 
 One pod costs three `ip` calls (netns add; veth created in the node namespace with its peer born as
 `eth0` inside the pod namespace, already on br0 and up; one `ip -batch` inside the pod namespace).
@@ -56,6 +70,13 @@ MAX_PODS = 65534
 _tags = itertools.count(1)
 #: what an address of each family is added with (see the module docstring)
 _NODAD = {4: "", 6: " nodad"}
+#: a pod's prefix length by family, where it is not the CIDR's, and the route to its gateway that it
+#: then needs (routed IPv4 pods, see the module docstring)
+_POD_PREFIX = {4: 32}
+_GATEWAY_ROUTE = {4: "route add {gw} dev eth0 scope link\n"}
+#: the node routes between its IPv4 pods, and sends them no redirect (they would go around it then)
+_NODE_SYSCTLS = ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
+                 "net.ipv4.conf.default.send_redirects=0")
 
 
 class NodeError(RuntimeError):
@@ -67,6 +88,14 @@ def run_ip(*args: str, stdin: str | None = None) -> None:
     if proc.returncode != 0:
         cmd = " ".join(["ip", *args]) + (f" <<< {stdin!r}" if stdin else "")
         raise NodeError(f"{cmd}: exit {proc.returncode}: {proc.stderr.strip()}")
+
+
+def sysctl(netns: str, *settings: str) -> None:
+    """`sysctl -w` each of `settings` ("name=value") in `netns`; NodeError if one fails."""
+    proc = subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", *settings], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise NodeError(f"sysctl {' '.join(settings)} in {netns}: {proc.stderr.strip()}")
 
 
 def _netns_names() -> list[str]:
@@ -231,6 +260,7 @@ class NodeNetwork:
                 + "".join(f"addr add {gw}/{n.prefixlen} dev {BRIDGE}{_NODAD[n.version]}\n"
                           for gw, n in zip(self.gateways, self.networks))
                 + f"link set {BRIDGE} up\n"))
+            sysctl(self.node_netns, *_NODE_SYSCTLS)
         except Exception:
             self.stop()
             raise
@@ -282,10 +312,11 @@ class NodeNetwork:
                 "type", "veth", "peer", "name", "eth0", *mtu, "netns", pod.netns)
             run_ip("-n", pod.netns, "-batch", "-", stdin=(
                 "link set lo up\n"
-                + "".join(f"addr add {ip}/{n.prefixlen} dev eth0{_NODAD[n.version]}\n"
+                + "".join(f"addr add {ip}/{_POD_PREFIX.get(n.version, n.prefixlen)} dev eth0{_NODAD[n.version]}\n"
                           for ip, n in zip(pod.ips, self.networks))
                 + "link set eth0 up\n"
-                + "".join(f"route add default via {gw}\n" for gw in self.gateways)))
+                + "".join(_GATEWAY_ROUTE.get(gw.version, "").format(gw=gw)
+                          + f"route add default via {gw} dev eth0\n" for gw in self.gateways)))
         except Exception:
             self.remove_pod(pod_uid)
             raise

@@ -118,7 +118,7 @@ def test_command_runs_in_the_pods_network_namespace(server):
     api = server.api()
     out = run(api, "a", ["ip", "-br", "addr", "show", "eth0"])
     assert out.status == {"metadata": {}, "status": "Success"}
-    assert "10.66.0.2/16" in out.stdout
+    assert "10.66.0.2/32" in out.stdout
     vxlan = ["ip", "link", "add", "vx0", "type", "vxlan", "id", "7", "dstport", "4789", "dev", "eth0"]
     assert exit_code(run(api, "a", vxlan).status) == 0
     # The link lives in the pod's namespace, not the host's.

@@ -53,15 +53,18 @@ def node(request):
         net.stop()
 
 
-def test_pods_get_eth0_with_their_ip_and_reach_each_other_over_the_bridge(node):
+def test_ipv4_pods_get_eth0_with_their_ip_and_reach_each_other_routed_by_the_node(node):
     require_ping()
     (ns1, ip1), (ns2, ip2) = node.add_pod("uid-1"), node.add_pod("uid-2")
     assert ip1 != ip2
     for ns, ip in ((ns1, ip1), (ns2, ip2)):
-        assert f"{ip}/16" in sh("ip", "-n", ns, "-br", "addr", "show", "eth0").stdout
+        assert f"{ip}/32" in sh("ip", "-n", ns, "-br", "addr", "show", "eth0").stdout
         assert "default via 10.66.0.1 dev eth0" in sh("ip", "-n", ns, "route").stdout
     assert sh("ip", "netns", "exec", ns1, "ping", "-c", "1", "-w", "5", ip2, check=False).returncode == 0
     assert sh("ip", "netns", "exec", ns2, "ping", "-c", "1", "-w", "5", ip1, check=False).returncode == 0
+    # one neighbour each, the gateway: no pod ARPs for another pod (no broadcast copied to every port)
+    for ns in (ns1, ns2):
+        assert [line.split()[0] for line in sh("ip", "-n", ns, "-4", "neigh").stdout.splitlines()] == ["10.66.0.1"]
 
 
 def test_node_leaves_the_host_namespace_untouched_and_stop_removes_everything():
