@@ -61,9 +61,12 @@ from .wired import SETTING_UP, Facts, judge
 SETUP_ATTEMPTS = 3
 
 #: under steady changes, a pod's window is this many times what its last sync took (within
-#: `--coalesce` and `--coalesce-max`): its syncs then take at most about a ninth of its time, and as they
-#: slow down with the load (on the controller, the node, the API server) they come less often
-SYNC_SPACING = 8
+#: `--coalesce` and `--coalesce-max`): its syncs then take at most about a fifth of its time, and as they
+#: slow down with the load (on the controller, the node, the API server) they come less often. What a sync
+#: takes includes waiting for its turn: a join syncs every member at once, so each took is the whole
+#: fan-out's. 8 held members a second or more behind their peers at a moderate churn (2+2 pods/s); 4 keeps
+#: them within one at the cost of some batching when churn saturates the machine (docs/benchmarks.md)
+SYNC_SPACING = 4
 
 
 class Status(enum.Enum):

@@ -141,11 +141,11 @@ def test_under_steady_changes_the_window_follows_what_syncs_take_and_starts_over
     r.updated(running_pod(), SPEC, ())
     now, waits = _syncs_under_changes(r, 0.0, [0.01] * 4)
     assert waits == [0.5, 0.5, 0.5]  # quick syncs: the window stays at --coalesce
-    now, waits = _syncs_under_changes(r, now, [0.2] * 5)
-    # slow ones: 8 × 0.2 s, reached by doubling (the first wait was set by the last quick sync)
+    now, waits = _syncs_under_changes(r, now, [0.4] * 5)
+    # slow ones: SYNC_SPACING (4) × 0.4 s, reached by doubling (the first wait was set by the last quick sync)
     assert waits == pytest.approx([0.5, 1.0, 1.6, 1.6, 1.6])
-    now, waits = _syncs_under_changes(r, now, [0.3] * 3)
-    assert waits == pytest.approx([1.6, 2.0, 2.0])  # 8 × 0.3 s is more than --coalesce-max
+    now, waits = _syncs_under_changes(r, now, [0.6] * 3)
+    assert waits == pytest.approx([1.6, 2.0, 2.0])  # 4 × 0.6 s is more than --coalesce-max
     now, waits = _syncs_under_changes(r, now, [0.01] * 3)
     assert waits == pytest.approx([2.0, 0.5, 0.5])  # quick again: back to --coalesce at once
     r.peers_changed(snapshot("10.0.2.1"))
