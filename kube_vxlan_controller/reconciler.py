@@ -64,8 +64,8 @@ SETUP_ATTEMPTS = 3
 #: `--coalesce` and `--coalesce-max`): its syncs then take at most about a fifth of its time, and as they
 #: slow down with the load (on the controller, the node, the API server) they come less often. What a sync
 #: takes includes waiting for its turn: a join syncs every member at once, so each took is the whole
-#: fan-out's. 8 held members a second or more behind their peers at a moderate churn (2+2 pods/s); 4 keeps
-#: them within one at the cost of some batching when churn saturates the machine (docs/benchmarks.md)
+#: fan-out's. 8 held the last members of a join about a second behind at a moderate churn (2+2 pods/s); 4
+#: keeps them within one, at the cost of some batching when churn saturates the machine (docs/benchmarks.md)
 SYNC_SPACING = 4
 
 

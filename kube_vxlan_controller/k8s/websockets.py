@@ -27,7 +27,7 @@ built when `ExecSockets` is, carries every exec websocket; the rest is what `cre
   own (probes every 10 s, gives up after 3). A session sits idle for minutes between requests, and a
   probe is one segment that TCP never sends again: three lost in a row, 30 s of packet loss, and
   websocket-client's settings drop a healthy session (the bench lost about a fifth of 1 000 idle sessions
-  so, docs/sessions.md). A peer that really went away is still noticed, after 5 minutes of silence
+  so, docs/benchmarks.md). A peer that really went away is still noticed, after 5 minutes of silence
   instead of one; sooner, by the next request's deadline.
 
 The connection and its TLS handshake run on a few threads of this object's own (`threads`, started as

@@ -21,7 +21,7 @@ IPv4 pods are routed, not bridged, as Calico wires them: a pod's IPv4 address is
 is the gateway (on the link), and the node routes from pod to pod (back out through br0). So a pod
 resolves one neighbour, its gateway, whatever it talks to. On-link pods (the address with the CIDR's
 prefix) each resolved every peer they sent to: a pod's VXLAN interface sends to all its peers as soon
-as it is up (IPv6 router solicitations and listener reports, copied to every remote), so each new pod
+as it is up (what a new interface sends of its own accord, copied to every remote), so each new pod
 sent an ARP broadcast per peer, br0 copied each to every port, and with hundreds of pods on one node
 those copies overflowed the kernel's input queues (`net.core.netdev_max_backlog` packets per CPU) and
 dropped whatever else arrived meanwhile, the API server's loopback traffic too; the neighbour table, one
