@@ -19,15 +19,9 @@ as a CNI gives pods the MTU of the node's uplink.
 
 IPv4 pods are routed, not bridged, as Calico wires them: a pod's IPv4 address is a /32, its one route out
 is the gateway (on the link), and the node routes from pod to pod (back out through br0). So a pod
-resolves one neighbour, its gateway, whatever it talks to. On-link pods (the address with the CIDR's
-prefix) each resolved every peer they sent to: a pod's VXLAN interface sends to all its peers as soon
-as it is up (what a new interface sends of its own accord, copied to every remote), so each new pod
-sent an ARP broadcast per peer, br0 copied each to every port, and with hundreds of pods on one node
-those copies overflowed the kernel's input queues (`net.core.netdev_max_backlog` packets per CPU) and
-dropped whatever else arrived meanwhile, the API server's loopback traffic too; the neighbour table, one
-for the whole machine (`net.ipv4.neigh.default.gc_thresh3`, 1 024), overflowed as well, so resolutions
-failed and were tried again (docs/benchmarks.md). A real node holds at most a few hundred pods; the
-sandbox puts them all in one kernel. IPv6 pods stay on the link (the CIDR's prefix): neighbour discovery
+resolves one neighbour, its gateway, whatever it talks to: on-link pods each broadcast an ARP request per
+VXLAN peer, which br0 copied to every port and the machine's one neighbour table could not hold (why,
+and what it cost: docs/nodes.md). IPv6 pods stay on the link (the CIDR's prefix): neighbour discovery
 asks a solicited-node multicast group, not every port.
 
 One pod costs three `ip` calls (netns add; veth created in the node namespace with its peer born as
@@ -70,10 +64,6 @@ MAX_PODS = 65534
 _tags = itertools.count(1)
 #: what an address of each family is added with (see the module docstring)
 _NODAD = {4: "", 6: " nodad"}
-#: a pod's prefix length by family, where it is not the CIDR's, and the route to its gateway that it
-#: then needs (routed IPv4 pods, see the module docstring)
-_POD_PREFIX = {4: 32}
-_GATEWAY_ROUTE = {4: "route add {gw} dev eth0 scope link\n"}
 #: the node routes between its IPv4 pods, and sends them no redirect (they would go around it then)
 _NODE_SYSCTLS = ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
                  "net.ipv4.conf.default.send_redirects=0")
@@ -312,10 +302,11 @@ class NodeNetwork:
                 "type", "veth", "peer", "name", "eth0", *mtu, "netns", pod.netns)
             run_ip("-n", pod.netns, "-batch", "-", stdin=(
                 "link set lo up\n"
-                + "".join(f"addr add {ip}/{_POD_PREFIX.get(n.version, n.prefixlen)} dev eth0{_NODAD[n.version]}\n"
+                # IPv4: a /32 and the gateway on the link (routed pods, see the module docstring)
+                + "".join(f"addr add {ip}/{32 if n.version == 4 else n.prefixlen} dev eth0{_NODAD[n.version]}\n"
                           for ip, n in zip(pod.ips, self.networks))
                 + "link set eth0 up\n"
-                + "".join(_GATEWAY_ROUTE.get(gw.version, "").format(gw=gw)
+                + "".join((f"route add {gw} dev eth0 scope link\n" if gw.version == 4 else "")
                           + f"route add default via {gw} dev eth0\n" for gw in self.gateways)))
         except Exception:
             self.remove_pod(pod_uid)
