@@ -50,6 +50,15 @@ def _stat(pid: int) -> list[str] | None:
     return text.rsplit(")", 1)[1].split()  # fields from the 3rd (state) on: the name may hold spaces
 
 
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy since boot, all cores (/proc/stat: every state but idle and
+    iowait): the processes a scenario starts and ends (execs, a pod's commands) and the kernel's own work
+    for it (network namespaces, links) included, which no process group's usage holds."""
+    with open("/proc/stat") as stat:
+        ticks = [int(n) for n in stat.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / _TICK
+
+
 def group_usage(pgid: int) -> Usage:
     """Memory and CPU of the process group `pgid` now (see the module docstring)."""
     rss = 0

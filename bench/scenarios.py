@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from bench.processes import machine_busy_seconds
 from bench.run import SETTLE, TICK
 
 NETWORK = "vxeth0"
@@ -71,11 +72,15 @@ class Scenario:
         return run.wait_wired(count, self.timeout)
 
     def burst(self, run, network=lambda i: NETWORK) -> dict:
-        """0 → `pods` at once, measured: seconds until all are wired, and the execs that took."""
-        before, start = run.execs(), run.mark()
+        """0 → `pods` at once, measured: seconds until all are wired, and the execs that took; and when
+        the last sidecar ran, which splits the time into starting the pods (each waits for its setup
+        exec) and wiring them once all run."""
+        before, busy, start = run.execs(), machine_busy_seconds(), run.mark()
         done = self.wire(run, self.pods, network)
+        running, busy = run.wiring.last_running(), machine_busy_seconds() - busy
         run.hold(SETTLE)
         return {"converged": done is not None, "seconds": _seconds(done, start), "pods": self.pods,
+                "running_seconds": _seconds(running, start), "machine_cpu_seconds": round(busy, 2),
                 "execs": run.execs() - before}
 
 

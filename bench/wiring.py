@@ -153,6 +153,12 @@ class Wiring:
             return [p for p in self.pods.values()
                     if p.alive and p.running_at is not None and p.uid not in self._joins]
 
+    def last_running(self) -> float | None:
+        """When the last alive pod's sidecar was first seen running (None: none runs)."""
+        with self._lock:
+            return max((p.running_at for p in self.pods.values() if p.alive and p.running_at is not None),
+                       default=None)
+
     def pending_events(self) -> int:
         with self._lock:
             return len(self._joins) + len(self._leaves)

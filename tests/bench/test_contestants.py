@@ -66,15 +66,19 @@ def test_the_session_oracle_is_the_oracle_asked_to_keep_sessions():
 
 
 def test_the_table_has_a_column_per_contestant_with_ratios_to_the_oracle():
-    runs = {"on": {"seconds": 2.0, "execs": 10, "pods": 5, "rss_max_mb": 60.0},
-            "off": {"seconds": 3.0, "execs": 20, "pods": 5, "rss_max_mb": 61.0},
-            "oracle": {"seconds": 1.0, "execs": 10, "pods": 5, "rss_max_mb": 50.0}}
+    runs = {"on": {"seconds": 2.0, "running_seconds": 1.5, "machine_cpu_seconds": 3.0, "execs": 10, "pods": 5,
+                   "rss_max_mb": 60.0},
+            "off": {"seconds": 3.0, "running_seconds": 1.5, "machine_cpu_seconds": 4.0, "execs": 20, "pods": 5,
+                    "rss_max_mb": 61.0},
+            "oracle": {"seconds": 1.0, "running_seconds": 0.5, "machine_cpu_seconds": 2.0, "execs": 10, "pods": 5,
+                       "rss_max_mb": 50.0}}
     doc = {"contestants": ["on", "off", "oracle"], "contenders": {"on": "a", "off": "b"},
            "scenarios": [{"kind": "burst", "name": "burst 0→5, 0 ms", "minimal": "10", "runs": runs}]}
-    header, _, wired, execs, rss, *_ = table(doc).splitlines()
+    header, _, wired, running, cpu, execs, rss, *_ = table(doc).splitlines()
     assert header.split()[-3:] == ["on", "off", "oracle"]
     assert wired.split("  ")[0] == "burst 0→5, 0 ms"
     assert "2.00s (2.0)" in wired and "3.00s (3.0)" in wired and wired.rstrip().endswith("1.00s")
+    assert "1.50s (3.0)" in running and "3.00s (1.5)" in cpu and cpu.rstrip().endswith("2.00s")
     assert "10 (2.0)" in execs and "20 (4.0)" in execs
     assert rss.split()[-3:] == ["60", "61", "50"]
 
