@@ -10,8 +10,8 @@ The actor owns the mailbox, the timers and the tells:
   agent, so the pod's other containers start with the interfaces in place); convergence, once the
   sidecar runs (the desired state of all its networks against the pod's kernel state, the difference in
   one exec); and reports the outcome back, sorting the failures it expects by name (exec failed, timed
-  out, denied, pod gone); once the sidecar runs and nothing else is to be done, it opens the pod's
-  session (`sidecar.Sidecar.open`), so the first sync does not wait for it;
+  out, denied, pod gone); once the sidecar runs, while nothing else is to be done, it opens the pod's
+  session (`sidecar.Sidecar.open`, once in its life), so the first sync does not wait for it;
 - it keeps the timers: a `Reconcile` when the reconciler asks to come back later (its backoff after a
   failure, its coalescing window), a periodic `Resync` that makes it forget what it observed so drift is
   repaired;
@@ -66,10 +66,10 @@ class PodActor(pykka.ThreadingActor):
         #: network → its interface's differences from its spec, as last judged (for the metric)
         self.differing: dict[str, int] = {}
         #: the way into the pod's sidecar: its session, kept across passes (closed when the actor stops)
-        #: the session was opened (or tried) ahead of the first sync that needs it
-        self.opened_ahead = False
         self.sidecar = Sidecar(executor, container=settings.agent, timeout=agent.in_pod_timeout(settings.exec_deadline),
                                sessions=settings.sessions == "on", metrics=metrics)
+        #: the session was opened (or tried) ahead of the first sync that needs it (`_open_session`)
+        self.opened_ahead = False
 
     # -- mailbox ---------------------------------------------------------------------------------
 
