@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import collections
-import copy
 import json
 import random
 import time
@@ -41,6 +40,7 @@ from . import deployments, errors, execws, openapi, openapi_proto, patches, tabl
 from .access import REVIEWS_PATH, Access
 from .authn import User
 from .faults import Faults
+from .jsoncopy import copy_json
 from .kubelet import Kubelet
 from .resources import (BY_PATH, DEPLOYMENTS, NAMESPACES, PODS, RESOURCES, VERSION, Resource, core_versions,
                         group, group_list, resource_list)
@@ -476,9 +476,9 @@ class Api:
                 m.pop(key, None)
         if "status" in r.subresources:
             if target.sub == "status":
-                new = {**copy.deepcopy(current), "status": new.get("status", {})}
+                new = {**copy_json(current), "status": new.get("status", {})}
             elif "status" in current:
-                new["status"] = copy.deepcopy(current["status"])
+                new["status"] = copy_json(current["status"])
             else:
                 new.pop("status", None)
             if new.get("spec") != current.get("spec"):

@@ -41,7 +41,6 @@ Pod UIDs are fresh uuid4s, so a pod re-created with the same name gets a new nam
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from loguru import logger
 
 from . import errors
 from .cluster import SINGLE_NODE
+from .jsoncopy import copy_json
 from .nodes import default_tolerations, internal_ips, schedule
 from .probes import Probe, probes_of, run_probe
 from .resources import NODES, PODS
@@ -299,11 +299,11 @@ class Kubelet:
             return  # unscheduled, or bound to a node nobody runs: Pending, as a real cluster leaves it
         runtime = PodRuntime(
             uid=m["uid"], namespace=m.get("namespace", ""), name=m["name"],
-            init_containers=[Container(c["name"], c.get("image", ""), True, copy.deepcopy(c))
+            init_containers=[Container(c["name"], c.get("image", ""), True, copy_json(c))
                              for c in spec.get("initContainers") or []],
-            containers=[Container(c["name"], c.get("image", ""), False, copy.deepcopy(c))
+            containers=[Container(c["name"], c.get("image", ""), False, copy_json(c))
                         for c in spec.get("containers") or []],
-            restart_policy=spec.get("restartPolicy", "Always"), spec=copy.deepcopy(spec),
+            restart_policy=spec.get("restartPolicy", "Always"), spec=copy_json(spec),
         )
         self._pods[runtime.uid] = runtime
         self._spawn(runtime, self._start(runtime))
@@ -504,7 +504,7 @@ class Kubelet:
         pod = self._store.get(PODS, runtime.namespace, runtime.name)
         if pod is None or pod["metadata"]["uid"] != runtime.uid:
             return
-        new = copy.deepcopy(pod)
+        new = copy_json(pod)
         new["status"] = self._status(runtime, client_conditions(pod))
         self._store.put(PODS, new)
 

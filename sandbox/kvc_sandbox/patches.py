@@ -8,9 +8,9 @@ Pure functions over plain dicts (they return new values, never mutate their inpu
 
 from __future__ import annotations
 
-import copy
 
 from .errors import ApiError, bad_request
+from .jsoncopy import copy_json
 
 #: list fields whose merge key is not `name` (k8s.io/api's `patchMergeKey`): pod and node conditions.
 MERGE_KEYS = {"conditions": "type"}
@@ -18,8 +18,8 @@ MERGE_KEYS = {"conditions": "type"}
 
 def merge(target, patch, strategic: bool = False):
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return copy_json(patch)
+    result = copy_json(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if strategic and key.startswith("$"):
             continue
@@ -36,8 +36,8 @@ def _merge_keyed_list(current: list, patch: list, key: str) -> list:
     """Strategic merge of a list: items with a `key` merge with the item of the same key, `$patch: delete`
     removes one; a list of anything else is replaced."""
     if not all(isinstance(i, dict) and key in i for i in current + patch):
-        return copy.deepcopy(patch)
-    result = [copy.deepcopy(i) for i in current]
+        return copy_json(patch)
+    result = [copy_json(i) for i in current]
     for item in patch:
         index = next((n for n, old in enumerate(result) if old[key] == item[key]), None)
         if item.get("$patch") == "delete":
@@ -68,7 +68,7 @@ def json_patch(target: dict, operations: list) -> dict:
     """RFC 6902: add, remove, replace, move, copy, test."""
     if not isinstance(operations, list):
         raise bad_request("json patch must be a list of operations")
-    doc = copy.deepcopy(target)
+    doc = copy_json(target)
     try:
         for op in operations:
             parts = _pointer(op["path"])
@@ -79,11 +79,11 @@ def json_patch(target: dict, operations: list) -> dict:
                 value = holder[int(source[-1])] if isinstance(holder, list) else holder[source[-1]]
                 if kind == "move":
                     holder.pop(int(source[-1]) if isinstance(holder, list) else source[-1])
-                op = {"op": "add", "path": op["path"], "value": copy.deepcopy(value)}
+                op = {"op": "add", "path": op["path"], "value": copy_json(value)}
                 kind = "add"
             if not parts:
                 if kind in ("add", "replace"):
-                    doc = copy.deepcopy(op["value"])
+                    doc = copy_json(op["value"])
                 continue
             holder, last = _parent(doc, parts), parts[-1]
             if kind == "test":
@@ -94,14 +94,14 @@ def json_patch(target: dict, operations: list) -> dict:
             elif kind == "remove":
                 holder.pop(int(last) if isinstance(holder, list) else last)
             elif kind == "add" and isinstance(holder, list):
-                holder.insert(len(holder) if last == "-" else int(last), copy.deepcopy(op["value"]))
+                holder.insert(len(holder) if last == "-" else int(last), copy_json(op["value"]))
             elif kind in ("add", "replace"):
                 if isinstance(holder, list):
-                    holder[int(last)] = copy.deepcopy(op["value"])
+                    holder[int(last)] = copy_json(op["value"])
                 else:
                     if kind == "replace" and last not in holder:
                         raise KeyError(last)
-                    holder[last] = copy.deepcopy(op["value"])
+                    holder[last] = copy_json(op["value"])
             else:
                 raise bad_request(f"unknown json patch operation {kind!r}")
     except (KeyError, IndexError, ValueError, TypeError) as e:

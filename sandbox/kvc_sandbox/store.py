@@ -14,7 +14,6 @@ point gets 410 Expired, like a real API server after etcd compaction.
 from __future__ import annotations
 
 import asyncio
-import copy
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from . import errors
+from .jsoncopy import copy_json
 from .resources import Resource
 
 Predicate = Callable[[dict], bool]
@@ -133,7 +133,7 @@ class Store:
     def update(self, resource: Resource, namespace: str, name: str, change: Callable[[dict], None]) -> dict:
         """Copy the object, apply `change` to the copy, store it; the copy unchanged → no event."""
         old = self.require(resource, namespace, name)
-        new = copy.deepcopy(old)
+        new = copy_json(old)
         change(new)
         if new == old:
             return old
@@ -144,7 +144,7 @@ class Store:
         old = self._objects.get(resource, {}).get(key)
         if old is None:
             raise errors.not_found(resource, name)
-        gone = copy.deepcopy(old)
+        gone = copy_json(old)
         self._commit(resource, "DELETED", key, gone, None)
         return gone
 
