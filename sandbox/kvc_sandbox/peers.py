@@ -70,7 +70,7 @@ def _uid_by_netlink(peer: tuple[str, int], server: tuple[str, int]) -> int | Non
         diag.sendto(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0) + body,
                     (0, 0))
         reply = diag.recv(8192)
-    length, kind, _, _, _ = _NLMSGHDR.unpack_from(reply)
+    _, kind, _, _, _ = _NLMSGHDR.unpack_from(reply)
     if kind == NLMSG_ERROR:
         code = -struct.unpack_from("=i", reply, _NLMSGHDR.size)[0]
         raise OSError(code, os.strerror(code))
