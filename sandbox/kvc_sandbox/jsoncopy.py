@@ -5,9 +5,10 @@ anything else (a tuple, a set: never in a stored object, but copied right if one
 so a value shared twice in the input is two values in the copy, as a JSON round trip would make it.
 
 Why not `copy.deepcopy`: the kubelet copies a pod to publish each status change, and a patch copies the
-object it merges into; in a burst of 200 pods that was a third of the sandbox's CPU (a yappi profile of
-the sandbox during `python -m bench --scenarios burst --burst-pods 200`, docs/benchmarks.md), and the
-sandbox shares the machine with the controller it serves. This recursion is several times faster.
+object it merges into, and the sandbox shares the machine with the controller it serves. `deepcopy`
+keeps a memo and dispatches on every value's type: timed alone here, a pod took 41 µs to copy with it
+and 17 µs with this recursion. (A yappi profile of the sandbox during a burst of 200 pods had put a
+third of its CPU in `deepcopy`, most of that the profiler's own cost on its many small calls.)
 
 Pure functions; safe from any thread.
 """
