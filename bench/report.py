@@ -103,11 +103,8 @@ def rows(scenario: dict, names: list[str]) -> list[tuple[str, ...]]:
                      for what in ("join", "leave") for q in ("p50", "p99", "max")]
         figures.append(("execs (per change)", each(_execs)))
     else:
-        figures.append(("wired in (T/T_min)", timed("seconds")))
-        if any("running_seconds" in run for run in runs):  # a burst's phases (bench.json before had none)
-            figures += [("of which all running", timed("running_seconds")),
-                        ("machine CPU s until wired", timed("machine_cpu_seconds"))]
-        figures.append(("execs (per pod)", each(_execs)))
+        figures += [("wired in (T/T_min)", timed("seconds")), ("of which all running", timed("running_seconds")),
+                    ("machine CPU s until wired", timed("machine_cpu_seconds")), ("execs (per pod)", each(_execs))]
     figures.append(("RSS MB, most", each(lambda r: _mb(r.get("rss_max_mb")))))
     if kind == "idle":
         figures += [("steady CPU / window", each(_steady)),

@@ -75,9 +75,9 @@ class Scenario:
         """0 → `pods` at once, measured: seconds until all are wired, and the execs that took; and when
         the last sidecar ran, which splits the time into starting the pods (each waits for its setup
         exec) and wiring them once all run."""
-        before, busy, start = run.execs(), machine_busy_seconds(), run.mark()
+        before, busy_before, start = run.execs(), machine_busy_seconds(), run.mark()
         done = self.wire(run, self.pods, network)
-        running, busy = run.wiring.last_running(), machine_busy_seconds() - busy
+        running, busy = run.wiring.last_running(), machine_busy_seconds() - busy_before
         run.hold(SETTLE)
         return {"converged": done is not None, "seconds": _seconds(done, start), "pods": self.pods,
                 "running_seconds": _seconds(running, start), "machine_cpu_seconds": round(busy, 2),

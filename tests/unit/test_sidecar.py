@@ -1,6 +1,6 @@
-"""The sidecar's policy: a session opened at the first request or ahead of it, reopened when it ended, a fallback to one
-exec per request when it cannot be kept, and errors that end a request whichever way it goes (fakes; the
-same against the sandbox's faults: tests/k8s/test_live_sessions.py)."""
+"""The sidecar's policy: a session opened at the first request or ahead of it, reopened when it ended, a
+fallback to one exec per request when it cannot be kept, and errors that end a request whichever way it
+goes (fakes; the same against the sandbox's faults: tests/k8s/test_live_sessions.py)."""
 
 from __future__ import annotations
 
