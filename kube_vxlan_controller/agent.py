@@ -6,10 +6,14 @@ constant here or a value validated by `options.py` / re-validated here (interfac
 `ipaddress`), so nothing a pod author wrote reaches a command unchecked.
 
 Protocol (iproute2 ≥ 4.14 for `-j`). A pod nobody set up takes one exec for setup and release:
-`setup_release_argv(t, file, absent=names)` with `setup_batch(specs, {})` on stdin checks that none of the
-wanted links exists, runs the batch, and only when it succeeded releases the init agent; when a link
-exists already (a setup may have happened before: an earlier controller, a failed attempt) it changes
-nothing and exits `LINKS_EXIST`, and setup goes the long way, reading first:
+`setup_release_argv(t, file, fresh=True)` with `setup_batch(specs, {})` on stdin runs the batch without
+`-force`, so it stops at its first failed line, and releases the init agent only when it succeeded. The
+batch begins with the `link add` of every wanted link, and an add fails when the name is taken: when a
+link exists already (a setup may have happened before: an earlier controller, a failed attempt; or
+something else holds the name) the exec stops there, exits `LINKS_EXIST`, and setup goes the long way,
+reading first. The check costs no process of its own (an `ip link show` per name would cost a process
+start per network and pod), and what it changed is at most the links added before the taken name, which
+the long way then reads and keeps:
 
 1. Read the links: `LINKS_ARGV`, parsed by `parse_links`. We read `ip -d -j addr show` rather than
    `ip -d -j link show`: with `-d` it carries the same `linkinfo` *and* each link's `addr_info`, so
@@ -38,8 +42,8 @@ Re-sending an old batch text is not (a `link add` of a link that now exists fail
 no create-or-keep for vxlan: `ip link replace` of an existing vxlan link is "Operation not
 supported"). The fdb batch, in contrast, stays harmless when re-sent on a stale reading.
 
-Batches run with `-force`: one failed line does not stop the others, and the exit status is still
-non-zero, so the caller retries against freshly read state. Batch commands are wrapped in `timeout N`
+Batches run with `-force` (but a pod's first setup, above): one failed line does not stop the others,
+and the exit status is still non-zero, so the caller retries against freshly read state. Batch commands are wrapped in `timeout N`
 because a kubelet does not kill a non-tty exec whose client went away: without it an abandoned exec
 (for instance `-batch -` waiting for an EOF that never comes) would stay in the pod for ever.
 """
@@ -86,7 +90,8 @@ FDB_ARGV: list[str] = ["bridge", "-j", "fdb", "show"]
 TERMINATE_ARGV: list[str] = ["kill", "-TERM", "1"]
 #: exit codes of the release exec that mean "released" (see the module docstring, step 3).
 RELEASED_CODES = frozenset({0, 137})
-#: exit code of `setup_release_argv(…, absent=…)` when a wanted link exists: nothing was changed.
+#: exit code of `setup_release_argv(…, fresh=True)` when its batch stopped at a failed line (a wanted link
+#: exists already, or another failure): at most the links added before that line were changed.
 LINKS_EXIST = 75
 #: what a terminate file path may be: it goes into a `sh -c` word, so nothing a shell would interpret.
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9_./-]{1,255}")
@@ -129,19 +134,17 @@ def _release_script(terminate_file: str) -> str:
     return f"touch {terminate_file} 2>/dev/null; {' '.join(TERMINATE_ARGV)}"
 
 
-def setup_release_argv(timeout: int, terminate_file: str = "/run/terminate", *,
-                       absent: Sequence[str] = ()) -> list[str]:
+def setup_release_argv(timeout: int, terminate_file: str = "/run/terminate", *, fresh: bool = False) -> list[str]:
     """One exec that sets up and releases: `timeout N ip -force -batch -` (the setup batch on stdin),
     then, only when the batch succeeded (else its exit code), the release of `release_argv`.
 
-    `absent`: interface names that must not exist (the batch was computed for a pod without them): if
-    one does, the exec changes nothing and exits `LINKS_EXIST`. Every word is validated here."""
-    for name in absent:
-        if not is_ifname(name):
-            raise ValueError(f"not an interface name: {name!r}")
-    checks = "".join(f"ip link show dev {name} >/dev/null 2>&1 && exit {LINKS_EXIST}; " for name in absent)
-    batch = " ".join(batch_argv("ip", timeout))
-    return ["sh", "-c", f"{checks}{batch} || exit; {_release_script(terminate_file)}"]
+    `fresh`: the batch was computed for a pod without links (`setup_batch(specs, {})`, which begins with
+    the `link add` of each): it runs without `-force`, so the add of a name that is taken fails and stops
+    it, and the exec exits `LINKS_EXIST`, having changed at most the links added before that line (see the
+    module docstring)."""
+    tool = with_timeout(["ip", "-batch", "-"], timeout) if fresh else batch_argv("ip", timeout)
+    stopped = f"exit {LINKS_EXIST}" if fresh else "exit"
+    return ["sh", "-c", f"{' '.join(tool)} || {stopped}; {_release_script(terminate_file)}"]
 
 
 def in_pod_timeout(exec_deadline: float) -> int:
@@ -153,15 +156,13 @@ def setup_exec(specs: Sequence[NetworkSpec], links: Mapping[str, "Link"] | None,
                terminate_file: str = "/run/terminate", pod_ips: Sequence[str] = ()) -> tuple[list[str], str | None]:
     """The argv and stdin of the exec that sets the pod's interfaces up and releases its init agent.
 
-    `links` None: a pod nobody set up — the batch assumes none of the links exists, and the exec checks
-    that first (it changes nothing and exits `LINKS_EXIST` when one does); else the links as read from
-    the pod (`parse_links`). Nothing to set up (no specs, or every link as wanted): the release alone, no
+    `links` None: a pod nobody set up — the batch assumes none of the links exists, and stops at the add
+    of one that does (the exec exits `LINKS_EXIST`); else the links as read from the pod (`parse_links`). Nothing to set up (no specs, or every link as wanted): the release alone, no
     stdin."""
     batch = setup_batch(specs, links or {}, pod_ips=pod_ips)
     if not batch:
         return release_argv(terminate_file), None
-    absent = tuple(spec.name for spec in specs) if links is None else ()
-    return setup_release_argv(timeout, terminate_file, absent=absent), batch
+    return setup_release_argv(timeout, terminate_file, fresh=links is None), batch
 
 
 def converge_argv(timeout: int, link_batch: str) -> list[str]:

@@ -179,7 +179,8 @@ def make_plan(source: str, raw: dict, configmap: Mapping[str, str], s: Settings,
     argv, batch = agent.setup_exec(specs, None, timeout=timeout, terminate_file=s.terminate_file,
                                     pod_ips=pod.addresses)
     execs = [Exec(s.init_agent, argv, batch, "while the init agent runs: set up and release it, in one exec",
-                  "" if batch is None else f"exit {agent.LINKS_EXIST} (an interface exists already, nothing changed): "
+                  "" if batch is None else f"exit {agent.LINKS_EXIST} (a line failed: an interface exists already, or another error; "
+                  "the batch stopped there): "
                   f"the controller reads `{shlex.join(agent.LINKS_ARGV)}` and runs the batch computed from what "
                   "it finds instead")]
     fresh = {spec.name: frozenset() for spec in specs}

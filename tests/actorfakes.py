@@ -61,10 +61,13 @@ class FakePodExecutor:
                 elif line.startswith("link add"):
                     self.links.add(line.split()[3])
             return self._bridge(stdin)
-        if argv[:2] == ["sh", "-c"] and "ip -force -batch -" in argv[2]:  # setup and release
-            if any(f"ip link show dev {dev} " in argv[2] for dev in self.links):
+        if argv[:2] == ["sh", "-c"] and "-batch -" in argv[2]:  # setup and release
+            adds = [line.split()[3] for line in stdin.splitlines() if line.startswith("link add")]
+            taken = [dev in self.links for dev in adds]
+            if "ip -batch -" in argv[2] and any(taken):  # a fresh batch stops at the add of a taken name
+                self.links |= set(adds[:taken.index(True)])
                 return ExecResult(agent.LINKS_EXIST)
-            self.links |= {line.split()[3] for line in stdin.splitlines() if line.startswith("link add")}
+            self.links |= set(adds)
             self.releases += 1
             return ExecResult(137)
         if "kill -TERM 1" in " ".join(argv):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from kube_vxlan_controller.agent import (
     FDB_ARGV,
     LINKS_ARGV,
+    LINKS_EXIST,
     STATE_ARGV,
     TERMINATE_ARGV,
     AgentOutputError,
@@ -31,6 +32,7 @@ from kube_vxlan_controller.agent import (
     parse_state,
     plan_links,
     setup_batch,
+    setup_exec,
     setup_conflicts,
     stale_links,
     with_timeout,
@@ -325,6 +327,36 @@ def test_setup_batch_really_configures_and_is_idempotent_and_replaces_a_changed_
     link = parse_links(netns(LINKS_ARGV).stdout)["vxeth1"]
     assert (link.vni, link.up, link.addresses) == (111, True, ("192.168.11.2/29",))
     assert "192.168.12.0/29 via 192.168.11.1 dev vxeth1" in netns(["ip", "route", "show"]).stdout
+
+
+@pytest.mark.root
+def test_a_first_setup_stops_at_a_taken_name_without_a_process_to_check_it(netns):
+    """The fresh setup exec, as the pod runs it (`sh -c`, in a PID namespace of its own so that the
+    release's `kill -TERM 1` reaches its own shell, which as PID 1 ignores it): it sets up a pod without
+    links and releases; when a wanted name is taken it exits LINKS_EXIST and stops at that add."""
+    wanted = specs(EXAMPLE_A + "vxeth2 ip=192.168.13.2/29")
+    argv, batch = setup_exec(wanted, None, timeout=10, terminate_file="")
+    assert "link show" not in argv[2] and batch.splitlines()[0].startswith("link add name vxeth1 ")
+
+    def run_fresh():
+        return netns(["unshare", "--pid", "--fork", *argv], stdin=batch, check=False)
+
+    done = run_fresh()
+    assert done.returncode == 0, done.stderr
+    links = parse_links(netns(LINKS_ARGV).stdout)
+    assert (links["vxeth1"].up, links["vxeth2"].addresses) == (True, ("192.168.13.2/29",))
+
+    again = run_fresh()  # as after a controller that died between its setup and knowing it
+    assert again.returncode == LINKS_EXIST and "File exists" in again.stderr
+    assert parse_links(netns(LINKS_ARGV).stdout) == links
+
+    netns(["ip", "link", "del", "vxeth1"])
+    netns(["ip", "link", "del", "vxeth2"])
+    netns(["ip", "link", "add", "vxeth1", "type", "bridge"])  # something else holds the first name
+    taken = run_fresh()
+    assert taken.returncode == LINKS_EXIST
+    links = parse_links(netns(LINKS_ARGV).stdout)
+    assert links["vxeth1"].kind == "bridge" and "vxeth2" not in links
 
 
 @pytest.mark.root

@@ -89,7 +89,7 @@ def test_exit_codes_and_json(tmp_path, capsys):
     assert main(["plan", "-f", EXAMPLE, "gw", "--configmap", NETWORKS, "-o", "json", "--exec-deadline", "3"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["pod"] == "default/gw" and out["peers"] is None and len(out["execs"]) == 2
-    assert out["execs"][0]["argv"][:2] == ["sh", "-c"] and "timeout 4 ip -force -batch -" in out["execs"][0]["argv"][2]
+    assert out["execs"][0]["argv"][:2] == ["sh", "-c"] and "timeout 4 ip -batch - || exit 75" in out["execs"][0]["argv"][2]
 
     bad = tmp_path / "bad.yaml"
     doc = yaml.safe_load(Path(EXAMPLE).read_text().split("---")[0])
