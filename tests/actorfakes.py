@@ -117,6 +117,9 @@ class FakeSession:
             if line == "%":
                 bodies.append("".join(f"{b}\n" for b in body))
                 body = []
+            elif kind == "fdb" or bodies:  # a packed fdb line: OP DEV IP [IP ...]
+                op, dev, *ips = line.split()
+                body += [f"fdb {op} {agent.ZERO_MAC} dev {dev} dst {ip}" for ip in ips]
             else:
                 body.append(line)
         argv, stdin = exec_form(kind, tuple(bodies), 11)

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from kube_vxlan_controller import agent
-from kube_vxlan_controller.agentsession import ReplyError, parse_reply, reply_end, request, session_argv
+from kube_vxlan_controller.agentsession import PACKED, ReplyError, packed, parse_reply, reply_end, request, session_argv
 
 LINK = "link add vxs0 type vxlan id 7 dev eth0 dstport 4789\nlink set vxs0 up\n"
 PEER = "fdb append 00:00:00:00:00:00 dev vxs0 dst 10.9.0.{}\n"
@@ -16,15 +16,30 @@ PEER = "fdb append 00:00:00:00:00:00 dev vxs0 dst 10.9.0.{}\n"
 
 def test_a_request_is_its_header_and_bodies_each_ended_by_a_percent_line():
     assert request(3, "state") == "kvc 3 state\n"
-    assert request(4, "fdb", PEER.format(2)) == f"kvc 4 fdb\n{PEER.format(2)}%\n"
+    assert request(4, "fdb", PEER.format(2)) == "kvc 4 fdb\nappend vxs0 10.9.0.2\n%\n"
     assert request(5, "links", LINK, "") == f"kvc 5 links\n{LINK}%\n%\n"
+
+
+def test_an_fdb_body_is_packed_in_order_by_change_and_interface():
+    body = "".join(PEER.format(k) for k in range(1, 71)) + PEER.format(71).replace("vxs0", "vxs1") + \
+        "fdb del 00:00:00:00:00:00 dev vxs0 dst fd00::1\nfdb del 00:00:00:00:00:00 dev vxs0 dst 10.9.0.9\n"
+    lines = packed(body)
+    assert [line.split()[:2] + [len(line.split()) - 2] for line in lines] == [
+        ["append", "vxs0", PACKED], ["append", "vxs0", PACKED], ["append", "vxs0", 70 - 2 * PACKED],
+        ["append", "vxs1", 1], ["del", "vxs0", 2]]
+    assert " ".join(lines).split()[2:5] == ["10.9.0.1", "10.9.0.2", "10.9.0.3"] and lines[-1] == "del vxs0 fd00::1 10.9.0.9"
+    assert request(6, "fdb", body) == "kvc 6 fdb\n" + "".join(line + "\n" for line in lines) + "%\n"
 
 
 @pytest.mark.parametrize("kind, bodies", [("fdb", ("fdb append x; reboot\n",)), ("fdb", ("%\n",)),
                                           ("links", ("link add x\n", "fdb del `id`\n")), ("fdb", ()),
                                           ("state", ("x\n",)), ("exec", ("ls\n",)),
                                           ("fdb", ("fdb show dev vxs0\n",)), ("fdb", ("link del vxs0\n",)),
-                                          ("links", (LINK, "fdb show\n"))])
+                                          ("links", (LINK, "fdb show\n")),
+                                          ("fdb", ("fdb append 00:00:00:00:00:00 dev vxs0 dst 10.9.0.999\n",)),
+                                          ("fdb", ("fdb append 00:00:00:00:00:00 dev vx/0 dst 10.9.0.1\n",)),
+                                          ("fdb", ("fdb append 00:00:00:00:00:00 dev vxs0 dst *\n",)),
+                                          ("fdb", ("fdb append 00:00:00:00:00:01 dev vxs0 dst 10.9.0.1\n",))])
 def test_a_request_carries_batch_lines_only(kind, bodies):
     with pytest.raises(ValueError):
         request(1, kind, *bodies)
@@ -67,6 +82,12 @@ def test_the_session_script_runs_requests_in_order_and_never_a_body_cut_short(ne
         assert again.exit_code != 0 and "File exists" in again.stderr, "ip's failure, though bridge succeeded"
         state = agent.parse_state(ask(4, "state").stdout)
         assert state.fdb["vxs0"] == {"10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.6"} and state.links["vxs0"].vni == 7
+        many = [f"10.9.{k // 200 + 1}.{k % 200 + 1}" for k in range(199)]
+        assert ask(12, "fdb", "".join(PEER.replace("10.9.0.{}", ip) for ip in many)).exit_code == 0
+        assert agent.parse_state(ask(13, "state").stdout).fdb["vxs0"] == state.fdb["vxs0"] | set(many)
+        gone = ask(14, "fdb", "".join(PEER.replace("append", "del").replace("10.9.0.{}", ip) for ip in many[1:]))
+        assert gone.exit_code == 0, gone.stderr
+        assert agent.parse_state(ask(15, "state").stdout).fdb["vxs0"] == state.fdb["vxs0"] | {many[0]}
         shell.stdin.write("kvc 5 links\nlink del vxs0\n")  # the client leaves mid-request
         shell.stdin.close()
         assert shell.wait(timeout=10) == 0

@@ -52,7 +52,8 @@ def test_offline_plan_uses_the_controllers_own_commands_and_marks_the_peers():
     assert (init.container, init.argv, init.stdin) == ("vxlan-controller-agent-init", argv, batch)
     lines = (f"fdb append 00:00:00:00:00:00 dev vxeth1 dst {plan.PEER_PLACEHOLDER}\n"
              f"fdb append 00:00:00:00:00:00 dev vxeth2 dst {plan.PEER_PLACEHOLDER}\n")
-    assert (sidecar.argv, sidecar.stdin) == (session_argv(4), f"kvc 1 fdb\n{lines}%\n"), "a session, its first request"
+    assert (sidecar.argv, sidecar.stdin) == (session_argv(4), f"kvc 1 fdb\nappend vxeth1 {plan.PEER_PLACEHOLDER}\n"
+                                             f"append vxeth2 {plan.PEER_PLACEHOLDER}\n%\n"), "a session, its first request"
     _, off = plan.make_plan("test", example_gw(), configmap, replace(SETTINGS, sessions="off"), None).execs
     assert (off.argv, off.stdin) == (["timeout", "4", "bridge", "-force", "-batch", "-"], lines)
     text = plan.render_text(p)
