@@ -281,15 +281,6 @@ class PodReconciler:
                         options.network_names(pod.annotations.get(self.settings.annotation)))
 
     @property
-    def session_wanted(self) -> bool:
-        """The sidecar of a pod the controller wires runs, and no failure is pending: its session may be
-        opened before a sync asks for it (at the end of a burst's hold, every member's first sync then
-        costs a request, not an exec)."""
-        pod = self.pod
-        return (pod is not None and pod.agent_running and not pod.deleting and bool(self.networks)
-                and self.status not in FAILED and blocking(self.causes) is None)
-
-    @property
     def suspect(self) -> bool:
         """The last exec timed out: the next ones use the executor's suspect slots."""
         return self.status is Status.HUNG

@@ -5,13 +5,12 @@
     sidecar.close()
 
 A request is one of `agentsession.KINDS`. With sessions on, it goes over the pod's session
-(`agentsession`, `k8s.sessions`), opened by the first request or before it (`open`): after that a
-request costs no exec. With sessions off, or when the pod cannot keep a session, it is the one exec per
-request the controller has always run (`exec_form`: the same batch, the same commands, on stdin).
+(`agentsession`, `k8s.sessions`), opened by the first request: after that a request costs no exec.
+With sessions off, or when the pod cannot keep a session, it is the one exec per request the controller
+has always run (`exec_form`: the same batch, the same commands, on stdin).
 
 A session's life, as this pod sees it:
-- opened by the first request (one exec, counted in `execs`), or ahead of it by `open` (the pod actor
-  does once the sidecar runs);
+- opened by the first request (one exec, counted in `execs`);
 - ended (the command exited, the connection closed or broke, a reply timed out or was unreadable): the
   end is logged at debug level and counted (`kvc_session_ends_total{reason}`); the request that found
   it goes over a new session at once, unless it could have run already and cannot be re-sent blindly (a
@@ -85,19 +84,6 @@ class Sidecar:
         argv, stdin = exec_form(kind, bodies, self.timeout)
         result = self.executor.run(pod.namespace, pod.name, self.container, argv, stdin=stdin, suspect=suspect)
         return result, opened + 1
-
-    def open(self, pod: Pod, *, suspect: bool = False) -> int:
-        """Open the pod's session ahead of its first request, unless sessions are off, the pod falls back
-        or one is open; return the execs that took (0 or 1). Raises what `ask` raises when the pod cannot
-        be reached."""
-        if not self.sessions or self.fallback is not None or self.session is not None:
-            return 0
-        try:
-            self._open(pod, suspect)
-        except _Fallback as why:
-            self._fall_back(pod, why)
-            return 0
-        return 1
 
     def retry(self) -> None:
         """Try a session again at the next request (after a fallback)."""

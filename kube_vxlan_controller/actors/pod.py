@@ -10,8 +10,7 @@ The actor owns the mailbox, the timers and the tells:
   agent, so the pod's other containers start with the interfaces in place); convergence, once the
   sidecar runs (the desired state of all its networks against the pod's kernel state, the difference in
   one exec); and reports the outcome back, sorting the failures it expects by name (exec failed, timed
-  out, denied, pod gone); once the sidecar runs, while nothing else is to be done, it opens the pod's
-  session (`sidecar.Sidecar.open`, once in its life), so the first sync does not wait for it;
+  out, denied, pod gone);
 - it keeps the timers: a `Reconcile` when the reconciler asks to come back later (its backoff after a
   failure, its coalescing window), a periodic `Resync` that makes it forget what it observed so drift is
   repaired;
@@ -34,7 +33,6 @@ import time
 from typing import Mapping
 
 import pykka
-from loguru import logger
 
 from .. import agent
 from ..backoff import Backoff
@@ -68,8 +66,6 @@ class PodActor(pykka.ThreadingActor):
         #: the way into the pod's sidecar: its session, kept across passes (closed when the actor stops)
         self.sidecar = Sidecar(executor, container=settings.agent, timeout=agent.in_pod_timeout(settings.exec_deadline),
                                sessions=settings.sessions == "on", metrics=metrics)
-        #: the session was opened (or tried) ahead of the first sync that needs it (`_open_session`)
-        self.opened_ahead = False
 
     # -- mailbox ---------------------------------------------------------------------------------
 
@@ -138,22 +134,6 @@ class PodActor(pykka.ThreadingActor):
             self._come_back(action)
         elif action is not None:
             self._pass(action)
-            return
-        if not self.opened_ahead and self.reconciler.session_wanted:
-            self._open_session()
-
-    def _open_session(self) -> None:
-        """Open the pod's session while nothing else is to be done, once in the actor's life: its first
-        sync is then a request only. A failure here is left to that sync, which opens again and sorts what
-        it meets as any pass does; a session that ends later is reopened by the next request, as always."""
-        r = self.reconciler
-        self.opened_ahead = True
-        try:
-            r.counted(self.sidecar.open(r.pod, suspect=r.suspect))
-        except Cancelled:
-            return
-        except K8sError as error:
-            logger.debug("pod {}: its session could not be opened ahead of a sync: {}", r.pod_key, error)
 
     def _pass(self, action) -> None:
         """Run what the reconciler says until it says nothing more is to be run now; report the outcome."""

@@ -71,18 +71,6 @@ def test_a_join_costs_the_newcomer_two_execs_and_each_member_one(scheduler):
     assert len(member.calls) == 1, member.calls  # one batch, no read
 
 
-def test_the_session_is_opened_once_the_sidecar_runs_so_the_first_sync_is_a_request(scheduler):
-    fake = FakePodExecutor()
-    ref = PodActor.start("u1", "default/p-u1", executor=fake, settings=Settings(resync=600), scheduler=scheduler)
-    ref.tell(PodUpdate(running_pod(), SPEC))  # no snapshot yet (a network's hold, say): nothing to sync
-    wait_for(lambda: fake.sessions_opened == 1, what="the session opened")
-    assert fake.calls == []
-    ref.tell(PeersChanged(snapshot("10.0.0.2")))
-    wait_for(lambda: fake.fdb.get("vxeth0") == {"10.0.0.2"}, what="fdb == peers")
-    assert fake.sessions_opened == 1, "over the session opened ahead"
-    assert ref.proxy().state().get(timeout=5).execs == 1
-
-
 def test_pod_actor_waits_for_a_snapshot_before_touching_the_fdb(scheduler):
     fake = FakePodExecutor()
     fake.fdb["vxeth0"] = {"10.0.0.2"}

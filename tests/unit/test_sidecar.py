@@ -1,6 +1,6 @@
-"""The sidecar's policy: a session opened at the first request or ahead of it, reopened when it ended, a
-fallback to one exec per request when it cannot be kept, and errors that end a request whichever way it
-goes (fakes; the same against the sandbox's faults: tests/k8s/test_live_sessions.py)."""
+"""The sidecar's policy: a session opened at the first request, reopened when it ended, a fallback to one
+exec per request when it cannot be kept, and errors that end a request whichever way it goes (fakes; the
+same against the sandbox's faults: tests/k8s/test_live_sessions.py)."""
 
 from __future__ import annotations
 
@@ -87,25 +87,6 @@ def test_the_first_request_opens_the_session_and_the_next_cost_no_exec():
     side.close()
     assert sample(metrics, "kvc_sessions_open") == 0
     assert sample(metrics, "kvc_session_ends_total", reason="closed by us") == 1
-
-
-def test_a_session_opened_ahead_carries_the_first_request_and_is_opened_once():
-    session = Session()
-    executor = Executor(session)
-    side, metrics = sidecar(executor)
-    assert [side.open(POD), side.open(POD)] == [1, 0], "the second finds it open"
-    assert side.ask(POD, "fdb", FDB)[1] == 0 and session.asked == ["kvc 1 fdb"]
-    assert sample(metrics, "kvc_sessions_open") == 1 and executor.opened == 1
-
-
-def test_opening_ahead_does_nothing_with_sessions_off_or_after_a_fallback():
-    off = Executor(Session())
-    assert sidecar(off, sessions=False)[0].open(POD) == 0 and off.opened == 0
-    refused = Executor(refuse=ApiUnavailable("proxy says no"))
-    side, metrics = sidecar(refused)
-    assert side.open(POD) == 0 and "could not be opened" in side.fallback
-    assert side.open(POD) == 0 and sample(metrics, "kvc_session_fallbacks_total") == 1
-    assert side.ask(POD, "fdb", FDB)[1] == 1 and len(refused.execs) == 1, "the request goes as one exec"
 
 
 def test_a_session_found_ended_is_replaced_and_the_request_goes_over_the_new_one():
