@@ -43,9 +43,10 @@ no create-or-keep for vxlan: `ip link replace` of an existing vxlan link is "Ope
 supported"). The fdb batch, in contrast, stays harmless when re-sent on a stale reading.
 
 Batches run with `-force` (but a pod's first setup, above): one failed line does not stop the others,
-and the exit status is still non-zero, so the caller retries against freshly read state. Batch commands are wrapped in `timeout N`
-because a kubelet does not kill a non-tty exec whose client went away: without it an abandoned exec
-(for instance `-batch -` waiting for an EOF that never comes) would stay in the pod for ever.
+and the exit status is still non-zero, so the caller retries against freshly read state. Batch commands
+are wrapped in `timeout N` because a kubelet does not kill a non-tty exec whose client went away: without
+it an abandoned exec (for instance `-batch -` waiting for an EOF that never comes) would stay in the pod
+for ever.
 """
 
 from __future__ import annotations
@@ -157,8 +158,8 @@ def setup_exec(specs: Sequence[NetworkSpec], links: Mapping[str, "Link"] | None,
     """The argv and stdin of the exec that sets the pod's interfaces up and releases its init agent.
 
     `links` None: a pod nobody set up — the batch assumes none of the links exists, and stops at the add
-    of one that does (the exec exits `LINKS_EXIST`); else the links as read from the pod (`parse_links`). Nothing to set up (no specs, or every link as wanted): the release alone, no
-    stdin."""
+    of one that does (the exec exits `LINKS_EXIST`); else the links as read from the pod (`parse_links`).
+    Nothing to set up (no specs, or every link as wanted): the release alone, no stdin."""
     batch = setup_batch(specs, links or {}, pod_ips=pod_ips)
     if not batch:
         return release_argv(terminate_file), None
