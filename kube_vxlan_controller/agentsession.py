@@ -40,13 +40,13 @@ request takes about 1 ms of CPU in the pod instead of 2.8 (docs/sessions.md).
 
 Every line that goes into a request is checked here against the batch grammar (validated words only, as
 for the one-exec-per-batch path; fdb bodies only `fdb append` and `fdb del` lines of a flood entry, their
-interface and IP validated before they are packed): the session adds no injection surface. The script
-turns pathname expansion off (`set -f`), so the IPs it splits a packed line into are words, nothing more.
+interface a valid name and their address of the characters addresses are written with, before they are
+packed): the session adds no injection surface. The script turns pathname expansion off (`set -f`), so
+the addresses it splits a packed line into are words, nothing more.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from .agent import _BATCH_LINE, ZERO_MAC, state_script, with_timeout
@@ -61,8 +61,9 @@ _BODY_END = "%"
 #: the here-document's delimiter (only a line of the script itself can end it, never an expanded `$b`)
 _HEREDOC = "KVC"
 #: what an fdb body's lines are: changes of flood entries only, which print nothing on stdout
-#: (`agent.FdbDiff.batch`)
-_FDB_LINE = re.compile(rf"fdb (append|del) {ZERO_MAC} dev (\S+) dst (\S+)")
+#: (`agent.FdbDiff.batch`), to an interface (`is_ifname`, checked too) at an address (what an IPv4 or
+#: IPv6 address is written with: the shell splits a packed line into words, nothing in them it reads)
+_FDB_LINE = re.compile(rf"fdb (append|del) {ZERO_MAC} dev ([A-Za-z0-9_.-]{{1,15}}) dst ([0-9A-Fa-f.:]{{2,45}})")
 #: peers on one packed line of an fdb body
 PACKED = 32
 
@@ -117,24 +118,19 @@ def packed(body: str) -> list[str]:
     ips: list[str] = []
     for line in body.splitlines():
         match = _FDB_LINE.fullmatch(line)
-        if match is None or not is_ifname(match.group(2)) or not _is_ip(match.group(3)):
+        if match is None:
             raise ValueError(f"not an fdb batch line: {line[:80]!r}")
-        if (match.group(1), match.group(2)) != run or len(ips) == PACKED:
+        op, dev, ip = match.groups()
+        if (op, dev) != run or len(ips) == PACKED:
             if ips:
                 lines.append(" ".join((*run, *ips)))
-            run, ips = (match.group(1), match.group(2)), []
-        ips.append(match.group(3))
+            if not is_ifname(dev):
+                raise ValueError(f"not an fdb batch line: {line[:80]!r}")
+            run, ips = (op, dev), []
+        ips.append(ip)
     if ips:
         lines.append(" ".join((*run, *ips)))
     return lines
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def reply_end(ident: int) -> re.Pattern[str]:

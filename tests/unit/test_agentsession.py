@@ -37,7 +37,8 @@ def test_an_fdb_body_is_packed_in_order_by_change_and_interface():
                                           ("state", ("x\n",)), ("exec", ("ls\n",)),
                                           ("fdb", ("fdb show dev vxs0\n",)), ("fdb", ("link del vxs0\n",)),
                                           ("links", (LINK, "fdb show\n")),
-                                          ("fdb", ("fdb append 00:00:00:00:00:00 dev vxs0 dst 10.9.0.999\n",)),
+                                          ("fdb", ("fdb append 00:00:00:00:00:00 dev vxs0 dst 10.9.0.1x\n",)),
+                                          ("fdb", ("fdb append 00:00:00:00:00:00 dev .. dst 10.9.0.1\n",)),
                                           ("fdb", ("fdb append 00:00:00:00:00:00 dev vx/0 dst 10.9.0.1\n",)),
                                           ("fdb", ("fdb append 00:00:00:00:00:00 dev vxs0 dst *\n",)),
                                           ("fdb", ("fdb append 00:00:00:00:00:01 dev vxs0 dst 10.9.0.1\n",))])
