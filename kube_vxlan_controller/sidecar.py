@@ -5,9 +5,9 @@
     sidecar.close()
 
 A request is one of `agentsession.KINDS`. With sessions on, it goes over the pod's session
-(`agentsession`, `k8s.sessions`), opened by the first request: after that a request costs no exec.
-With sessions off, or when the pod cannot keep a session, it is the one exec per request the controller
-has always run (`exec_form`: the same batch, the same commands, on stdin).
+(`agentsession`, `k8s.sessions`), opened at the first request: after that a request costs no exec. With
+sessions off, or when the pod cannot keep a session, it is the one exec per request the controller has
+always run (`exec_form`: the same batch, the same commands, on stdin).
 
 A session's life, as this pod sees it:
 - opened by the first request (one exec, counted in `execs`);
@@ -80,7 +80,11 @@ class Sidecar:
                 return self._over_session(pod, kind, bodies, suspect)
             except _Fallback as why:
                 opened = why.opened
-                self._fall_back(pod, why)
+                self.fallback = why.reason
+                logger.info("pod {}: no session into its sidecar ({}); one exec per request until its next "
+                            "resync", pod.key, why.reason)
+                if self.metrics is not None:
+                    self.metrics.session_fallbacks.inc()
         argv, stdin = exec_form(kind, bodies, self.timeout)
         result = self.executor.run(pod.namespace, pod.name, self.container, argv, stdin=stdin, suspect=suspect)
         return result, opened + 1
@@ -100,8 +104,15 @@ class Sidecar:
         opened = 0
         while True:
             if self.session is None:
-                self._open(pod, suspect, opened)
+                try:
+                    self.session = self.executor.open_session(pod.namespace, pod.name, self.container,
+                                                              session_argv(self.timeout), suspect=suspect)
+                except _UNREACHABLE:
+                    raise
+                except K8sError as error:
+                    raise _Fallback(f"it could not be opened: {error}", opened) from error
                 opened += 1
+                self._gauge(+1)
             session = self.session
             self._ident += 1
             try:
@@ -126,24 +137,6 @@ class Sidecar:
                 session.close("unreadable")
                 self._ended(session)
                 raise _Fallback(f"its reply was unreadable: {error}", opened) from error
-
-    def _open(self, pod: Pod, suspect: bool, opened: int = 0) -> None:
-        """Open a session (one exec); `_Fallback` when it cannot be (`opened`: sessions opened before)."""
-        try:
-            self.session = self.executor.open_session(pod.namespace, pod.name, self.container,
-                                                      session_argv(self.timeout), suspect=suspect)
-        except _UNREACHABLE:
-            raise
-        except K8sError as error:
-            raise _Fallback(f"it could not be opened: {error}", opened) from error
-        self._gauge(+1)
-
-    def _fall_back(self, pod: Pod, why: _Fallback) -> None:
-        self.fallback = why.reason
-        logger.info("pod {}: no session into its sidecar ({}); one exec per request until its next resync",
-                    pod.key, why.reason)
-        if self.metrics is not None:
-            self.metrics.session_fallbacks.inc()
 
     def _ended(self, session: Session) -> None:
         """Forget an ended session, counting its end once."""

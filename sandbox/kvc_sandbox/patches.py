@@ -8,7 +8,6 @@ Pure functions over plain dicts (they return new values, never mutate their inpu
 
 from __future__ import annotations
 
-
 from .errors import ApiError, bad_request
 from .jsoncopy import copy_json
 
