@@ -21,22 +21,27 @@ An fdb body goes packed: `OP DEV IP [IP …]` a line (`append` or `del`, up to `
 shell expands into the batch lines `fdb OP 00:00:00:00:00:00 dev DEV dst IP`, one per IP, in order (so
 bridge's "Command failed -:N" still names the Nth entry). The shell reads its stdin one byte per `read`
 (it must not read past its request), so a body costs the pod its length: a first sync with 199 peers is
-2.6 kB packed instead of 11.2, and 3.2–3.5 ms of the pod's CPU instead of 4.5–4.6 (`python -m
-bench.sessionscript --requests 200 --peers 199`); a change of one peer costs the same either way (1.2 ms).
+2.6 kB packed instead of 11.2. It builds the batch a packed line at a time (`fdbs`): appending each of
+199 lines to one string would copy that string 199 times. Figures: docs/sessions.md (`python -m
+bench.sessionscript`).
 
-A body ends with a line `%`, which no batch line can be (`agent._BATCH_LINE`). The command's stderr is
-collected in the shell (`2>&1 >&3` in a command substitution) and sent on stdout after it, so a reply is
-one ordered stream: the API server forwards stdout and stderr on separate channels with no order between
-them. A body cut short (stdin ended before its `%`: the client went away mid-request) is never run: the
-shell exits. The shell exits at stdin's end, so a session its client left ends by itself.
+A body ends with a line `%`, which no batch line can be (`agent._BATCH_LINE`). The fdb batch's stderr
+goes straight to the session's stdout, between the reply's two markers (its lines print nothing on
+stdout); the other commands' stderr is collected in the shell (`2>&1 >&3` in a command substitution, a
+process more) and sent on stdout after their stdout. Either way a reply is one ordered stream: the API
+server forwards stdout and stderr on separate channels with no order between them. A body cut short
+(stdin ended before its `%`: the client went away mid-request) is never run: the shell exits. The shell
+exits at stdin's end, so a session its client left ends by itself.
 
 The `links` and `state` commands run under `timeout N`: the state read writes the session's stdout, and
 blocks when the stream stalls, so a command left blocked there cannot hold the shell past the client's
 deadline for long. The fdb batch, the request every member's every change is, does not: its lines only
-append and delete entries (`_FDB_LINE`, checked here), so `bridge` prints nothing on stdout, its stderr
-goes to the shell, and its stdin is a here-document: it can wait only in the kernel, on a netlink reply,
-where the signal of `timeout` cannot reach it either. Left out, `timeout` costs no process per change: a
-request takes about 1 ms of CPU in the pod instead of 2.8 (docs/sessions.md).
+append and delete entries (`_FDB_LINE`, checked here), so `bridge` prints nothing on stdout and its stdin
+is a here-document. It can wait in the kernel, on a netlink reply, where the signal of `timeout` cannot
+reach it either; and on writing its stderr (a line or two per failed entry) only once the pipe's 64 kB
+are full and the stream stalls, which the client's deadline ends: it closes the session, and the write
+fails. Left out, `timeout` costs no process per change: a request takes about 1 ms of CPU in the pod
+instead of 2.8 (docs/sessions.md).
 
 Every line that goes into a request is checked here against the batch grammar (validated words only, as
 for the one-exec-per-batch path; fdb bodies only `fdb append` and `fdb del` lines of a flood entry, their
@@ -66,30 +71,46 @@ _HEREDOC = "KVC"
 _FDB_LINE = re.compile(rf"fdb (append|del) {ZERO_MAC} dev ([A-Za-z0-9_.-]{{1,15}}) dst ([0-9A-Fa-f.:]{{2,45}})")
 #: peers on one packed line of an fdb body
 PACKED = 32
+#: the longest packed fdb body a session's opening carries in its argv, which goes in the URL of the exec
+#: request (URL-encoded, with the script: under 6 kB, within the 8 kB request line common proxies allow)
+CARRIED_MAX = 4096
 
 
-def session_argv(timeout: int) -> list[str]:
+def session_argv(timeout: int, first: tuple[int, str] | None = None) -> list[str]:
     """The exec that starts a session: `sh -c SCRIPT`; every command in it but the fdb batch under `timeout N`
-    (see the module docstring)."""
+    (see the module docstring). `first`: (ident, the packed body `carried` returned) of an fdb request the
+    shell runs before it reads its stdin, so its reply is the first."""
     t = " ".join(with_timeout([], timeout))
     script = (
         "exec 3>&1; set -f\n"
         f"body() {{ b=; while IFS= read -r l; do [ \"$l\" = '{_BODY_END}' ] && return 0; b=\"$b$l\n\"; done; exit 0; }}\n"
-        f"fdbs() {{ b=; while IFS=' ' read -r op dev ips; do [ \"$op\" = '{_BODY_END}' ] && return 0\n"
-        f"  for ip in $ips; do b=\"${{b}}fdb $op {ZERO_MAC} dev $dev dst $ip\n\"; done; done; exit 0; }}\n"
+        "fdbs() { f=; IFS='\n'; for l in $1; do IFS=' '; set -- $l; o=$1 d=$2; shift 2; s=\n"
+        f"  for ip; do s=\"${{s}}fdb $o {ZERO_MAC} dev $d dst $ip\n\"; done; f=\"$f$s\"; done; unset IFS; }}\n"
+        f"fdb() {{ fdbs \"$2\"; printf '\\n{_ERR} %s\\n' \"$1\"; bridge -force -batch - 2>&1 <<{_HEREDOC}\n$f\n{_HEREDOC}\n"
+        f" printf '\\n{_END} %s %s\\n' \"$1\" \"$?\"; }}\n"
+        "[ $# -eq 0 ] || fdb \"$@\"\n"
         "while IFS=' ' read -r tag id kind; do\n"
         " [ \"$tag\" = kvc ] || exit 64\n"
         " case $kind in\n"
-        f"  fdb) fdbs; e=$(bridge -force -batch - 2>&1 >&3 <<{_HEREDOC}\n$b\n{_HEREDOC}\n); r=$? ;;\n"
-        f"  links) body; k=$b; fdbs; e=$(printf %s \"$k\" | {t} ip -force -batch - 2>&1 >&3); r=$?\n"
-        f"   f=$(printf %s \"$b\" | {t} bridge -force -batch - 2>&1 >&3); s=$?; [ -z \"$f\" ] || e=\"$e\n$f\"; [ $r -ne 0 ] || r=$s ;;\n"
+        "  fdb) body; fdb \"$id\" \"$b\"; continue ;;\n"
+        f"  links) body; k=$b; body; fdbs \"$b\"; e=$(printf %s \"$k\" | {t} ip -force -batch - 2>&1 >&3); r=$?\n"
+        f"   x=$(printf %s \"$f\" | {t} bridge -force -batch - 2>&1 >&3); s=$?; [ -z \"$x\" ] || e=\"$e\n$x\"; [ $r -ne 0 ] || r=$s ;;\n"
         f"  state) e=$({{ {state_script(timeout)}; }} 2>&1 >&3); r=$? ;;\n"
         "  *) exit 64 ;;\n"
         " esac\n"
         f" printf '\\n{_ERR} %s\\n%s\\n{_END} %s %s\\n' \"$id\" \"$e\" \"$id\" \"$r\"\n"
         "done\n"
     )
-    return ["sh", "-c", script]
+    return ["sh", "-c", script] + ([] if first is None else ["kvc", str(int(first[0])), first[1]])
+
+
+def carried(kind: str, *bodies: str) -> str | None:
+    """The packed body of a request the session's opening can carry in its argv (`session_argv`), or None:
+    an fdb request of at most `CARRIED_MAX` characters packed. ValueError as `request`."""
+    if kind != "fdb" or len(bodies) != 1:
+        return None
+    text = "".join(line + "\n" for line in packed(bodies[0]))
+    return text if len(text) <= CARRIED_MAX else None
 
 
 def request(ident: int, kind: str, *bodies: str) -> str:

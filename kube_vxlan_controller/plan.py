@@ -189,10 +189,16 @@ def make_plan(source: str, raw: dict, configmap: Mapping[str, str], s: Settings,
     else:
         fdb = agent.fdb_diff({spec.name: peers.get(spec.network, set()) for spec in specs}, fresh).batch()
     if fdb and s.sessions == "on":
-        request = agentsession.request(1, "fdb", fdb).replace(_STAND_IN, PEER_PLACEHOLDER)
-        execs.append(Exec(s.agent, agentsession.session_argv(timeout), request,
+        first = agentsession.carried("fdb", fdb)
+        if first is None:
+            argv, request = agentsession.session_argv(timeout), agentsession.request(1, "fdb", fdb)
+        else:
+            argv, request = agentsession.session_argv(timeout, (1, first)), None
+        execs.append(Exec(s.agent, [arg.replace(_STAND_IN, PEER_PLACEHOLDER) for arg in argv],
+                          request and request.replace(_STAND_IN, PEER_PLACEHOLDER),
                           "once the sidecar runs: a session into it (one exec, kept open for every later "
-                          "change), its first request one flood entry per peer"))
+                          "change), its first request one flood entry per peer"
+                          + (", carried by the opening" if first is not None else "")))
     elif fdb:
         execs.append(Exec(s.agent, agent.batch_argv("bridge", timeout), fdb.replace(_STAND_IN, PEER_PLACEHOLDER),
                           "once the sidecar runs: one flood entry per peer"))

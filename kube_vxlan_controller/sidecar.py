@@ -10,7 +10,10 @@ sessions off, or when the pod cannot keep a session, it is the one exec per requ
 always run (`exec_form`: the same batch, the same commands, on stdin).
 
 A session's life, as this pod sees it:
-- opened by the first request (one exec, counted in `execs`);
+- opened by the first request (one exec, counted in `execs`), which the opening carries in its argv when
+  it is an fdb batch of up to `agentsession.CARRIED_MAX` characters packed (a pod's first sync, most
+  often): the shell runs it before it reads its stdin, as `timeout bridge` would in an exec, and does
+  not read it one byte at a time;
 - ended (the command exited, the connection closed or broke, a reply timed out or was unreadable): the
   end is logged at debug level and counted (`kvc_session_ends_total{reason}`); the request that found
   it goes over a new session at once, unless it could have run already and cannot be re-sent blindly (a
@@ -34,7 +37,7 @@ from __future__ import annotations
 from loguru import logger
 
 from . import agent
-from .agentsession import ReplyError, parse_reply, reply_end, request, session_argv
+from .agentsession import ReplyError, carried, parse_reply, reply_end, request, session_argv
 from .k8s.errors import ApiUnavailable, Cancelled, ExecTimeout, Forbidden, K8sError, LeaseEnding, PodGone
 from .k8s.sessions import Session, SessionEnded
 from .model import ExecResult, Pod
@@ -103,10 +106,14 @@ class Sidecar:
     def _over_session(self, pod: Pod, kind: str, bodies: tuple[str, ...], suspect: bool) -> tuple[ExecResult, int]:
         opened = 0
         while True:
+            self._ident += 1
+            first = None
             if self.session is None:
+                first = carried(kind, *bodies)
                 try:
-                    self.session = self.executor.open_session(pod.namespace, pod.name, self.container,
-                                                              session_argv(self.timeout), suspect=suspect)
+                    self.session = self.executor.open_session(
+                        pod.namespace, pod.name, self.container,
+                        session_argv(self.timeout, None if first is None else (self._ident, first)), suspect=suspect)
                 except _UNREACHABLE:
                     raise
                 except K8sError as error:
@@ -114,10 +121,9 @@ class Sidecar:
                 opened += 1
                 self._gauge(+1)
             session = self.session
-            self._ident += 1
             try:
-                text = session.ask(request(self._ident, kind, *bodies), reply_end(self._ident),
-                                   deadline=self.executor.deadline)
+                text = session.ask("" if first is not None else request(self._ident, kind, *bodies),
+                                   reply_end(self._ident), deadline=self.executor.deadline)
                 result = parse_reply(self._ident, text)
                 if self.metrics is not None:
                     self.metrics.session_requests.inc()

@@ -42,7 +42,10 @@ class FakePodExecutor:
 
     def open_session(self, namespace, pod, container, argv, *, suspect=False):
         self.sessions_opened += 1
-        return FakeSession(self, namespace, pod, container)
+        session = FakeSession(self, namespace, pod, container)
+        if len(argv) > 3:  # sh -c SCRIPT kvc ID BODY: the opening carries an fdb request
+            session.carried = f"kvc {argv[4]} fdb\n{argv[5]}%\n"
+        return session
 
     def run(self, namespace, pod, container, argv, *, stdin=None, deadline=None, suspect=False, ok=frozenset({0})):
         self.calls.append(list(argv))
@@ -104,8 +107,11 @@ class FakeSession:
         self.replies = 0
         self.ended: str | None = None
         self.why = "open"
+        #: the request its opening carried, run at its first ask
+        self.carried = ""
 
     def ask(self, text, end, *, deadline):
+        text, self.carried = text or self.carried, ""
         if self.ended is None and self.executor.sessions_fail:
             self.ended = self.why = "exited"
         if self.ended is not None:

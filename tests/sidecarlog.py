@@ -1,5 +1,6 @@
 """What the controller asked of the pods, as the sandbox's exec log shows it: each exec, and each request
-written into a session (a session's requests are in its exec's stdin), by pod and kind.
+written into a session (a session's requests are in its exec's stdin, and its first may be in its argv), by
+pod and kind.
 
 Kinds: "state" (a read of links, routes and fdb), "fdb", "links" (an fdb batch; links and fdb together),
 "session" (a session opened: one exec), "other" (setup, release, anything else).
@@ -29,13 +30,15 @@ def kind_of(argv: list[str]) -> str:
 
 def requests(execs: list[dict]) -> collections.Counter[tuple[str, str]]:
     """(pod, kind) → how many, over the exec log `execs` (`sandbox.execs()`): a session counts once as
-    "session" and once more per request it carried."""
+    "session" and once more per request it carried (in its argv or its stdin)."""
     seen: collections.Counter[tuple[str, str]] = collections.Counter()
     for e in execs:
         kind = kind_of(e["argv"])
         seen[e["pod"], kind] += 1
         if kind == "session":
             seen.update((e["pod"], k) for k in _REQUEST.findall(e["stdin"]))
+            if len(e["argv"]) > 3:  # its opening carried an fdb request (agentsession.carried)
+                seen[e["pod"], "fdb"] += 1
     return seen
 
 

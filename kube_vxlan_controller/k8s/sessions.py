@@ -74,6 +74,7 @@ class Session:
 
     def ask(self, text: str, end: re.Pattern[str], *, deadline: float) -> str:
         """Write `text`, then read stdout until `end` matches; return what was read up to the match's end.
+        An empty `text` writes nothing (the command was started with the request: its reply comes first).
 
         Raises `SessionEnded` (the session is over: open another), `ExecTimeout` (no reply in time: the
         session is closed), and the executor's `Cancelled` / `LeaseEnding` (nothing written, the session
@@ -84,7 +85,8 @@ class Session:
         if self.ended is not None:
             raise self._end_error(written=False)
         try:
-            self._ws.write_stdin(text)
+            if text:
+                self._ws.write_stdin(text)
         except Exception as exc:  # noqa: BLE001 - a websocket frame arrives whole or not at all
             self._end("broke", str(exc))
             raise self._end_error(written=False) from exc

@@ -74,5 +74,6 @@ def test_plan_of_the_seed_example_is_what_the_controller_runs(cluster, controlle
     controller()
     wait_for(lambda: wired(cluster, new), timeout=60, what="the new a wired")
     assert ran(sandbox, new)[:2] == planned(expected)
-    fdb = [line.split() for line in expected["execs"][1]["stdin"].splitlines() if line.startswith("append ")]
+    carried = expected["execs"][1]["argv"][5]  # the session's first request, carried by its opening
+    fdb = [line.split() for line in carried.splitlines() if line.startswith("append ")]
     assert [(op, dev, sorted(ips)) for op, dev, *ips in fdb] == [("append", "vxeth1", sorted([gw_ip, a_ip]))]

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from kube_vxlan_controller import agent
-from kube_vxlan_controller.agentsession import PACKED, ReplyError, packed, parse_reply, reply_end, request, session_argv
+from kube_vxlan_controller.agentsession import (CARRIED_MAX, PACKED, ReplyError, carried, packed, parse_reply, reply_end,
+                                                request, session_argv)
 
 LINK = "link add vxs0 type vxlan id 7 dev eth0 dstport 4789\nlink set vxs0 up\n"
 PEER = "fdb append 00:00:00:00:00:00 dev vxs0 dst 10.9.0.{}\n"
@@ -97,3 +98,30 @@ def test_the_session_script_runs_requests_in_order_and_never_a_body_cut_short(ne
         shell.kill()
         shell.wait()
     assert "vxs0" in netns(["ip", "link", "show"]).stdout, "the body cut short was not run"
+
+
+def test_an_opening_carries_a_packed_fdb_body_of_at_most_carried_max():
+    body = "".join(PEER.format(k) for k in range(1, 200))
+    assert carried("fdb", body) == "".join(line + "\n" for line in packed(body))
+    assert len(carried("fdb", body)) <= CARRIED_MAX and carried("fdb", body * 3) is None, "too long for a URL"
+    assert carried("state") is None and carried("links", LINK, body) is None
+    assert session_argv(5, (7, carried("fdb", body)))[3:] == ["kvc", "7", carried("fdb", body)]
+    with pytest.raises(ValueError):
+        carried("fdb", "fdb append x; reboot\n")
+
+
+@pytest.mark.root
+def test_the_session_script_runs_the_request_its_opening_carries_first_then_reads_its_stdin(netns):
+    name = netns(["ip", "netns", "identify"]).stdout.strip()
+    netns(["ip", "-batch", "-"], stdin=LINK)
+    many = [f"10.9.{k // 200 + 1}.{k % 200 + 1}" for k in range(199)]
+    body = "".join(PEER.replace("10.9.0.{}", ip) for ip in many)
+    bad = PEER.format(2).replace("vxs0", "vxs9")
+    for first, want in ((body, 0), (bad, 1)):
+        shell = subprocess.run(["ip", "netns", "exec", name, *session_argv(5, (1, carried("fdb", first)))],
+                               input=request(2, "state"), capture_output=True, text=True, timeout=30)
+        at = reply_end(1).search(shell.stdout).end()
+        reply = parse_reply(1, shell.stdout[:at])
+        assert reply.exit_code == want and shell.returncode == 0
+        assert agent.parse_state(parse_reply(2, shell.stdout[at:]).stdout).fdb["vxs0"] == set(many)
+    assert "Command failed -:1" in reply.stderr and "vxs9" in reply.stderr

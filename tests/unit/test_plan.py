@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from kube_vxlan_controller import agent, plan
-from kube_vxlan_controller.agentsession import request, session_argv
+from kube_vxlan_controller.agentsession import session_argv
 from kube_vxlan_controller.cli import main
 from kube_vxlan_controller.settings import Settings
 
@@ -52,8 +52,8 @@ def test_offline_plan_uses_the_controllers_own_commands_and_marks_the_peers():
     assert (init.container, init.argv, init.stdin) == ("vxlan-controller-agent-init", argv, batch)
     lines = (f"fdb append 00:00:00:00:00:00 dev vxeth1 dst {plan.PEER_PLACEHOLDER}\n"
              f"fdb append 00:00:00:00:00:00 dev vxeth2 dst {plan.PEER_PLACEHOLDER}\n")
-    assert (sidecar.argv, sidecar.stdin) == (session_argv(4), f"kvc 1 fdb\nappend vxeth1 {plan.PEER_PLACEHOLDER}\n"
-                                             f"append vxeth2 {plan.PEER_PLACEHOLDER}\n%\n"), "a session, its first request"
+    first = f"append vxeth1 {plan.PEER_PLACEHOLDER}\nappend vxeth2 {plan.PEER_PLACEHOLDER}\n"
+    assert (sidecar.argv, sidecar.stdin) == (session_argv(4, (1, first)), None), "a session carrying its first request"
     _, off = plan.make_plan("test", example_gw(), configmap, replace(SETTINGS, sessions="off"), None).execs
     assert (off.argv, off.stdin) == (["timeout", "4", "bridge", "-force", "-batch", "-"], lines)
     text = plan.render_text(p)
@@ -64,8 +64,7 @@ def test_online_peers_make_the_fdb_batch_in_the_controllers_order():
     configmap = plan.configmap_data(NETWORKS, "kube-vxlan-controller")
     p = plan.make_plan("test", example_gw(), configmap, SETTINGS,
                        {"vxeth1": {"10.0.0.10", "10.0.0.9"}, "vxeth2": set()})
-    assert p.execs[1].stdin == request(1, "fdb", "fdb append 00:00:00:00:00:00 dev vxeth1 dst 10.0.0.9\n"
-                                                "fdb append 00:00:00:00:00:00 dev vxeth1 dst 10.0.0.10\n")
+    assert p.execs[1].argv[3:] == ["kvc", "1", "append vxeth1 10.0.0.9 10.0.0.10\n"] and p.execs[1].stdin is None
     assert p.peers == {"vxeth1": ("10.0.0.9", "10.0.0.10"), "vxeth2": ()}
     assert "peers of vxeth2: none yet" in plan.render_text(p)
     alone = plan.make_plan("test", example_gw(), configmap, SETTINGS, {})

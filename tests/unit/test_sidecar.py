@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from kube_vxlan_controller.agentsession import reply_end
+from kube_vxlan_controller.agentsession import CARRIED_MAX, carried, packed, reply_end
 from kube_vxlan_controller.k8s.errors import ApiUnavailable, ExecTimeout, Forbidden
 from kube_vxlan_controller.k8s.sessions import SessionEnded
 from kube_vxlan_controller.metrics import Metrics
@@ -25,6 +25,8 @@ class Session:
         self.end_after, self.silent, self.garbled = end_after, silent, garbled
         self.replies, self.ended, self.why = 0, None, "open"
         self.asked: list[str] = []
+        #: the header of the request its opening carried (`agentsession.carried`)
+        self.carried: str | None = None
 
     def ask(self, text, end, *, deadline):
         if self.end_after is not None and self.replies >= self.end_after:
@@ -33,8 +35,9 @@ class Session:
         if self.silent:
             self.ended = "timeout"
             raise ExecTimeout("no reply")
-        self.asked.append(text.split("\n", 1)[0])
-        ident = int(text.split()[1])
+        header = text.split("\n", 1)[0] if text else f"{self.carried} (carried)"
+        self.asked.append(header)
+        ident = int(header.split()[1])
         self.replies += 1
         return "garbage\n" if self.garbled else f"\n--kvc-err-- {ident}\n\n--kvc-end-- {ident} 0\n"
 
@@ -54,7 +57,11 @@ class Executor:
         if self.refuse is not None:
             raise self.refuse
         self.opened += 1
-        return self.sessions.pop(0)
+        session = self.sessions.pop(0)
+        if len(argv) > 3:  # sh -c SCRIPT kvc ID BODY
+            assert argv[3] == "kvc" and argv[5].endswith("\n")
+            session.carried = f"kvc {argv[4]} fdb"
+        return session
 
     def run(self, namespace, pod, container, argv, *, stdin=None, suspect=False):
         self.execs.append(argv)
@@ -82,11 +89,23 @@ def test_the_first_request_opens_the_session_and_the_next_cost_no_exec():
     executor = Executor(session)
     side, metrics = sidecar(executor)
     assert [side.ask(POD, "fdb", FDB)[1], side.ask(POD, "links", LINKS, FDB)[1], side.ask(POD, "state")[1]] == [1, 0, 0]
-    assert session.asked == ["kvc 1 fdb", "kvc 2 links", "kvc 3 state"] and executor.execs == []
+    assert session.asked == ["kvc 1 fdb (carried)", "kvc 2 links", "kvc 3 state"] and executor.execs == []
     assert sample(metrics, "kvc_sessions_open") == 1 and sample(metrics, "kvc_session_requests_total") == 3
     side.close()
     assert sample(metrics, "kvc_sessions_open") == 0
     assert sample(metrics, "kvc_session_ends_total", reason="closed by us") == 1
+
+
+def test_an_opening_carries_an_fdb_request_of_up_to_carried_max_packed_and_no_other():
+    many = "".join(FDB.replace("10.0.0.2", f"10.1.{k // 250}.{k % 250 + 1}") for k in range(400))
+    first, second, third = Session(end_after=1), Session(end_after=1), Session()
+    side, _ = sidecar(Executor(first, second, third))
+    side.ask(POD, "state")
+    side.ask(POD, "fdb", many)
+    side.ask(POD, "fdb", many[:len(many) // 2])
+    assert (first.asked, second.asked, third.asked) == (["kvc 1 state"], ["kvc 3 fdb"], ["kvc 5 fdb (carried)"])
+    assert carried("fdb", many) is None and len("".join(packed(many))) > CARRIED_MAX
+    assert len(carried("fdb", many[:len(many) // 2])) <= CARRIED_MAX and carried("state") is None
 
 
 def test_a_session_found_ended_is_replaced_and_the_request_goes_over_the_new_one():
@@ -95,7 +114,7 @@ def test_a_session_found_ended_is_replaced_and_the_request_goes_over_the_new_one
     side, metrics = sidecar(executor)
     side.ask(POD, "state")
     assert side.ask(POD, "fdb", FDB)[1] == 1, "one exec: the new session"
-    assert new.asked == ["kvc 3 fdb"] and side.fallback is None and executor.execs == []
+    assert new.asked == ["kvc 3 fdb (carried)"] and side.fallback is None and executor.execs == []
     assert sample(metrics, "kvc_session_ends_total", reason="closed") == 1 and sample(metrics, "kvc_sessions_open") == 1
 
 
