@@ -4,7 +4,8 @@
                               [--scenarios burst,joins,churn,idle] [--tls] [--out DIR]
 
 Every scenario runs for each contender in the order given, then for the session oracle when asked for,
-then for the oracle, each on a fresh sandbox and on the same sizes and rates; the sandbox, the poller and
+then for the oracle, each on a fresh sandbox and on the same sizes and rates, the order rotated by one
+from each scenario to the next (`rotated`); the sandbox, the poller and
 the contestant are processes of their own (see run.py). Prints a progress line every few seconds, then
 the table on stdout (one column per contestant); writes DIR/bench.json (every figure, one entry per
 contestant) and DIR/bench.png (one panel per scenario, when matplotlib is installed: the `bench` extra).
@@ -115,6 +116,17 @@ def _terminate(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def rotated(contestants: list, by: int) -> list:
+    """The contestants' order for the scenario at index `by`: the given order, rotated by `by`.
+
+    A run's place in the order counts: on 2 cores, the same controller ran a burst of 200 about 1 s slower
+    (of 7-9 s) in the place after another controller than in the first place, in 4 of 5 benches of 1-3
+    rounds each (2026-12-04; the cause was not found). Rotating the order gives each contestant each place
+    in turn, so repeated scenarios (`--burst-pods 200,200,200,200`) compare them on equal terms."""
+    n = by % len(contestants)
+    return contestants[n:] + contestants[:n]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if os.geteuid() != 0:
@@ -142,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             entry = {"kind": scenario.kind, "name": scenario.name, "params": dataclasses.asdict(scenario),
                      "minimal": scenario.minimal, "runs": {}}
             doc["scenarios"].append(entry)
-            for contestant in contestants:
+            for contestant in rotated(contestants, i):
                 label = f"{scenario.name} | {contestant.name}"
                 print(f"bench: {label}", file=sys.stderr, flush=True)
                 try:

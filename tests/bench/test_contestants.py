@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import contenders, parser, scenarios
+from bench.__main__ import contenders, parser, rotated, scenarios
 from bench.contestants import DEFAULT_CONTROLLER, DEFAULT_NAME, Contender, Oracle
 from bench.report import rows, table
 from bench.scenarios import Burst
@@ -27,6 +27,11 @@ def test_controller_stays_the_single_contender_and_comes_before_named_ones():
     assert [c.name for c in chosen("--controller", "other run {kubeconfig}")] == [DEFAULT_NAME]
     assert [(c.name, c.template) for c in chosen("--controller", "x {kubeconfig}", "--contender", "b=y")] == [
         (DEFAULT_NAME, "x {kubeconfig}"), ("b", "y")]
+
+
+def test_each_scenario_rotates_the_order_so_every_contestant_takes_every_place():
+    orders = [rotated(["a", "b", "oracle"], i) for i in range(4)]
+    assert orders == [["a", "b", "oracle"], ["b", "oracle", "a"], ["oracle", "a", "b"], ["a", "b", "oracle"]]
 
 
 def test_named_contenders_keep_their_order_and_default_expands_to_the_default_template():
