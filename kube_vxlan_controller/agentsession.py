@@ -17,6 +17,10 @@ It reads requests from stdin, one after the other, and answers each on stdout:
 
     reply: the command's stdout, then "\\n--kvc-err-- ID\\n", its stderr, "\\n--kvc-end-- ID EXIT\\n"
 
+The opening may carry the first request, an fdb one of up to `CARRIED_MAX` characters packed, in its
+argv: `sh -c SCRIPT kvc ID BODY` (`carried`, `session_argv`). The shell runs it before it reads its
+stdin, so its reply comes first, and its body is not read a byte at a time.
+
 An fdb body goes packed: `OP DEV IP [IP …]` a line (`append` or `del`, up to `PACKED` peers), which the
 shell expands into the batch lines `fdb OP 00:00:00:00:00:00 dev DEV dst IP`, one per IP, in order (so
 bridge's "Command failed -:N" still names the Nth entry). The shell reads its stdin one byte per `read`
