@@ -74,13 +74,15 @@ class Session:
 
     def ask(self, text: str, end: re.Pattern[str], *, deadline: float) -> str:
         """Write `text`, then read stdout until `end` matches; return what was read up to the match's end.
-        An empty `text` writes nothing (the command was started with the request: its reply comes first).
+        An empty `text` writes nothing: the command was started with the request (after the executor's
+        checks), and its reply comes first.
 
         Raises `SessionEnded` (the session is over: open another), `ExecTimeout` (no reply in time: the
         session is closed), and the executor's `Cancelled` / `LeaseEnding` (nothing written, the session
         stays open)."""
         if self.ended is None:
-            self._admit(f"request in the session in {self.where}", deadline)
+            if text:  # else the opening carried the request: it was admitted then, and runs already
+                self._admit(f"request in the session in {self.where}", deadline)
             self._read(0)
         if self.ended is not None:
             raise self._end_error(written=False)

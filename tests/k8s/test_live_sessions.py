@@ -12,7 +12,7 @@ import time
 import pytest
 
 from kube_vxlan_controller import agent
-from kube_vxlan_controller.agentsession import parse_reply, reply_end, request, session_argv
+from kube_vxlan_controller.agentsession import carried, parse_reply, reply_end, request, session_argv
 from kube_vxlan_controller.k8s.errors import ExecTimeout, LeaseEnding
 from kube_vxlan_controller.k8s.execs import Executor
 from kube_vxlan_controller.k8s.pods import INIT_AGENT_CONTAINER as CONTAINER
@@ -142,6 +142,25 @@ def test_a_deposed_leader_writes_nothing_into_a_session_and_closes_it_once_its_f
         session.close()
     [opened] = [e for e in sandbox.execs() if e["pod"] == "p1"]
     assert re.findall(r"kvc \d+ \w+", opened["stdin"]) == ["kvc 1 state"]
+
+
+def test_a_request_the_opening_carried_is_answered_though_the_fence_came_near_since(sandbox, cluster,
+                                                                                    running_pod):
+    running_pod("p1")
+    fence = [time.monotonic() + 60]
+    executor = Executor(cluster, fence=lambda: fence[0])
+    netns_link = executor.run("default", "p1", CONTAINER, ["ip", "-batch", "-"], stdin=LINK)
+    assert netns_link.exit_code == 0, netns_link.stderr
+    session = executor.open_session("default", "p1", CONTAINER, session_argv(5, (1, carried("fdb", PEER.format(2)))))
+    try:
+        fence[0] = time.monotonic() + 2  # admitted when it was opened; a new request now would not be
+        assert parse_reply(1, session.ask("", reply_end(1), deadline=5)).exit_code == 0
+        with pytest.raises(LeaseEnding):
+            ask(session, 2, "state")
+    finally:
+        session.close()
+    [_, opened] = [e for e in sandbox.execs() if e["pod"] == "p1"]
+    assert opened["argv"][3:] == ["kvc", "1", "append vxs0 10.9.0.2\n"] and opened["stdin"] == ""
 
 
 def test_a_session_whose_client_left_ends_in_the_pod(sandbox, cluster, running_pod):
