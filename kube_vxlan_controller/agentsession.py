@@ -56,7 +56,9 @@ the addresses it splits a packed line into are words, nothing more.
 
 from __future__ import annotations
 
+import itertools
 import re
+from typing import Iterable, TypeVar
 
 from .agent import _BATCH_LINE, ZERO_MAC, state_script, with_timeout
 from .model import ExecResult
@@ -75,6 +77,7 @@ _HEREDOC = "KVC"
 _FDB_LINE = re.compile(rf"fdb (append|del) {ZERO_MAC} dev ([A-Za-z0-9_.-]{{1,15}}) dst ([0-9A-Fa-f.:]{{2,45}})")
 #: peers on one packed line of an fdb body
 PACKED = 32
+K = TypeVar("K")
 #: the longest packed fdb body a session's opening carries in its argv, which goes in the URL of the exec
 #: request (URL-encoded, with the script: under 6 kB, within the 8 kB request line common proxies allow)
 CARRIED_MAX = 4096
@@ -138,24 +141,25 @@ def request(ident: int, kind: str, *bodies: str) -> str:
 def packed(body: str) -> list[str]:
     """An fdb batch's lines packed (see the module docstring): consecutive lines of one change and one
     interface share a line, up to `PACKED` IPs. Raises ValueError for any other line."""
-    lines: list[str] = []
-    run: tuple[str, str] | None = None
-    ips: list[str] = []
+    entries: list[tuple[tuple[str, str], str]] = []
+    checked = None  # the interface name checked last (`is_ifname`, once a run of lines)
     for line in body.splitlines():
         match = _FDB_LINE.fullmatch(line)
-        if match is None:
+        if match is None or (match[2] != checked and not is_ifname(match[2])):
             raise ValueError(f"not an fdb batch line: {line[:80]!r}")
-        op, dev, ip = match.groups()
-        if (op, dev) != run or len(ips) == PACKED:
-            if ips:
-                lines.append(" ".join((*run, *ips)))
-            if not is_ifname(dev):
-                raise ValueError(f"not an fdb batch line: {line[:80]!r}")
-            run, ips = (op, dev), []
-        ips.append(ip)
-    if ips:
-        lines.append(" ".join((*run, *ips)))
-    return lines
+        op, checked, ip = match.groups()
+        entries.append(((op, checked), ip))
+    return [" ".join((*run, *ips)) for run, ips in runs(entries)]
+
+
+def runs(entries: Iterable[tuple[K, str]], size: int = PACKED) -> list[tuple[K, tuple[str, ...]]]:
+    """(key, value) entries as runs of one key, up to `size` values each, in order: an fdb body's packed
+    lines (key: change and interface), and the log lines of a sync's fdb changes (`podexec`)."""
+    out: list[tuple[K, tuple[str, ...]]] = []
+    for key, group in itertools.groupby(entries, key=lambda entry: entry[0]):
+        values = tuple(value for _, value in group)
+        out += [(key, values[at:at + size]) for at in range(0, len(values), size)]
+    return out
 
 
 def reply_end(ident: int) -> re.Pattern[str]:

@@ -21,12 +21,12 @@ the executor's deadline).
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 from loguru import logger
 
 from . import agent
+from .agentsession import runs
 from .k8s.errors import PodGone
 from .k8s.execs import OK
 from .model import ExecResult, Pod
@@ -130,22 +130,6 @@ def read_state(run: PodExec) -> agent.State:
     return agent.parse_state(run.ask("state").stdout)
 
 
-#: peers named on one log line of fdb changes
-LOGGED = 32
-
-
-def logged_runs(entries: tuple[tuple[str, str], ...]) -> list[tuple[str, tuple[str, ...]]]:
-    """(device, IP) entries as the log lines that name them: runs of one device, up to `LOGGED` IPs each,
-    in order. One line per peer cost a burst of 200 pods 40 000 lines and 0.5-0.75 s of the controller's
-    CPU at INFO (docs/operating.md); a line stays short enough for any log pipeline (about 1.5 kB at most,
-    with IPv6 peers)."""
-    runs: list[tuple[str, tuple[str, ...]]] = []
-    for dev, group in itertools.groupby(entries, key=lambda entry: entry[0]):
-        ips = tuple(ip for _, ip in group)
-        runs += [(dev, ips[at:at + LOGGED]) for at in range(0, len(ips), LOGGED)]
-    return runs
-
-
 @dataclass(frozen=True, slots=True)
 class Converged:
     """What `converge` did: the pod's state as it now is, and what changed in its links."""
@@ -186,8 +170,11 @@ def converge(run: PodExec, specs: tuple[NetworkSpec, ...], peers: dict[str, froz
         how = "link replaced" if name in links.replaced else "changed in place"
         logger.info("pod {} network {}: interface {} {}: {}", pod.key, networks[name], name, how,
                     ", ".join(map(str, diffs)))
+    # A line per interface and packed line's worth of peers (`agentsession.runs`), not a line per peer: one
+    # per peer cost a burst of 200 pods 40 000 lines and 0.5-0.75 s of the controller's CPU at INFO
+    # (docs/operating.md); a line stays under about 1.5 kB.
     for change, entries in (("+=", diff.add), ("-=", diff.delete)):
-        for dev, ips in logged_runs(entries):
+        for dev, ips in runs(entries):
             logger.info("pod {} network {}: fdb {} {} on {}", pod.key, networks.get(dev, "?"), change,
                         " ".join(ips), dev)
     kept = {name: link for name, link in state.links.items() if name not in links.removed}

@@ -11,7 +11,7 @@ import pytest
 from loguru import logger
 
 from kube_vxlan_controller import logs
-from kube_vxlan_controller.podexec import LOGGED, logged_runs
+from kube_vxlan_controller.agentsession import PACKED, runs
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_urllib3_retry_warnings_only_at_debug():
 
 def test_fdb_changes_are_logged_a_line_per_interface_and_up_to_32_peers_in_order():
     entries = tuple(("vx0", f"10.0.0.{k}") for k in range(1, 71)) + (("vx1", "fd00::1"), ("vx1", "10.0.1.1"))
-    runs = logged_runs(entries)
-    assert [(dev, len(ips)) for dev, ips in runs] == [("vx0", LOGGED), ("vx0", LOGGED), ("vx0", 70 - 2 * LOGGED),
-                                                      ("vx1", 2)]
-    assert [ip for _, ips in runs for ip in ips] == [ip for _, ip in entries] and logged_runs(()) == []
+    lines = runs(entries)
+    assert [(dev, len(ips)) for dev, ips in lines] == [("vx0", PACKED), ("vx0", PACKED), ("vx0", 70 - 2 * PACKED),
+                                                       ("vx1", 2)]
+    assert [ip for _, ips in lines for ip in ips] == [ip for _, ip in entries] and runs(()) == []
