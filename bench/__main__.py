@@ -121,8 +121,9 @@ def rotated(contestants: list, by: int) -> list:
 
     A run's place in the order counts: on 2 cores, a controller ran a burst of 200 up to 1 s slower (of
     7-9 s) in the place right after another controller than in the first place, in 4 of 5 benches with two
-    contenders, 3 of them the same controller twice (2026-12-04; the cause was not found). Rotating the order gives each contestant each place
-    in turn, so repeated scenarios (`--burst-pods 200,200,200,200`) compare them on equal terms."""
+    contenders, 3 of them the same controller twice (2026-12-04; the cause was not found). Rotating the
+    order gives each contestant each place in turn, so repeated scenarios (`--burst-pods
+    200,200,200,200`) compare them on equal terms."""
     n = by % len(contestants)
     return contestants[n:] + contestants[:n]
 

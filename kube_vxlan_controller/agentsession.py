@@ -32,10 +32,10 @@ bench.sessionscript`).
 A body ends with a line `%`, which no batch line can be (`agent._BATCH_LINE`). The fdb batch's stderr
 goes straight to the session's stdout, between the reply's two markers (its lines print nothing on
 stdout); the other commands' stderr is collected in the shell (`2>&1 >&3` in a command substitution)
-and sent on stdout after their stdout. Either way a reply is one ordered stream: the API
-server forwards stdout and stderr on separate channels with no order between them. A body cut short
-(stdin ended before its `%`: the client went away mid-request) is never run: the shell exits. The shell
-exits at stdin's end, so a session its client left ends by itself.
+and sent on stdout after their stdout. Either way a reply is one ordered stream: the API server forwards
+stdout and stderr on separate channels with no order between them. A body cut short (stdin ended before
+its `%`: the client went away mid-request) is never run: the shell exits. The shell exits at stdin's
+end, so a session its client left ends by itself.
 
 The `links` and `state` commands run under `timeout N`: the state read writes the session's stdout, and
 blocks when the stream stalls, so a command left blocked there cannot hold the shell past the client's
